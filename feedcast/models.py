@@ -1,0 +1,168 @@
+"""The shared models: the only values that cross folder boundaries.
+
+``sources/`` turns bytes into :class:`ParseResult` (a list of :class:`Item`),
+the store keeps them, later stages render them. Everything here is a frozen
+dataclass: cheap to create, safe to share between threads.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+__all__ = [
+    "Availability",
+    "EventKind",
+    "FeedLink",
+    "Item",
+    "Media",
+    "ParseResult",
+    "SourceKind",
+    "Variant",
+]
+
+
+class SourceKind(enum.StrEnum):
+    FEED = "feed"
+    PAGE = "page"
+    CATALOGUE = "catalogue"
+
+
+class Availability(enum.StrEnum):
+    IN_STOCK = "in_stock"
+    OUT_OF_STOCK = "out_of_stock"
+    PREORDER = "preorder"
+    BACKORDER = "backorder"
+
+
+class EventKind(enum.StrEnum):
+    NEW = "new"
+    CHANGED = "changed"
+    PRICE_DROP = "price_drop"
+    BACK_IN_STOCK = "back_in_stock"
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    """An image, video, audio or file attached to an item (enclosure, media:content...)."""
+
+    url: str
+    medium: str = "image"  # image | video | audio | file
+    type: str | None = None  # MIME type when known
+    length: int | None = None  # bytes, when the source says
+    width: int | None = None
+    height: int | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One purchasable variant of a product (size, colour...)."""
+
+    id: str
+    title: str | None = None
+    sku: str | None = None
+    gtin: str | None = None
+    price: Decimal | None = None
+    sale_price: Decimal | None = None
+    availability: str | None = None
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One entry of a source: a post, an episode, a product.
+
+    ``key`` is the stable identity inside its source (guid / id, else canonical link,
+    else a content hash); see :func:`sources._common.item_key`.
+    HTML fields (``summary``, ``content``) are kept as the source gave them
+    (lossless); channels sanitise when they render.
+    """
+
+    key: str
+    title: str | None = None
+    url: str | None = None
+    summary: str | None = None
+    content: str | None = None
+    image: str | None = None
+    media: tuple[Media, ...] = ()
+    author: str | None = None
+    published: datetime | None = None  # timezone-aware UTC
+    updated: datetime | None = None  # timezone-aware UTC
+    tags: tuple[str, ...] = ()
+    # products
+    price: Decimal | None = None  # regular price
+    sale_price: Decimal | None = None  # current price when on sale
+    currency: str | None = None  # ISO 4217
+    availability: str | None = None  # an Availability value
+    sku: str | None = None
+    gtin: str | None = None
+    mpn: str | None = None
+    brand: str | None = None
+    group_id: str | None = None  # Merchant item_group_id / parent product
+    variants: tuple[Variant, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def effective_price(self) -> Decimal | None:
+        """What a buyer pays now: the sale price when there is one."""
+        return self.sale_price if self.sale_price is not None else self.price
+
+    def content_hash(self) -> str:
+        """A digest of everything a subscriber could see; changes mean 'changed'."""
+        payload = {
+            "title": self.title,
+            "url": self.url,
+            "summary": self.summary,
+            "content": self.content,
+            "image": self.image,
+            "media": [m.url for m in self.media],
+            "price": _str_or_none(self.price),
+            "sale_price": _str_or_none(self.sale_price),
+            "currency": self.currency,
+            "availability": self.availability,
+            "variants": [
+                [v.id, _str_or_none(v.price), _str_or_none(v.sale_price), v.availability]
+                for v in self.variants
+            ],
+        }
+        raw = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.blake2b(raw.encode("utf-8"), digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class FeedLink:
+    """A feed advertised by a page (``<link rel="alternate" type="application/rss+xml">``)."""
+
+    url: str
+    type: str  # rss | atom | json
+    title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParseResult:
+    """What a parser made of one document. Parsers never raise on messy input:
+    they return what they could with ``warnings`` saying what was wrong
+    (feedparser's *bozo* idea)."""
+
+    kind: SourceKind
+    format: str  # rss20, atom10, rdf, jsonfeed, merchant-rss, shopify-json, sitemap, html...
+    items: tuple[Item, ...] = ()
+    title: str | None = None
+    link: str | None = None  # the site the document belongs to
+    warnings: tuple[str, ...] = ()
+    # further documents of the same source to fetch and merge: pagination
+    # (Shopify, WooCommerce) and child sitemaps of a sitemap index
+    next_urls: tuple[str, ...] = ()
+    # feeds a page advertises (autodiscovery); empty for non-pages
+    feeds: tuple[FeedLink, ...] = ()
+
+
+def _str_or_none(value: Decimal | None) -> str | None:
+    return None if value is None else format(value.normalize(), "f")

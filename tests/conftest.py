@@ -1,0 +1,80 @@
+"""Shared fixtures: the corpus, and a guard that refuses any network beyond loopback."""
+
+from __future__ import annotations
+
+import csv
+import ipaddress
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+DATA = HERE / "data"
+CORPUS = DATA / "corpus"
+# The full shared corpus sits beside the clone on developer and CI machines; files under
+# licences we may not redistribute are tested from there (and mirrored by our own fixtures).
+SHARED_CORPUS = Path(os.environ.get("FEEDCAST_SHARED_CORPUS", HERE.parent.parent / "shared" / "corpus"))
+
+os.environ.setdefault("FEEDCAST_ALLOW_PRIVATE_NETWORKS", "1")
+
+
+@dataclass(frozen=True)
+class CorpusFile:
+    path: Path
+    name: str  # e.g. feeds/spiegel_de.xml
+    kind: str  # feeds | catalogues | pages
+    format: str
+    license: str
+    notes: str
+
+
+def load_manifest(root: Path) -> list[CorpusFile]:
+    manifest = root / "MANIFEST.tsv"
+    if not manifest.exists():
+        return []
+    with manifest.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    return [
+        CorpusFile(root / r["file"], r["file"], r["kind"], r["format"], r["license_of_repo"], r["notes"])
+        for r in rows
+    ]
+
+
+def _is_loopback(address: object) -> bool:
+    if isinstance(address, tuple) and address:
+        host = address[0]
+    elif isinstance(address, str | bytes):
+        return True  # AF_UNIX path
+    else:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tests talk to loopback only: emulators and local servers, never the internet."""
+
+    def guarded_connect(self: socket.socket, address: object) -> None:
+        if not _is_loopback(address):
+            raise RuntimeError(f"test tried to reach the network: {address!r}")
+        _real_connect(self, address)  # type: ignore[arg-type]
+
+    def guarded_connect_ex(self: socket.socket, address: object) -> int:
+        if not _is_loopback(address):
+            raise RuntimeError(f"test tried to reach the network: {address!r}")
+        return _real_connect_ex(self, address)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded_connect_ex)
+    yield
