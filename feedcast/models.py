@@ -12,12 +12,14 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 __all__ = [
     "Availability",
+    "PollOutcome",
+    "Source",
     "EventKind",
     "FeedLink",
     "Item",
@@ -166,3 +168,69 @@ class ParseResult:
 
 def _str_or_none(value: Decimal | None) -> str | None:
     return None if value is None else format(value.normalize(), "f")
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A registered content source, as the store keeps it."""
+
+    id: int
+    name: str
+    url: str  # what we poll (a discovered feed replaces a page URL)
+    kind: str | None = None  # SourceKind value; None until detected
+    format: str | None = None
+    site_url: str | None = None  # the page a feed was discovered on
+    title: str | None = None
+    every: timedelta = timedelta(minutes=15)
+    backfill: int = 0
+    selectors: Mapping[str, str] | None = None
+    status: str = "active"  # active | paused | gone
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    error_count: int = 0
+    last_error: str | None = None
+    last_status: int | None = None
+    last_polled_at: datetime | None = None
+    last_success_at: datetime | None = None
+    next_poll_at: datetime | None = None
+    baseline_done: bool = False
+    created_at: datetime | None = None
+    item_count: int = 0
+    # sitemap catalogues: item key -> lastmod already stored, so only new or
+    # changed product pages are fetched; loaded by the store on demand
+    known: Mapping[str, datetime | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    """What one poll of one source produced; the store turns it into rows."""
+
+    source_id: int
+    url: str  # the URL requested
+    started_at: datetime
+    duration: float  # seconds
+    outcome: str  # ok | not_modified | unchanged | error | gone | rate_limited | blocked
+    status: int | None = None  # HTTP status of the main document
+    items: tuple[Item, ...] | None = None  # None when nothing was parsed
+    kind: str | None = None
+    format: str | None = None
+    title: str | None = None
+    link: str | None = None
+    warnings: tuple[str, ...] = ()
+    error: str | None = None
+    bytes: int = 0  # body bytes after decompression, all documents of this poll
+    documents: int = 0  # HTTP requests made
+    sent_etag: str | None = None
+    sent_last_modified: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    new_url: str | None = None  # permanent redirect or discovered feed
+    site_url: str | None = None
+    retry_after: float | None = None
+    backlog: int = 0  # product pages of a sitemap left for the next poll
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome in {"ok", "not_modified", "unchanged"}

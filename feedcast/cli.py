@@ -1,0 +1,424 @@
+"""The ``feedcast`` command line.
+
+Every command takes the global ``--db PATH`` (env ``FEEDCAST_DB``); every list/show
+command takes ``--format table|json``. A user's mistake prints one line on stderr
+and exits 2; a busy or broken database exits 1; never a traceback for either.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from feedcast import watch
+from feedcast.errors import FeedcastError, UserError
+from feedcast.models import Source
+from feedcast.store import PollSummary, Store, default_db_path
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="feedcast",
+    help="Turn feeds, blogs and product catalogues into messaging campaigns, recorded in DuckDB.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+source_app = typer.Typer(help="Register and manage content sources.", no_args_is_help=True)
+app.add_typer(source_app, name="source")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+
+
+class SqlFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class State:
+    db: Path = default_db_path()
+
+    @classmethod
+    def store(cls) -> Store:
+        return Store(cls.db)
+
+
+FormatOpt = Annotated[Format, typer.Option("--format", help="Output format.")]
+
+
+@app.callback()
+def _root(
+    db: Annotated[
+        Path,
+        typer.Option("--db", envvar="FEEDCAST_DB", help="DuckDB file holding feedcast's data."),
+    ] = Path("feedcast.duckdb"),
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each fetch.")] = False,
+) -> None:
+    State.db = db
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+# --------------------------------------------------------------------------- output helpers
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return int(value.total_seconds())
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _print_json(value: Any) -> None:
+    out.print_json(json.dumps(_plain(value), ensure_ascii=False), highlight=False)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, timedelta):
+        return _human_duration(value)
+    return str(_plain(value))
+
+
+def _human_duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
+    table = Table(title=title, show_lines=False, header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(_cell(v) for v in row))
+    out.print(table)
+
+
+def _source_dict(s: Source) -> dict[str, Any]:
+    data = asdict(s)
+    data.pop("known", None)
+    data["every"] = _human_duration(s.every)
+    return data
+
+
+# --------------------------------------------------------------------------- sources
+
+
+@source_app.command("add")
+def source_add(
+    name: Annotated[str, typer.Argument(help="A short unique name, e.g. 'blog'.")],
+    url: Annotated[str, typer.Argument(help="Feed, page or catalogue URL.")],
+    kind: Annotated[str, typer.Option("--kind", help="auto, feed, page or catalogue.")] = "auto",
+    every: Annotated[str, typer.Option("--every", help="Poll interval: 90s, 15m, 2h, 1d.")] = "15m",
+    backfill: Annotated[int, typer.Option("--backfill", help="Count the newest N items as new.")] = 0,
+    selector: Annotated[
+        list[str] | None,
+        typer.Option("--selector", help="CSS selector for pages: item=..., title=..., link=... (repeatable)."),
+    ] = None,
+    no_fetch: Annotated[bool, typer.Option("--no-fetch", help="Register only; `poll` takes the baseline.")] = False,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Register a source and take its baseline (existing items do not count as new)."""
+    selectors = _parse_selectors(selector or [])
+    source, summary = watch.add_source(
+        State.store(),
+        name,
+        url,
+        kind=kind,
+        every=watch.parse_duration(every, minimum=timedelta(seconds=30)),
+        backfill=backfill,
+        selectors=selectors,
+        fetch=not no_fetch,
+    )
+    if fmt == Format.json:
+        _print_json({"source": _source_dict(source), "poll": asdict(summary) if summary else None})
+        return
+    if summary is None:
+        out.print(f"added [bold]{source.name}[/]: {source.url} (not fetched yet)")
+    elif summary.error:
+        out.print(f"added [bold]{source.name}[/]: {source.url}")
+        err.print(f"warning: first fetch failed: {summary.error} (will retry)")
+    else:
+        detail = f"{source.kind}" + (f" ({source.format})" if source.format else "")
+        backfilled = f", {summary.new} counted as new (--backfill)" if summary.new else ""
+        out.print(f"added [bold]{source.name}[/]: {detail}, {summary.items} items in baseline{backfilled}")
+        if source.site_url:
+            out.print(f"  feed discovered on {source.site_url}: {source.url}")
+
+
+def _parse_selectors(values: Sequence[str]) -> dict[str, str] | None:
+    selectors: dict[str, str] = {}
+    for value in values:
+        key, sep, css = value.partition("=")
+        if not sep or not key.strip() or not css.strip():
+            raise UserError(f"invalid --selector {value!r}: expected FIELD=CSS, e.g. item=article.post")
+        selectors[key.strip()] = css.strip()
+    return selectors or None
+
+
+@source_app.command("list")
+def source_list(fmt: FormatOpt = Format.table) -> None:
+    """List sources with their health."""
+    sources = State.store().list_sources()
+    if fmt == Format.json:
+        _print_json([_source_dict(s) for s in sources])
+        return
+    if not sources:
+        out.print("no sources yet: add one with `feedcast source add NAME URL`")
+        return
+    _table(
+        ["name", "kind", "status", "every", "items", "last poll", "next poll", "errors", "last error", "url"],
+        [
+            [
+                s.name,
+                s.kind or "?",
+                s.status,
+                s.every,
+                s.item_count,
+                s.last_polled_at,
+                s.next_poll_at,
+                s.error_count or "",
+                s.last_error,
+                s.url,
+            ]
+            for s in sources
+        ],
+    )
+
+
+@source_app.command("show")
+def source_show(name: str, fmt: FormatOpt = Format.table) -> None:
+    """Show one source."""
+    source = State.store().get_source(name)
+    data = _source_dict(source)
+    if fmt == Format.json:
+        _print_json(data)
+        return
+    _table(["field", "value"], [[k, v] for k, v in data.items()], title=f"source {name}")
+
+
+@source_app.command("remove")
+def source_remove(name: str) -> None:
+    """Remove a source with its items and fetch log."""
+    removed = State.store().remove_source(name)
+    out.print(f"removed {name} ({removed} items)")
+
+
+@source_app.command("pause")
+def source_pause(name: str) -> None:
+    """Stop polling a source (its items stay)."""
+    State.store().set_source_status(name, "paused")
+    out.print(f"paused {name}")
+
+
+@source_app.command("resume")
+def source_resume(name: str) -> None:
+    """Poll a paused or failing source again, starting now."""
+    State.store().set_source_status(name, "active")
+    out.print(f"resumed {name}")
+
+
+@source_app.command("import-opml")
+def source_import_opml(
+    file: Annotated[Path, typer.Argument(help="An OPML file (e.g. exported from a feed reader).")],
+    every: Annotated[str, typer.Option("--every", help="Poll interval for the imported feeds.")] = "15m",
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Register every feed of an OPML file; the next `poll` takes their baselines."""
+    result = watch.import_opml(
+        State.store(), file, every=watch.parse_duration(every, minimum=timedelta(seconds=30))
+    )
+    if fmt == Format.json:
+        _print_json(asdict(result))
+        return
+    out.print(f"imported {len(result.added)} sources" + (f", skipped {len(result.skipped)}" if result.skipped else ""))
+    for name in result.added:
+        out.print(f"  + {name}")
+    for skipped in result.skipped:
+        out.print(f"  = {skipped} (already registered)")
+
+
+# --------------------------------------------------------------------------- poll and items
+
+
+@app.command("poll")
+def poll_command(
+    names: Annotated[list[str] | None, typer.Argument(help="Sources to poll (default: all due).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Poll now, whatever the schedule.")] = False,
+    deadline: Annotated[float | None, typer.Option("--deadline", help="Stop after this many seconds.")] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Fetch due sources and record new and changed items."""
+    store = State.store()
+    show_progress = fmt == Format.table and err.is_terminal
+    with Progress(
+        TextColumn("polling"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[last]}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not show_progress,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("poll", total=None, last="")
+
+        def on_due(count: int) -> None:
+            bar.update(task, total=count)
+
+        def on_result(summary: PollSummary) -> None:
+            bar.update(task, advance=1, last=summary.source)
+
+        summaries = watch.poll(
+            store, names or None, force=force, deadline=deadline, on_due=on_due, progress=on_result
+        )
+    if fmt == Format.json:
+        _print_json([asdict(s) for s in summaries])
+        return
+    if not summaries:
+        out.print("nothing due (use --force to poll anyway)")
+        return
+    _table(
+        ["source", "outcome", "items", "new", "changed", "note"],
+        [
+            [s.source, s.outcome, s.items, s.new, s.changed, s.error or ("baseline" if s.baseline else "")]
+            for s in summaries
+        ],
+    )
+    failed = sum(1 for s in summaries if s.error)
+    new = sum(s.new for s in summaries)
+    changed = sum(s.changed for s in summaries)
+    out.print(f"{len(summaries)} polled, {new} new, {changed} changed, {failed} failed")
+
+
+@app.command("items")
+def items_command(
+    source: Annotated[str | None, typer.Option("--source", help="Only this source.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="How many, newest first.")] = 20,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Show the newest items."""
+    if limit < 1:
+        raise UserError("--limit must be at least 1")
+    rows = State.store().items(source, limit)
+    if fmt == Format.json:
+        _print_json(rows)
+        return
+    _table(
+        ["id", "source", "title", "published", "price", "availability", "url"],
+        [
+            [
+                r["id"],
+                r["source"],
+                r["title"],
+                r["published_at"],
+                f"{r['sale_price'] or r['price']} {r['currency'] or ''}".strip() if r["price"] else "",
+                r["availability"],
+                r["url"],
+            ]
+            for r in rows
+        ],
+    )
+
+
+@app.command("sql")
+def sql_command(
+    query: Annotated[str, typer.Argument(help="One SQL statement (read-only).")],
+    fmt: Annotated[SqlFormat, typer.Option("--format", help="table, csv or json.")] = SqlFormat.table,
+) -> None:
+    """Run a read-only SQL query on the data (DuckDB dialect)."""
+    columns, rows = State.store().query(query)
+    if fmt == SqlFormat.json:
+        _print_json(rows)
+    elif fmt == SqlFormat.csv:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([[_plain(r[c]) for c in columns] for r in rows])
+        sys.stdout.write(buffer.getvalue())
+    else:
+        _table(columns, [[r[c] for c in columns] for r in rows])
+
+
+@app.command("demo")
+def demo_command(
+    demo_db: Annotated[
+        Path, typer.Option("--demo-db", help="Scratch database for the demo (recreated each run).")
+    ] = Path("feedcast-demo.duckdb"),
+    keep: Annotated[bool, typer.Option("--keep", help="Keep serving the samples until Ctrl-C.")] = False,
+) -> None:
+    """Run the pipeline end to end on bundled samples served on loopback."""
+    from feedcast.demo import run_demo
+
+    run_demo(Store(demo_db), out, keep=keep)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: one line and a non-zero exit for every expected failure."""
+    try:
+        app(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except UserError as exc:
+        err.print(f"error: {exc}", highlight=False, markup=False)
+        raise SystemExit(2) from None
+    except FeedcastError as exc:
+        err.print(f"error: {exc}", highlight=False, markup=False)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise SystemExit(130) from None
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        raise SystemExit(1) from None
+    except _click_exceptions() as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+
+
+def _click_exceptions() -> type[Exception]:
+    import click
+
+    return click.ClickException
+
+
+if __name__ == "__main__":
+    main()

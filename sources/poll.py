@@ -1,0 +1,306 @@
+"""Poll one source: fetch (conditionally), detect, parse, follow pagination,
+discover feeds on pages, enrich sitemap catalogues with their product pages.
+
+:func:`poll_source` never raises for a source's own problems: everything ends in a
+:class:`~feedcast.models.PollOutcome` (``ok``, ``not_modified``, ``unchanged``,
+``error``, ``gone``, ``rate_limited``, ``blocked``), so one bad source never stops
+the others. :func:`poll_many` runs many with bounded concurrency and a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from feedcast.errors import BlockedAddress, FetchError, Gone, RateLimited
+from feedcast.models import Item, ParseResult, PollOutcome, Source, SourceKind
+from sources import catalogues
+from sources.detect import parse_document
+from sources.fetch import Fetcher, FetchResponse
+
+__all__ = ["PollSettings", "poll_many", "poll_source"]
+
+log = logging.getLogger(__name__)
+
+# formats whose first document does not tell whether the rest changed
+_MULTI_DOCUMENT = {"shopify-json", "woocommerce-json", "sitemap"}
+
+
+@dataclass(frozen=True, slots=True)
+class PollSettings:
+    max_documents: int = 50  # pages of pagination / child sitemaps per poll
+    max_product_pages: int = 100  # sitemap product pages fetched per poll
+    concurrency: int = 64  # sources polled at once
+
+
+def body_digest(body: bytes) -> str:
+    return hashlib.blake2b(body, digest_size=16).hexdigest()
+
+
+async def poll_source(fetcher: Fetcher, source: Source, settings: PollSettings | None = None) -> PollOutcome:
+    """Poll one source; never raises except on cancellation."""
+    settings = settings or PollSettings()
+    started_at = datetime.now(UTC)
+    t0 = time.perf_counter()
+    state = _Poll(fetcher, source, settings)
+    try:
+        return await state.run(started_at, t0)
+    except FetchError as exc:
+        outcome, retry_after = "error", None
+        if isinstance(exc, Gone):
+            outcome = "gone"
+        elif isinstance(exc, RateLimited):
+            outcome, retry_after = "rate_limited", exc.retry_after
+        elif isinstance(exc, BlockedAddress):
+            outcome = "blocked"
+        log.info("poll source=%s outcome=%s error=%s", source.name, outcome, exc)
+        return PollOutcome(
+            source_id=source.id,
+            url=source.url,
+            started_at=started_at,
+            duration=time.perf_counter() - t0,
+            outcome=outcome,
+            status=exc.status,
+            error=str(exc),
+            bytes=state.bytes,
+            documents=state.documents,
+            sent_etag=source.etag,
+            sent_last_modified=source.last_modified,
+            retry_after=retry_after,
+        )
+    except Exception as exc:  # a parser bug must not take the other sources down
+        log.exception("poll source=%s failed unexpectedly", source.name)
+        return PollOutcome(
+            source_id=source.id,
+            url=source.url,
+            started_at=started_at,
+            duration=time.perf_counter() - t0,
+            outcome="error",
+            error=f"internal error while polling: {type(exc).__name__}: {exc}",
+            bytes=state.bytes,
+            documents=state.documents,
+        )
+
+
+class _Poll:
+    def __init__(self, fetcher: Fetcher, source: Source, settings: PollSettings) -> None:
+        self.fetcher = fetcher
+        self.source = source
+        self.settings = settings
+        self.bytes = 0
+        self.documents = 0
+
+    async def _get(self, url: str, etag: str | None = None, last_modified: str | None = None) -> FetchResponse:
+        self.documents += 1
+        response = await self.fetcher.fetch(url, etag=etag, last_modified=last_modified)
+        self.bytes += len(response.body)
+        return response
+
+    async def run(self, started_at: datetime, t0: float) -> PollOutcome:
+        src = self.source
+        first = await self._get(src.url, src.etag, src.last_modified)
+        common = {
+            "source_id": src.id,
+            "url": src.url,
+            "started_at": started_at,
+            "status": first.status,
+            "sent_etag": first.sent_etag,
+            "sent_last_modified": first.sent_last_modified,
+            "etag": first.etag,
+            "last_modified": first.last_modified,
+            "new_url": first.permanent_url,
+        }
+        if first.not_modified:
+            return PollOutcome(
+                **common,  # type: ignore[arg-type]
+                duration=time.perf_counter() - t0,
+                outcome="not_modified",
+                documents=self.documents,
+                etag=first.etag or src.etag,
+                last_modified=first.last_modified or src.last_modified,
+            )
+        digest = body_digest(first.body)
+        if src.kind and src.body_hash == digest and src.format not in _MULTI_DOCUMENT:
+            return PollOutcome(
+                **common,  # type: ignore[arg-type]
+                duration=time.perf_counter() - t0,
+                outcome="unchanged",
+                bytes=self.bytes,
+                documents=self.documents,
+                body_hash=digest,
+            )
+        result = parse_document(
+            first.body, first.final_url, first.headers, kind=src.kind, format=src.format, selectors=src.selectors
+        )
+        warnings = list(result.warnings)
+        site_url = None
+        # a page registered with --kind auto that advertises a feed: follow the feed from now on
+        if src.kind is None and result.kind == SourceKind.PAGE and result.feeds:
+            feed_url = result.feeds[0].url
+            feed = await self._get(feed_url)
+            feed_result = parse_document(feed.body, feed.final_url, feed.headers, kind=SourceKind.FEED.value)
+            if feed_result.items or not result.items:
+                site_url = src.url
+                common.update(
+                    new_url=feed.permanent_url or feed_url,
+                    etag=feed.etag,
+                    last_modified=feed.last_modified,
+                    status=feed.status,
+                )
+                digest = body_digest(feed.body)
+                result = feed_result
+                warnings = [f"feed discovered on the page: {feed_url}", *feed_result.warnings]
+        items = list(result.items)
+        backlog = 0
+        if result.next_urls:
+            items += await self._follow(result, warnings)
+        if result.kind == SourceKind.CATALOGUE and result.format == "sitemap":
+            items, backlog = await self._enrich_sitemap(items, warnings)
+        outcome = PollOutcome(
+            **common,  # type: ignore[arg-type]
+            duration=time.perf_counter() - t0,
+            outcome="ok",
+            items=tuple(items),
+            kind=result.kind.value,
+            format=result.format,
+            title=result.title,
+            link=result.link,
+            warnings=tuple(warnings[:20]),
+            bytes=self.bytes,
+            documents=self.documents,
+            body_hash=digest,
+            site_url=site_url,
+            backlog=backlog,
+        )
+        log.info(
+            "poll source=%s outcome=ok status=%s items=%d bytes=%d documents=%d",
+            src.name,
+            outcome.status,
+            len(items),
+            self.bytes,
+            self.documents,
+        )
+        return outcome
+
+    async def _follow(self, first: ParseResult, warnings: list[str]) -> list[Item]:
+        """Pagination and child sitemaps, breadth first, bounded, never twice the same URL."""
+        seen = {self.source.url}
+        queue = list(first.next_urls)
+        items: list[Item] = []
+        while queue:
+            batch = []
+            for url in queue:
+                if url not in seen and len(seen) <= self.settings.max_documents:
+                    seen.add(url)
+                    batch.append(url)
+            if len(seen) > self.settings.max_documents and len(batch) < len(queue):
+                warnings.append(f"stopped after {self.settings.max_documents} documents")
+            queue = []
+            responses = await asyncio.gather(*(self._get(u) for u in batch), return_exceptions=True)
+            for url, response in zip(batch, responses, strict=True):
+                if isinstance(response, BaseException):
+                    if not isinstance(response, Exception):
+                        raise response
+                    warnings.append(f"{url}: {response}")
+                    continue
+                page = parse_document(
+                    response.body, response.final_url, response.headers, kind=first.kind.value, format=first.format
+                )
+                items.extend(page.items)
+                warnings.extend(page.warnings[:3])
+                queue.extend(page.next_urls)
+        return items
+
+    async def _enrich_sitemap(self, entries: list[Item], warnings: list[str]) -> tuple[list[Item], int]:
+        """Turn sitemap URLs into products by fetching the pages that are new or changed."""
+        known = self.source.known
+        candidates = [
+            e for e in entries if e.key not in known or (e.updated is not None and known[e.key] != e.updated)
+        ]
+        todo = candidates[: self.settings.max_product_pages]
+        backlog = len(candidates) - len(todo)
+        if backlog:
+            warnings.append(f"{backlog} product pages left for the next polls")
+
+        async def one(entry: Item) -> Item:
+            assert entry.url is not None
+            try:
+                response = await self._get(entry.url)
+            except FetchError as exc:
+                warnings.append(f"{entry.url}: {exc}")
+                raise
+            page = catalogues.parse_catalogue(response.body, response.final_url, response.headers, "product-html")
+            if not page.items:
+                return entry
+            product = page.items[0]
+            return replace(
+                product,
+                key=entry.key,
+                url=product.url or entry.url,
+                title=product.title or entry.title,
+                updated=entry.updated or product.updated,
+            )
+
+        results = await asyncio.gather(*(one(e) for e in todo if e.url), return_exceptions=True)
+        enriched = [r for r in results if isinstance(r, Item)]
+        backlog += len(results) - len(enriched)  # failed pages are tried again next time
+        return enriched, backlog
+
+
+async def poll_many(
+    fetcher: Fetcher,
+    sources: Iterable[Source],
+    settings: PollSettings | None = None,
+    *,
+    deadline: float | None = None,
+) -> AsyncIterator[PollOutcome]:
+    """Poll sources with bounded concurrency, yielding outcomes as they finish.
+
+    When ``deadline`` (seconds) passes, polls still running are cancelled and yield
+    an outcome ``deadline`` (the source stays due, no error is counted).
+    """
+    settings = settings or PollSettings()
+    pending_sources = list(sources)
+    if not pending_sources:
+        return
+    semaphore = asyncio.Semaphore(settings.concurrency)
+    loop = asyncio.get_running_loop()
+    stop_at = loop.time() + deadline if deadline is not None else None
+
+    async def bounded(source: Source) -> PollOutcome:
+        async with semaphore:
+            return await poll_source(fetcher, source, settings)
+
+    tasks = {asyncio.ensure_future(bounded(s)): s for s in pending_sources}
+    try:
+        remaining: set[asyncio.Future[PollOutcome]] = set(tasks)
+        while remaining:
+            timeout = None if stop_at is None else max(0.0, stop_at - loop.time())
+            done, remaining = await asyncio.wait(remaining, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                yield task.result()
+            if not done and remaining:  # deadline reached
+                for task in remaining:
+                    task.cancel()
+                await asyncio.gather(*remaining, return_exceptions=True)
+                now = datetime.now(UTC)
+                for task in remaining:
+                    source = tasks[task]
+                    yield PollOutcome(
+                        source_id=source.id,
+                        url=source.url,
+                        started_at=now,
+                        duration=0.0,
+                        outcome="deadline",
+                        error=f"poll deadline of {deadline:g} s reached before this source finished",
+                    )
+                remaining = set()
+    finally:
+        for task in tasks:
+            task.cancel()
+
