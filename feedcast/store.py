@@ -272,8 +272,10 @@ class Store:
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[Connection]:
         """A connection for one unit of work, retrying a busy file with jittered backoff."""
-        if read_only and not self.path.exists():
-            read_only = False  # nothing to read yet: create the schema first
+        if read_only and not self._migrated:
+            # create the file / bring its schema up to date once per process, then read
+            with self.connect():
+                pass
         con = self._open(read_only)
         try:
             con.execute("SET TimeZone = 'UTC'")

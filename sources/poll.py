@@ -116,13 +116,12 @@ class _Poll:
             "new_url": first.permanent_url,
         }
         if first.not_modified:
+            common.update(etag=first.etag or src.etag, last_modified=first.last_modified or src.last_modified)
             return PollOutcome(
                 **common,  # type: ignore[arg-type]
                 duration=time.perf_counter() - t0,
                 outcome="not_modified",
                 documents=self.documents,
-                etag=first.etag or src.etag,
-                last_modified=first.last_modified or src.last_modified,
             )
         digest = body_digest(first.body)
         if src.kind and src.body_hash == digest and src.format not in _MULTI_DOCUMENT:
