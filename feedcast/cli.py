@@ -152,9 +152,13 @@ def source_add(
     backfill: Annotated[int, typer.Option("--backfill", help="Count the newest N items as new.")] = 0,
     selector: Annotated[
         list[str] | None,
-        typer.Option("--selector", help="CSS selector for pages: item=..., title=..., link=... (repeatable)."),
+        typer.Option(
+            "--selector", help="CSS selector for pages: item=..., title=..., link=... (repeatable)."
+        ),
     ] = None,
-    no_fetch: Annotated[bool, typer.Option("--no-fetch", help="Register only; `poll` takes the baseline.")] = False,
+    no_fetch: Annotated[
+        bool, typer.Option("--no-fetch", help="Register only; `poll` takes the baseline.")
+    ] = False,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Register a source and take its baseline (existing items do not count as new)."""
@@ -270,7 +274,10 @@ def source_import_opml(
     if fmt == Format.json:
         _print_json(asdict(result))
         return
-    out.print(f"imported {len(result.added)} sources" + (f", skipped {len(result.skipped)}" if result.skipped else ""))
+    out.print(
+        f"imported {len(result.added)} sources"
+        + (f", skipped {len(result.skipped)}" if result.skipped else "")
+    )
     for name in result.added:
         out.print(f"  + {name}")
     for skipped in result.skipped:
@@ -284,7 +291,9 @@ def source_import_opml(
 def poll_command(
     names: Annotated[list[str] | None, typer.Argument(help="Sources to poll (default: all due).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Poll now, whatever the schedule.")] = False,
-    deadline: Annotated[float | None, typer.Option("--deadline", help="Stop after this many seconds.")] = None,
+    deadline: Annotated[
+        float | None, typer.Option("--deadline", help="Stop after this many seconds.")
+    ] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Fetch due sources and record new and changed items."""
@@ -395,7 +404,8 @@ def demo_command(
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: one line and a non-zero exit for every expected failure."""
     try:
-        app(args=list(argv) if argv is not None else None, standalone_mode=False)
+        # standalone: usage errors print the usage and exit 2, as every click program
+        app(args=list(argv) if argv is not None else None, prog_name="feedcast")
     except UserError as exc:
         err.print(f"error: {exc}", highlight=False, markup=False)
         raise SystemExit(2) from None
@@ -405,19 +415,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         raise SystemExit(130) from None
-    except typer.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
-    except typer.Abort:
-        raise SystemExit(1) from None
-    except _click_exceptions() as exc:
-        exc.show()
-        raise SystemExit(exc.exit_code) from None
-
-
-def _click_exceptions() -> type[Exception]:
-    import click
-
-    return click.ClickException
 
 
 if __name__ == "__main__":

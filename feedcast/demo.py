@@ -32,7 +32,9 @@ SOURCES = [
 def _publish_day1(server: SampleServer) -> None:
     base = server.base_url
     server.put("/", sample_text("index.html"), "text/html; charset=utf-8")
-    server.put("/blog.rss", sample_text("blog.rss").replace("{base}", base), "application/rss+xml; charset=utf-8")
+    server.put(
+        "/blog.rss", sample_text("blog.rss").replace("{base}", base), "application/rss+xml; charset=utf-8"
+    )
     server.put("/news.atom", sample_text("news.atom").replace("{base}", base), "application/atom+xml")
     server.put("/deals.json", sample_text("deals.json").replace("{base}", base), "application/feed+json")
     server.put("/shop.xml", sample_text("shop.xml").replace("{base}", base), "application/xml")
@@ -51,9 +53,9 @@ def run_demo(store: Store, console: Console, *, keep: bool = False) -> None:
     os.environ["FEEDCAST_ALLOW_PRIVATE_NETWORKS"] = "1"  # the samples are on loopback
     if store.path.exists():
         for suffix in ("", ".wal"):
-            path = store.path.with_name(store.path.name + suffix)
-            if path.exists():
-                path.unlink()
+            old = store.path.with_name(store.path.name + suffix)
+            if old.exists():
+                old.unlink()
     started = time.perf_counter()
     with SampleServer() as server:
         _publish_day1(server)
@@ -114,7 +116,7 @@ def run_demo(store: Store, console: Console, *, keep: bool = False) -> None:
         console.print(health_table)
         console.print(
             f"done in {time.perf_counter() - started:.1f} s. Explore: "
-            f"feedcast --db {store.path} items | source list | sql \"SELECT * FROM item_events\""
+            f'feedcast --db {store.path} items | source list | sql "SELECT * FROM item_events"'
         )
         if keep:
             console.print(f"serving the samples at {server.base_url} until Ctrl-C")

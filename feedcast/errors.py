@@ -1,20 +1,20 @@
 """feedcast's exception tree. Everything the product raises on purpose is here.
 
-    FeedcastError                  base; ``str(err)`` is one line for a user
-    ├── UserError                  the user asked for something wrong: the CLI prints
-    │   │                          the message and exits 2, no traceback
-    │   ├── NotFound               a named source / channel / automation does not exist
-    │   ├── AlreadyExists          a name is taken
-    │   └── InvalidValue           a malformed option (interval, URL, selector...)
-    ├── StoreError                 the DuckDB file could not be used
-    │   └── StoreBusy              another process held the write lock past our retries
-    └── FetchError                 one source could not be fetched; recorded on the
-        │                          source, never stops the others
-        ├── BlockedAddress         SSRF guard: private / loopback / link-local target
-        ├── TooLarge               body over the size limit (or a decompression bomb)
-        ├── Gone                   HTTP 410: the source is deactivated
-        ├── RateLimited            HTTP 429 / 503 with Retry-After
-        └── HttpStatus             any other non-success status
+FeedcastError                  base; ``str(err)`` is one line for a user
+├── UserError                  the user asked for something wrong: the CLI prints
+│   │                          the message and exits 2, no traceback
+│   ├── NotFound               a named source / channel / automation does not exist
+│   ├── AlreadyExists          a name is taken
+│   └── InvalidValue           a malformed option (interval, URL, selector...)
+├── StoreError                 the DuckDB file could not be used
+│   └── StoreBusy              another process held the write lock past our retries
+└── FetchError                 one source could not be fetched; recorded on the
+    │                          source, never stops the others
+    ├── BlockedAddress         SSRF guard: private / loopback / link-local target
+    ├── TooLarge               body over the size limit (or a decompression bomb)
+    ├── Gone                   HTTP 410: the source is deactivated
+    ├── RateLimited            HTTP 429 / 503 with Retry-After
+    └── HttpStatus             any other non-success status
 """
 
 from __future__ import annotations

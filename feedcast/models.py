@@ -18,13 +18,13 @@ from typing import Any
 
 __all__ = [
     "Availability",
-    "PollOutcome",
-    "Source",
     "EventKind",
     "FeedLink",
     "Item",
     "Media",
     "ParseResult",
+    "PollOutcome",
+    "Source",
     "SourceKind",
     "Variant",
 ]

@@ -110,7 +110,9 @@ class SampleServer:
             request.wfile.write(body)
 
     def start(self) -> SampleServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="feedcast-sandbox", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="feedcast-sandbox", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -239,7 +239,11 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     if hasattr(value, "__dataclass_fields__"):
-        return {k: getattr(value, k) for k in value.__dataclass_fields__ if getattr(value, k) not in (None, {}, ())}
+        return {
+            k: getattr(value, k)
+            for k in value.__dataclass_fields__
+            if getattr(value, k) not in (None, {}, ())
+        }
     if isinstance(value, Mapping):
         return dict(value)
     return str(value)
@@ -248,13 +252,14 @@ def _json_default(value: Any) -> Any:
 def _newest_first(items: Sequence[Item]) -> list[int]:
     """Positions of items from newest to oldest: by date when items carry one, else feed order."""
     epoch = datetime.min.replace(tzinfo=UTC)
-    order = sorted(
+    return sorted(
         range(len(items)),
-        key=lambda i: (-(items[i].published or items[i].updated or epoch).timestamp(), i)
-        if (items[i].published or items[i].updated)
-        else (float("inf"), i),
+        key=lambda i: (
+            (-(items[i].published or items[i].updated or epoch).timestamp(), i)
+            if (items[i].published or items[i].updated)
+            else (float("inf"), i)
+        ),
     )
-    return order
 
 
 class Store:
@@ -451,19 +456,21 @@ class Store:
         if force:
             return [s for s in sources if s.status != "paused" or names]
         return [
-            s
-            for s in sources
-            if s.status == "active" and (s.next_poll_at is None or s.next_poll_at <= now)
+            s for s in sources if s.status == "active" and (s.next_poll_at is None or s.next_poll_at <= now)
         ]
 
     def known_keys(self, source_id: int) -> dict[str, datetime | None]:
         with self.connect(read_only=True) as con:
-            rows = con.execute("SELECT key, updated_at FROM items WHERE source_id = ?", [source_id]).fetchall()
+            rows = con.execute(
+                "SELECT key, updated_at FROM items WHERE source_id = ?", [source_id]
+            ).fetchall()
         return {r[0]: r[1] for r in rows}
 
     # ----------------------------------------------------------------- polls
 
-    def record_polls(self, outcomes: Sequence[PollOutcome], *, now: datetime | None = None) -> list[PollSummary]:
+    def record_polls(
+        self, outcomes: Sequence[PollOutcome], *, now: datetime | None = None
+    ) -> list[PollSummary]:
         """Write a batch of poll outcomes in one transaction: fetch log, items, events, sources.
 
         Items are diffed against the store in SQL: a key not seen before is ``new``, a
@@ -581,9 +588,7 @@ class Store:
             LEFT JOIN items i ON i.source_id = s.source_id AND i.key = s.key
             """
         )
-        con.execute(
-            "UPDATE poll_diff SET item_id = nextval('items_id_seq') WHERE item_id IS NULL"
-        )
+        con.execute("UPDATE poll_diff SET item_id = nextval('items_id_seq') WHERE item_id IS NULL")
         # events first, while the old values are still in poll_diff
         con.execute(
             """
@@ -676,7 +681,9 @@ class Store:
                 "last_modified": [o.last_modified for o in outcomes],
                 "kind": [o.kind for o in outcomes],
                 "format": [o.format for o in outcomes],
-                "items": pa.array([len(o.items) if o.items is not None else None for o in outcomes], pa.int32()),
+                "items": pa.array(
+                    [len(o.items) if o.items is not None else None for o in outcomes], pa.int32()
+                ),
                 "new_count": pa.array([counts.get(o.source_id, (0, 0))[0] for o in outcomes], pa.int32()),
                 "changed_count": pa.array([counts.get(o.source_id, (0, 0))[1] for o in outcomes], pa.int32()),
                 "warnings": pa.array([list(o.warnings) or None for o in outcomes], pa.list_(pa.string())),
@@ -794,9 +801,10 @@ class Store:
                 cursor = con.execute(sql, list(params or []))
             except duckdb.Error as exc:
                 raise InvalidValue(f"SQL error: {_first_line(str(exc))}") from None
-            if cursor.description is None:
+            description: list[Any] | None = cursor.description
+            if not description:  # a statement without a result set
                 return [], []
-            columns = [d[0] for d in cursor.description]
+            columns = [d[0] for d in description]
             return columns, [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 

@@ -177,9 +177,7 @@ def poll(
     so the network never waits for DuckDB, and the file is held only per batch.
     """
     sources = store.due_sources(names, force=force)
-    sources = [
-        replace(s, known=store.known_keys(s.id)) if s.format == "sitemap" else s for s in sources
-    ]
+    sources = [replace(s, known=store.known_keys(s.id)) if s.format == "sitemap" else s for s in sources]
     if on_due:
         on_due(len(sources))
     if not sources:

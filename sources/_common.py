@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -35,7 +36,7 @@ def item_key(guid: object = None, url: str | None = None, *fallback: object) -> 
     if url and url.strip():
         return url.strip()
     material = "\x1f".join("" if part is None else str(part) for part in fallback)
-    return "sha1:" + hashlib.sha1(material.encode("utf-8")).hexdigest()
+    return "sha1:" + hashlib.sha1(material.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
 _PRICE_RE = re.compile(r"[-+]?\d[\d.,'\s\u00a0\u202f]*")
@@ -130,9 +131,17 @@ def parse_datetime(value: object) -> datetime | None:
         return None
     if isinstance(value, datetime):
         dt = value
-    elif hasattr(value, "tm_year"):
+    elif isinstance(value, time.struct_time):
         try:
-            dt = datetime(*value[:6], tzinfo=UTC)  # type: ignore[index]
+            dt = datetime(
+                value.tm_year,
+                value.tm_mon,
+                value.tm_mday,
+                value.tm_hour,
+                value.tm_min,
+                value.tm_sec,
+                tzinfo=UTC,
+            )
         except (TypeError, ValueError):
             return None
     else:

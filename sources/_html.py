@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from bs4 import BeautifulSoup, Tag
+from bs4 import BeautifulSoup
 
 from sources._common import decode_text
 
@@ -30,8 +30,6 @@ def jsonld_objects(soup: BeautifulSoup, warnings: list[str] | None = None) -> li
     """
     found: list[dict[str, Any]] = []
     for index, script in enumerate(soup.find_all("script", attrs={"type": re.compile("ld\\+json", re.I)})):
-        if not isinstance(script, Tag):
-            continue
         raw = (script.string or script.get_text() or "").strip()
         raw = raw.removeprefix("<!--").removesuffix("-->").strip()
         raw = raw.removeprefix("//<![CDATA[").removesuffix("//]]>").strip()

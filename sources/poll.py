@@ -95,7 +95,9 @@ class _Poll:
         self.bytes = 0
         self.documents = 0
 
-    async def _get(self, url: str, etag: str | None = None, last_modified: str | None = None) -> FetchResponse:
+    async def _get(
+        self, url: str, etag: str | None = None, last_modified: str | None = None
+    ) -> FetchResponse:
         self.documents += 1
         response = await self.fetcher.fetch(url, etag=etag, last_modified=last_modified)
         self.bytes += len(response.body)
@@ -134,7 +136,12 @@ class _Poll:
                 body_hash=digest,
             )
         result = parse_document(
-            first.body, first.final_url, first.headers, kind=src.kind, format=src.format, selectors=src.selectors
+            first.body,
+            first.final_url,
+            first.headers,
+            kind=src.kind,
+            format=src.format,
+            selectors=src.selectors,
         )
         warnings = list(result.warnings)
         site_url = None
@@ -208,7 +215,11 @@ class _Poll:
                     warnings.append(f"{url}: {response}")
                     continue
                 page = parse_document(
-                    response.body, response.final_url, response.headers, kind=first.kind.value, format=first.format
+                    response.body,
+                    response.final_url,
+                    response.headers,
+                    kind=first.kind.value,
+                    format=first.format,
                 )
                 items.extend(page.items)
                 warnings.extend(page.warnings[:3])
@@ -233,7 +244,9 @@ class _Poll:
             except FetchError as exc:
                 warnings.append(f"{entry.url}: {exc}")
                 raise
-            page = catalogues.parse_catalogue(response.body, response.final_url, response.headers, "product-html")
+            page = catalogues.parse_catalogue(
+                response.body, response.final_url, response.headers, "product-html"
+            )
             if not page.items:
                 return entry
             product = page.items[0]
@@ -275,12 +288,16 @@ async def poll_many(
         async with semaphore:
             return await poll_source(fetcher, source, settings)
 
-    tasks = {asyncio.ensure_future(bounded(s)): s for s in pending_sources}
+    tasks: dict[asyncio.Future[PollOutcome], Source] = {
+        asyncio.ensure_future(bounded(s)): s for s in pending_sources
+    }
     try:
         remaining: set[asyncio.Future[PollOutcome]] = set(tasks)
         while remaining:
             timeout = None if stop_at is None else max(0.0, stop_at - loop.time())
-            done, remaining = await asyncio.wait(remaining, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            done, remaining = await asyncio.wait(
+                remaining, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
             for task in done:
                 yield task.result()
             if not done and remaining:  # deadline reached
@@ -302,4 +319,3 @@ async def poll_many(
     finally:
         for task in tasks:
             task.cancel()
-

@@ -6,7 +6,6 @@ import csv
 import ipaddress
 import os
 import socket
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,16 +44,15 @@ def load_manifest(root: Path) -> list[CorpusFile]:
 
 
 def _is_loopback(address: object) -> bool:
-    if isinstance(address, tuple) and address:
-        host = address[0]
-    elif isinstance(address, str | bytes):
+    if isinstance(address, str | bytes):
         return True  # AF_UNIX path
-    else:
+    if not (isinstance(address, tuple) and address):
         return False
+    host = address[0]
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        return host == "localhost"
+        return bool(host == "localhost")
 
 
 _real_connect = socket.socket.connect
@@ -62,7 +60,7 @@ _real_connect_ex = socket.socket.connect_ex
 
 
 @pytest.fixture(autouse=True)
-def _no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests talk to loopback only: emulators and local servers, never the internet."""
 
     def guarded_connect(self: socket.socket, address: object) -> None:
@@ -77,4 +75,3 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)
     monkeypatch.setattr(socket.socket, "connect_ex", guarded_connect_ex)
-    yield

@@ -81,7 +81,10 @@ def test_backfill_and_poll_finds_new_items(cli: Cli, samples: SampleServer) -> N
     # nothing changed: 304s
     result = cli.json("poll", "--force")
     assert isinstance(result, list)
-    assert sorted((r["source"], r["outcome"]) for r in result) == [("blog", "not_modified"), ("shop", "not_modified")]
+    assert sorted((r["source"], r["outcome"]) for r in result) == [
+        ("blog", "not_modified"),
+        ("shop", "not_modified"),
+    ]
     base = samples.base_url
     blog = sample_text("blog.rss").replace("{base}", base)
     blog = blog.replace("  <item>", sample_text("blog-v2-item.xml").replace("{base}", base) + "  <item>", 1)
@@ -182,7 +185,9 @@ def test_failing_source_is_reported_not_fatal(cli: Cli, samples: SampleServer) -
     assert missing["error_count"] == 2 and missing["last_error"] == "HTTP 404"
 
 
-def test_private_addresses_are_refused_by_default(cli: Cli, samples: SampleServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_private_addresses_are_refused_by_default(
+    cli: Cli, samples: SampleServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FEEDCAST_ALLOW_PRIVATE_NETWORKS", "0")
     cli("source", "add", "blog", samples.base_url + "/blog.rss")
     [source] = cli.json("source", "list")  # type: ignore[misc]
@@ -208,7 +213,11 @@ def test_concurrent_cli_processes_share_one_database(tmp_path: Path, samples: Sa
     names = []
     for i in range(6):
         path = f"/feed{i}.rss"
-        body = sample_text("blog.rss").replace("{base}", samples.base_url).replace("northwind-journal-", f"f{i}-")
+        body = (
+            sample_text("blog.rss")
+            .replace("{base}", samples.base_url)
+            .replace("northwind-journal-", f"f{i}-")
+        )
         samples.put(path, body, "application/rss+xml")
         names.append(f"feed{i}")
         assert _feedcast(db, "source", "add", names[-1], samples.base_url + path, "--no-fetch").wait(60) == 0

@@ -22,8 +22,9 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=90), temporary_settings(
-        {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    with (
+        prefect_test_harness(server_startup_timeout=90),
+        temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
     ):
         yield
 
@@ -33,7 +34,9 @@ def test_watch_sources_flow_polls_and_records(prefect_server: None, tmp_path: Pa
 
     store = Store(tmp_path / "flow.duckdb")
     with SampleServer() as server:
-        server.put("/blog.rss", sample_text("blog.rss").replace("{base}", server.base_url), "application/rss+xml")
+        server.put(
+            "/blog.rss", sample_text("blog.rss").replace("{base}", server.base_url), "application/rss+xml"
+        )
         store.add_source("blog", server.base_url + "/blog.rss")
         totals = watch_sources(db=str(store.path))
         assert totals == {"sources": 1, "new": 0, "changed": 0, "failed": 0}

@@ -120,7 +120,9 @@ def test_changed_price_drop_and_back_in_stock(store: Store) -> None:
     assert events(store) == []
     cheaper = Item(key="sku-1", title="Shoe", price=Decimal("85.00"), sale_price=Decimal("59.90"), currency="USD",
                    availability="in_stock")  # fmt: skip
-    restocked = Item(key="sku-2", title="Hat", price=Decimal("35.00"), currency="USD", availability="in_stock")
+    restocked = Item(
+        key="sku-2", title="Hat", price=Decimal("35.00"), currency="USD", availability="in_stock"
+    )
     [summary] = store.record_polls([ok(s.id, [cheaper, restocked])], now=NOW + timedelta(minutes=2))
     assert (summary.new, summary.changed) == (0, 2)
     assert sorted(events(store), key=lambda e: (e[0], e[1])) == [
@@ -154,7 +156,9 @@ def test_failures_back_off_and_success_resets(store: Store) -> None:
     assert src.next_poll_at is not None
     # 10 min * 2**2, with up to 20 % jitter below
     assert timedelta(minutes=31) <= src.next_poll_at - NOW <= timedelta(minutes=40)
-    store.record_polls([ok(s.id, [post(1)], etag='"v1"', last_modified="Wed, 25 Nov 2026 10:00:00 GMT")], now=NOW)
+    store.record_polls(
+        [ok(s.id, [post(1)], etag='"v1"', last_modified="Wed, 25 Nov 2026 10:00:00 GMT")], now=NOW
+    )
     src = store.get_source("blog")
     assert (src.error_count, src.last_error, src.etag) == (0, None, '"v1"')
     assert src.next_poll_at == NOW + timedelta(minutes=10)
@@ -262,5 +266,7 @@ def test_every_table_and_column_is_documented(store: Store) -> None:
     for line in doc.splitlines():
         if line.startswith("| ") and not line.startswith("| column"):
             documented |= {c.strip() for c in line.split("|")[1].split(",")}
-    missing = sorted({f"{r['table_name']}.{r['column_name']}" for r in rows if r["column_name"] not in documented})
+    missing = sorted(
+        {f"{r['table_name']}.{r['column_name']}" for r in rows if r["column_name"] not in documented}
+    )
     assert not missing, f"undocumented columns in docs/schema.md: {missing}"
