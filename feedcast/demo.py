@@ -76,7 +76,9 @@ def run_demo(store: Store, console: Console, *, keep: bool = False) -> None:
         summaries = watch.poll(store, force=True)
         table = Table("source", "outcome", "items", "new", "changed")
         for s in summaries:
-            table.add_row(s.source, s.outcome, str(s.items), str(s.new), str(s.changed))
+            table.add_row(
+                s.source, s.outcome, "" if s.items is None else str(s.items), str(s.new), str(s.changed)
+            )
         console.print(table)
 
         console.rule("[bold]events (feedcast sql)")

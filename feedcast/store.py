@@ -172,7 +172,7 @@ class PollSummary:
 
     source: str
     outcome: str
-    items: int
+    items: int | None  # None when nothing was parsed (304, unchanged, error)
     new: int
     changed: int
     error: str | None
@@ -517,7 +517,7 @@ class Store:
                 PollSummary(
                     source=name,
                     outcome=o.outcome,
-                    items=len(o.items) if o.items is not None else 0,
+                    items=len(o.items) if o.items is not None else None,
                     new=new,
                     changed=changed,
                     error=o.error,
