@@ -1,0 +1,176 @@
+"""Polling through the real path: local HTTP server -> fetch -> parse -> DuckDB diff."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from feedcast import watch
+from feedcast.sandbox import SampleServer, sample_text
+from feedcast.store import Store
+from sources.poll import PollSettings
+from tests.conftest import SHARED_CORPUS
+
+FIXTURES = Path(__file__).parent / "data" / "fixtures"
+
+
+@pytest.fixture
+def server() -> Iterator[SampleServer]:
+    with SampleServer() as s:
+        yield s
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "poll.duckdb")
+
+
+def event_rows(store: Store) -> list[tuple[str, str, Decimal | None, Decimal | None]]:
+    _, rows = store.query(
+        "SELECT i.key, e.event, e.old_price, e.new_price FROM item_events e JOIN items i ON i.id = e.item_id"
+        " ORDER BY i.key, e.event"
+    )
+    return [(r["key"], r["event"], r["old_price"], r["new_price"]) for r in rows]
+
+
+def _snapshot_pair(store: Store, server: SampleServer, first: bytes, second: bytes) -> None:
+    server.put("/merchant.xml", first, "application/xml")
+    source, summary = watch.add_source(store, "shop", server.base_url + "/merchant.xml")
+    assert summary is not None and summary.error is None
+    assert source.kind == "catalogue" and source.format == "merchant-rss"
+    server.put("/merchant.xml", second, "application/xml")
+    [summary] = watch.poll(store, force=True)
+    assert summary.outcome == "ok"
+
+
+def test_merchant_snapshots_new_product_and_price_changes(store: Store, server: SampleServer) -> None:
+    first = (FIXTURES / "catalogues" / "merchant_gonly_2026-01-05.xml").read_bytes()
+    second = (FIXTURES / "catalogues" / "merchant_gonly_2026-02-05.xml").read_bytes()
+    _snapshot_pair(store, server, first, second)
+    events = event_rows(store)
+    assert events, "the second snapshot must raise events"
+    kinds = {e[1] for e in events}
+    assert "new" in kinds and "changed" in kinds
+    for key, event, old, new in events:
+        if event == "price_drop":
+            assert old is not None and new is not None and new < old, key
+
+
+@pytest.mark.skipif(not (SHARED_CORPUS / "catalogues").exists(), reason="shared corpus not beside the clone")
+def test_rawhide_snapshots_from_the_shared_corpus(store: Store, server: SampleServer) -> None:
+    """The real shop's two snapshots: velcro-patch is new, two prices went up (no price drop)."""
+    first = (SHARED_CORPUS / "catalogues" / "rawhide_merchant_2026-07-23.xml").read_bytes()
+    second = (SHARED_CORPUS / "catalogues" / "rawhide_merchant_2026-08-19.xml").read_bytes()
+    _snapshot_pair(store, server, first, second)
+    _, rows = store.query(
+        "SELECT e.event, i.title, e.old_price, e.new_price FROM item_events e JOIN items i ON i.id = e.item_id"
+    )
+    new = [r["title"] for r in rows if r["event"] == "new"]
+    assert len(new) == 1 and "velcro" in new[0].lower()
+    rises = sorted(
+        (r["old_price"], r["new_price"]) for r in rows if r["event"] == "changed" and r["old_price"]
+    )
+    assert (Decimal("25.0000"), Decimal("35.0000")) in rises
+    assert (Decimal("85.0000"), Decimal("115.0000")) in rises
+    assert not [r for r in rows if r["event"] == "price_drop"]
+
+
+def test_server_without_validators_is_skipped_by_body_hash(store: Store, server: SampleServer) -> None:
+    server.put("/feed", sample_text("news.atom").replace("{base}", server.base_url), "application/atom+xml",
+               validators=False)  # fmt: skip
+    watch.add_source(store, "news", server.base_url + "/feed")
+    [summary] = watch.poll(store, force=True)
+    assert summary.outcome == "unchanged" and summary.items is None
+    _, rows = store.query("SELECT outcome, sent_etag, bytes > 0 AS got_body FROM fetches ORDER BY id")
+    assert [(r["outcome"], r["sent_etag"], r["got_body"]) for r in rows] == [
+        ("ok", None, True),
+        ("unchanged", None, True),
+    ]
+
+
+def test_page_without_feed_gives_page_items(store: Store, server: SampleServer) -> None:
+    server.put("/blog/", (FIXTURES / "pages" / "articles.html").read_bytes(), "text/html; charset=utf-8")
+    source, summary = watch.add_source(store, "blog", server.base_url + "/blog/")
+    assert summary is not None and summary.error is None
+    assert source.kind == "page" and source.url == server.base_url + "/blog/"
+    assert summary.items and summary.items > 1
+
+
+def test_selectors_are_used_for_pages(store: Store, server: SampleServer) -> None:
+    server.put("/news/", (FIXTURES / "pages" / "listing_selectors.html").read_bytes(), "text/html")
+    selectors = {"item": "div.card", "title": ".card-title", "link": "a.card-link", "summary": "p.teaser"}
+    source, summary = watch.add_source(store, "harbour", server.base_url + "/news/", selectors=selectors)
+    assert source.kind == "page" and source.selectors == selectors
+    assert summary is not None and summary.items == 3
+    _, rows = store.query("SELECT title, url, summary FROM items ORDER BY position")
+    assert [r["title"] for r in rows] == [
+        "New ferry timetable from April",
+        "Lighthouse open day & guided tours",
+        "Winter storm report",
+    ]
+    assert rows[0]["url"] == server.base_url + "/news/2024/03/new-ferry-timetable"
+    assert rows[2]["url"] == server.base_url + "/news/news/2024/01/winter-storm-report"
+    assert rows[0]["summary"] == "The summer timetable adds two evening crossings."
+
+
+def test_one_broken_source_does_not_stop_the_others(
+    store: Store, server: SampleServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sources.poll as poll_module
+
+    server.put("/good.rss", sample_text("blog.rss").replace("{base}", server.base_url), "application/rss+xml")
+    server.put("/bad.rss", "<rss version='2.0'><channel><item><title>x</title></item></channel></rss>",
+               "application/rss+xml")  # fmt: skip
+    watch.add_source(store, "good", server.base_url + "/good.rss", fetch=False)
+    watch.add_source(store, "bad", server.base_url + "/bad.rss", fetch=False)
+    real = poll_module.parse_document
+
+    def explode(body: bytes, url: str, *args: object, **kwargs: object) -> object:
+        if url.endswith("/bad.rss"):
+            raise RuntimeError("parser bug")
+        return real(body, url, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(poll_module, "parse_document", explode)
+    summaries = {s.source: s for s in watch.poll(store)}
+    assert summaries["good"].outcome == "ok" and summaries["good"].items == 5
+    assert summaries["bad"].outcome == "error"
+    assert "internal error while polling: RuntimeError: parser bug" in (summaries["bad"].error or "")
+
+
+def test_poll_deadline_leaves_slow_sources_due(store: Store, server: SampleServer) -> None:
+    server.put("/a.rss", sample_text("blog.rss").replace("{base}", server.base_url), "application/rss+xml")
+    watch.add_source(store, "a", server.base_url + "/a.rss", fetch=False)
+    summaries = watch.poll(store, deadline=0.0)
+    assert [s.outcome for s in summaries] == ["deadline"]
+    source = store.get_source("a")
+    assert source.error_count == 0 and source.item_count == 0
+    assert [s.name for s in store.due_sources()] == ["a"]
+
+
+def test_progress_reports_every_source(store: Store, server: SampleServer) -> None:
+    for i in range(5):
+        body = (
+            sample_text("blog.rss").replace("{base}", server.base_url).replace("northwind-journal-", f"s{i}-")
+        )
+        server.put(f"/{i}.rss", body, "application/rss+xml")
+        watch.add_source(store, f"s{i}", f"{server.base_url}/{i}.rss", fetch=False)
+    due: list[int] = []
+    seen: list[str] = []
+    watch.poll(store, on_due=due.append, progress=lambda s: seen.append(s.source),
+               settings=PollSettings(concurrency=2), batch_size=2)  # fmt: skip
+    assert due == [5] and sorted(seen) == [f"s{i}" for i in range(5)]
+    _, rows = store.query("SELECT count(*) AS n FROM items")
+    assert rows[0]["n"] == 25
+
+
+def test_items_keep_media_and_products_keep_variants_as_json(store: Store, server: SampleServer) -> None:
+    server.put("/blog.rss", sample_text("blog.rss").replace("{base}", server.base_url), "application/rss+xml")
+    watch.add_source(store, "blog", server.base_url + "/blog.rss")
+    _, rows = store.query("SELECT key, media, image FROM items WHERE key = 'northwind-journal-103'")
+    media = json.loads(rows[0]["media"])
+    assert media[0]["medium"] == "audio" and media[0]["url"].endswith("/audio/podcast-12.mp3")
+    assert media[0]["length"] == 18234567
