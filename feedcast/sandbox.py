@@ -8,12 +8,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 __all__ = ["Route", "SampleServer", "sample_text"]
 
@@ -26,6 +25,13 @@ class Route:
     last_modified: str
     status: int = 200
     validators: bool = True  # False: a server that sends neither ETag nor Last-Modified
+
+
+def _route_key(target: str) -> str:
+    """Path plus sorted query, so ``?page=2&limit=5`` and ``?limit=5&page=2`` are one route."""
+    parts = urlsplit(target)
+    query = urlencode(sorted(parse_qsl(parts.query, keep_blank_values=True)))
+    return parts.path + ("?" + query if query else "")
 
 
 def sample_text(name: str) -> str:
@@ -66,7 +72,7 @@ class SampleServer:
     ) -> None:
         data = body.encode("utf-8") if isinstance(body, str) else body
         with self._lock:
-            self._routes[path] = Route(
+            self._routes[_route_key(path)] = Route(
                 body=data,
                 content_type=content_type,
                 etag='"' + hashlib.blake2b(data, digest_size=8).hexdigest() + '"',
@@ -78,7 +84,7 @@ class SampleServer:
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
         with self._lock:
             self.requests += 1
-            route = self._routes.get(request.path)
+            route = self._routes.get(_route_key(request.path))
         if route is None:
             self._send(request, 404, b"not found", "text/plain", {})
             return
@@ -125,8 +131,3 @@ class SampleServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    @contextmanager
-    def serving(self) -> Iterator[SampleServer]:
-        with self:
-            yield self

@@ -105,7 +105,12 @@ class _Poll:
 
     async def run(self, started_at: datetime, t0: float) -> PollOutcome:
         src = self.source
-        first = await self._get(src.url, src.etag, src.last_modified)
+        # a paginated catalogue or a sitemap index can be unchanged while a later page
+        # changed: those are fetched in full (the diff still raises only real changes)
+        conditional = src.format not in _MULTI_DOCUMENT
+        first = await self._get(
+            src.url, src.etag if conditional else None, src.last_modified if conditional else None
+        )
         common = {
             "source_id": src.id,
             "url": src.url,

@@ -174,3 +174,123 @@ def test_items_keep_media_and_products_keep_variants_as_json(store: Store, serve
     media = json.loads(rows[0]["media"])
     assert media[0]["medium"] == "audio" and media[0]["url"].endswith("/audio/podcast-12.mp3")
     assert media[0]["length"] == 18234567
+
+
+def _shopify_product(n: int, price: str) -> dict[str, object]:
+    return {
+        "id": 1000 + n,
+        "title": f"Candle {n}",
+        "handle": f"candle-{n}",
+        "body_html": f"<p>Hand-poured candle number {n}.</p>",
+        "vendor": "Wick & Co",
+        "images": [{"src": f"https://cdn.example/candle-{n}.jpg"}],
+        "variants": [
+            {"id": 5000 + n, "price": price, "compare_at_price": None, "available": True, "sku": f"C{n}"}
+        ],
+    }
+
+
+def test_shopify_pagination_is_followed(store: Store, server: SampleServer) -> None:
+    products = [_shopify_product(n, "12.00") for n in range(1, 6)]
+    for page in range(1, 4):
+        chunk = products[(page - 1) * 2 : page * 2]
+        path = "/products.json?limit=2" + (f"&page={page}" if page > 1 else "")
+        server.put(path, json.dumps({"products": chunk}), "application/json")
+    source, summary = watch.add_source(store, "candles", server.base_url + "/products.json?limit=2")
+    assert source.format == "shopify-json"
+    assert summary is not None and summary.items == 5
+    _, rows = store.query("SELECT documents FROM fetches")
+    assert rows[0]["documents"] == 3  # page 3 has one product: no page 4
+    # a price drop on page 3 is found although page 1 did not change
+    products[4] = _shopify_product(5, "9.50")
+    server.put("/products.json?limit=2&page=3", json.dumps({"products": products[4:]}), "application/json")
+    watch.poll(store, force=True)
+    assert ("1005", "price_drop", Decimal("12.0000"), Decimal("9.5000")) in event_rows(store)
+
+
+def test_woocommerce_pages_follow_total_pages_header(store: Store, server: SampleServer) -> None:
+    def product(n: int) -> dict[str, object]:
+        return {
+            "id": n,
+            "name": f"Mug {n}",
+            "permalink": f"{server.base_url}/product/mug-{n}/",
+            "sku": f"M{n}",
+            "is_in_stock": True,
+            "prices": {"price": "1500", "regular_price": "1500", "sale_price": "1500",
+                       "currency_code": "EUR", "currency_minor_unit": 2},
+            "images": [],
+        }  # fmt: skip
+
+    base = "/wp-json/wc/store/v1/products"
+    server.put(base + "?per_page=2", json.dumps([product(1), product(2)]), "application/json")
+    server.put(base + "?page=2&per_page=2", json.dumps([product(3)]), "application/json")
+    source, summary = watch.add_source(store, "mugs", server.base_url + base + "?per_page=2")
+    assert source.format == "woocommerce-json"
+    assert summary is not None and summary.items == 3
+    _, rows = store.query("SELECT key, price, currency FROM items ORDER BY key")
+    assert [(r["key"], r["price"], r["currency"]) for r in rows] == [
+        ("1", Decimal("15.0000"), "EUR"),
+        ("2", Decimal("15.0000"), "EUR"),
+        ("3", Decimal("15.0000"), "EUR"),
+    ]
+
+
+def _product_page(name: str, price: str, availability: str = "InStock") -> str:
+    data = {
+        "@context": "https://schema.org",
+        "@type": "Product",
+        "name": name,
+        "sku": name.lower().replace(" ", "-"),
+        "offers": {"@type": "Offer", "price": price, "priceCurrency": "EUR",
+                   "availability": f"https://schema.org/{availability}"},
+    }  # fmt: skip
+    return f'<html><head><script type="application/ld+json">{json.dumps(data)}</script></head><body></body></html>'
+
+
+def _sitemap(base: str, entries: list[tuple[str, str]]) -> str:
+    urls = "".join(
+        f"<url><loc>{base}{path}</loc><lastmod>{lastmod}</lastmod></url>" for path, lastmod in entries
+    )
+    return f'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{urls}</urlset>'
+
+
+def test_sitemap_catalogue_fetches_product_pages_in_bounded_steps(store: Store, server: SampleServer) -> None:
+    base = server.base_url
+    lamps = [f"/lamp-{n}" for n in range(5)]
+    server.put(
+        "/sitemap.xml",
+        '<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        f"<sitemap><loc>{base}/sitemap-1.xml</loc></sitemap><sitemap><loc>/sitemap-2.xml</loc></sitemap>"
+        "</sitemapindex>",
+        "application/xml",
+    )
+    entries = [(path, "2026-11-01") for path in lamps]
+    server.put("/sitemap-1.xml", _sitemap(base, entries[:3]), "application/xml")
+    server.put("/sitemap-2.xml", _sitemap(base, entries[3:]), "application/xml")
+    for n, path in enumerate(lamps):
+        server.put(path, _product_page(f"Lamp {n}", f"{40 + n}.00"), "text/html")
+    watch.add_source(store, "lamps", base + "/sitemap.xml", fetch=False)
+    settings = PollSettings(max_product_pages=3)
+
+    [first] = watch.poll(store, force=True, settings=settings)
+    assert (first.items, first.new) == (3, 0)
+    assert not store.get_source("lamps").baseline_done  # 2 product pages still to fetch
+    [second] = watch.poll(store, force=True, settings=settings)
+    assert (second.items, second.new) == (2, 0)  # still the baseline: nothing is new
+    source = store.get_source("lamps")
+    assert source.baseline_done and source.item_count == 5 and source.format == "sitemap"
+    _, rows = store.query("SELECT key, title, price FROM items ORDER BY key")
+    assert rows[0] == {"key": base + "/lamp-0", "title": "Lamp 0", "price": Decimal("40.0000")}
+
+    # a cheaper lamp (lastmod moves) and a new lamp: only those two pages are fetched
+    requests_before = server.requests
+    server.put("/lamp-1", _product_page("Lamp 1", "29.00"), "text/html")
+    server.put("/lamp-9", _product_page("Lamp 9", "99.00"), "text/html")
+    entries[1] = ("/lamp-1", "2026-11-20")
+    server.put("/sitemap-1.xml", _sitemap(base, [*entries[:3], ("/lamp-9", "2026-11-20")]), "application/xml")
+    [third] = watch.poll(store, force=True, settings=settings)
+    assert (third.items, third.new, third.changed) == (2, 1, 1)
+    assert server.requests - requests_before == 3 + 2  # index + 2 child sitemaps + 2 product pages
+    events = event_rows(store)
+    assert (base + "/lamp-1", "price_drop", Decimal("41.0000"), Decimal("29.0000")) in events
+    assert (base + "/lamp-9", "new", None, Decimal("99.0000")) in events
