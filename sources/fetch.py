@@ -4,18 +4,24 @@ The ``httpx.AsyncClient`` is always passed in (tests hand in one pointed at a lo
 server or with a ``MockTransport``); :func:`make_client` builds the default one.
 Redirects are followed here, hop by hop, so every hop passes the address guard and
 we know whether the whole chain was permanent (the stored URL is then updated).
+Bodies are decompressed here too, in bounded steps, so a gzip bomb stops at the size
+limit instead of inflating a whole network read at once; the request deadline covers
+the whole chain of hops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
@@ -27,8 +33,11 @@ __all__ = [
     "FetchLimits",
     "FetchResponse",
     "Fetcher",
+    "Resolver",
     "allow_private_networks",
     "make_client",
+    "parse_retry_after",
+    "system_resolve",
 ]
 
 log = logging.getLogger(__name__)
@@ -38,6 +47,7 @@ ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, "
     "application/xml;q=0.9, text/xml;q=0.9, text/html;q=0.8, text/csv;q=0.7, */*;q=0.5"
 )
+ACCEPT_ENCODING = "gzip, deflate"  # what :class:`_Decoder` undoes, in bounded steps
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +57,7 @@ class FetchLimits:
     max_bytes: int = 20 * 1024 * 1024  # decoded body, so a gzip bomb stops here too
     connect_timeout: float = 10.0
     read_timeout: float = 20.0  # between two reads
-    request_deadline: float = 60.0  # whole request: a slow drip cannot hold a slot longer
+    request_deadline: float = 60.0  # whole fetch, every redirect hop: a slow drip cannot hold a slot longer
     max_redirects: int = 5
     max_connections: int = 100
     per_host: int = 4
@@ -88,7 +98,7 @@ def make_client(limits: FetchLimits | None = None) -> httpx.AsyncClient:
     """The default client: pooled connections, compression, explicit timeouts."""
     limits = limits or FetchLimits()
     return httpx.AsyncClient(
-        headers={"User-Agent": USER_AGENT, "Accept": ACCEPT},
+        headers={"User-Agent": USER_AGENT, "Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING},
         timeout=httpx.Timeout(limits.read_timeout, connect=limits.connect_timeout),
         limits=httpx.Limits(
             max_connections=limits.max_connections,
@@ -113,8 +123,48 @@ def _blocked_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     )
 
 
+def _blocked(host: str) -> BlockedAddress:
+    return BlockedAddress(
+        f"refused to fetch {host}: private, loopback or link-local address "
+        "(set FEEDCAST_ALLOW_PRIVATE_NETWORKS=1 to allow)"
+    )
+
+
+Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+"""``resolve(host, port)`` -> the host's IP addresses as strings; raises OSError when it has none."""
+
+
+async def system_resolve(host: str, port: int) -> list[str]:
+    """The default :data:`Resolver`: the system's ``getaddrinfo``."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+class _Budget:
+    """The request deadline, spent only while a fetch is on the network: across every
+    redirect hop and DNS lookup, but not while it queues for a per-host slot."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.left = seconds
+
+    @contextlib.asynccontextmanager
+    async def spend(self) -> AsyncIterator[None]:
+        if self.left <= 0:
+            raise TimeoutError
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.left):
+                yield
+        finally:
+            self.left -= time.perf_counter() - started
+
+
 class Fetcher:
-    """Fetches documents with per-host concurrency, validators and guards."""
+    """Fetches documents with per-host concurrency, validators and guards.
+
+    ``resolve`` replaces the DNS lookup of the address guard (tests; a caching resolver).
+    """
 
     def __init__(
         self,
@@ -122,42 +172,65 @@ class Fetcher:
         limits: FetchLimits | None = None,
         *,
         allow_private: bool | None = None,
+        resolve: Resolver | None = None,
     ) -> None:
         self.client = client
         self.limits = limits or FetchLimits()
         self.allow_private = allow_private_networks() if allow_private is None else allow_private
+        self.resolve: Resolver = resolve or system_resolve
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self._resolved: dict[str, bool] = {}
 
     async def _check_address(self, url: str) -> None:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise FetchError(f"invalid URL {url!r}: {exc}") from None
         if parts.scheme not in {"http", "https"}:
             raise FetchError(f"unsupported URL scheme {parts.scheme!r} (http and https only)")
-        host = parts.hostname
+        host = (parts.hostname or "").rstrip(".")
         if not host:
             raise FetchError("URL has no host")
         if self.allow_private:
             return
+        if host == "localhost" or host.endswith(".localhost"):  # RFC 6761: always loopback
+            raise _blocked(host)
         cached = self._resolved.get(host)
         if cached is None:
-            try:
-                literal = ipaddress.ip_address(host)
-                addresses = [literal]
-            except ValueError:
-                try:
-                    infos = await asyncio.get_running_loop().getaddrinfo(
-                        host, parts.port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM
-                    )
-                except OSError as exc:
-                    raise FetchError(f"cannot resolve host {host}: {exc.strerror or exc}") from None
-                addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+            addresses = await self._addresses(host, port or (443 if parts.scheme == "https" else 80))
             cached = any(_blocked_ip(a) for a in addresses)
             self._resolved[host] = cached
         if cached:
-            raise BlockedAddress(
-                f"refused to fetch {host}: private, loopback or link-local address "
-                "(set FEEDCAST_ALLOW_PRIVATE_NETWORKS=1 to allow)"
-            )
+            raise _blocked(host)
+
+    async def _addresses(self, host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        try:
+            return [ipaddress.ip_address(host)]
+        except ValueError:
+            pass
+        try:
+            addresses = [ipaddress.ip_address(a) for a in await self.resolve(host, port)]
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise FetchError(f"cannot resolve host {host}: {reason}") from None
+        if not addresses:
+            raise FetchError(f"cannot resolve host {host}: no addresses")
+        return addresses
+
+    def _check_peer(self, response: httpx.Response, url: str) -> None:
+        """The address actually connected to, against the guard: the lookup in
+        :meth:`_check_address` and the client's own can differ (DNS rebinding)."""
+        stream = response.extensions.get("network_stream")
+        peer = stream.get_extra_info("server_addr") if stream is not None else None
+        if not peer:
+            return  # not a socket (a mock transport)
+        try:
+            ip = ipaddress.ip_address(peer[0])
+        except ValueError:
+            return
+        if _blocked_ip(ip):
+            raise _blocked(f"{urlsplit(url).hostname} (connected to {ip})")
 
     def _host_slot(self, url: str) -> asyncio.Semaphore:
         host = urlsplit(url).netloc.lower()
@@ -175,30 +248,22 @@ class Fetcher:
     ) -> FetchResponse:
         """GET ``url``; 2xx and 304 return, everything else raises a FetchError."""
         started = time.perf_counter()
-        headers: dict[str, str] = {}
+        headers: dict[str, str] = {"Accept-Encoding": ACCEPT_ENCODING}
         if etag:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
+        budget = _Budget(self.limits.request_deadline)
         current = url
         permanent = True
         for _hop in range(self.limits.max_redirects + 1):
-            await self._check_address(current)
-            async with self._host_slot(current):
-                try:
-                    async with asyncio.timeout(self.limits.request_deadline):
-                        status, resp_headers, body = await self._get(current, headers)
-                except TimeoutError:
-                    raise FetchError(
-                        f"timed out: no complete response within {self.limits.request_deadline:g} s"
-                    ) from None
-                except httpx.TimeoutException:
-                    raise FetchError("timed out waiting for the server") from None
-                except httpx.HTTPError as exc:
-                    raise FetchError(f"connection failed: {type(exc).__name__}: {exc}") from None
+            status, resp_headers, body = await self._hop(current, headers, budget)
             if status in {301, 302, 303, 307, 308} and "location" in resp_headers:
                 permanent = permanent and status in {301, 308}
-                current = urljoin(current, resp_headers["location"])
+                try:
+                    current = urljoin(current, resp_headers["location"].strip())
+                except ValueError as exc:
+                    raise FetchError(f"invalid redirect target: {exc}") from None
                 continue
             elapsed = time.perf_counter() - started
             if status == 304 or 200 <= status < 300:
@@ -219,35 +284,153 @@ class Fetcher:
                 retry_after = parse_retry_after(resp_headers.get("retry-after"))
                 if status == 429 or retry_after is not None:
                     wait = f", retry after {retry_after:g} s" if retry_after is not None else ""
-                    raise RateLimited(f"HTTP {status}: rate limited{wait}", status=status, retry_after=retry_after)
+                    raise RateLimited(
+                        f"HTTP {status}: rate limited{wait}", status=status, retry_after=retry_after
+                    )
             raise HttpStatus(f"HTTP {status}", status=status)
         raise FetchError(f"too many redirects (more than {self.limits.max_redirects})")
 
+    async def _hop(
+        self, url: str, headers: Mapping[str, str], budget: _Budget
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One request of a redirect chain: address guard, host slot, deadline, errors."""
+        try:
+            async with budget.spend():
+                await self._check_address(url)
+            async with self._host_slot(url), budget.spend():
+                return await self._get(url, headers)
+        except TimeoutError:
+            raise FetchError(f"timed out: no complete response within {budget.seconds:g} s") from None
+        except httpx.TimeoutException:
+            raise FetchError("timed out waiting for the server") from None
+        except httpx.InvalidURL as exc:  # also raised by httpx for a malformed Location
+            raise FetchError(f"invalid URL (in the request or a redirect): {exc}") from None
+        except httpx.HTTPError as exc:
+            raise FetchError(f"connection failed: {type(exc).__name__}: {exc}") from None
+
     async def _get(self, url: str, headers: Mapping[str, str]) -> tuple[int, dict[str, str], bytes]:
         async with self.client.stream("GET", url, headers=headers) as response:
+            if not self.allow_private:
+                self._check_peer(response, url)
             resp_headers = {k.lower(): v for k, v in response.headers.items()}
             status = response.status_code
             if not 200 <= status < 300:
                 return status, resp_headers, b""
-            declared = resp_headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > self.limits.max_bytes and not resp_headers.get(
-                "content-encoding"
-            ):
-                raise TooLarge(f"body of {int(declared):,} bytes is over the {self.limits.max_bytes:,} byte limit")
-            chunks: list[bytes] = []
-            size = 0
-            try:
-                async for chunk in response.aiter_bytes():
+            limit = self.limits.max_bytes
+            declared = resp_headers.get("content-length", "").strip()
+            if declared.isdigit() and int(declared) > limit:  # on the wire: decoded is checked below
+                raise TooLarge(f"body of {int(declared):,} bytes is over the {limit:,} byte limit")
+            return status, resp_headers, await self._read_body(response, resp_headers.get("content-encoding"))
+
+    async def _read_body(self, response: httpx.Response, content_encoding: str | None) -> bytes:
+        limit = self.limits.max_bytes
+        if response.is_stream_consumed:  # a transport that hands over a whole, decoded body (a mock)
+            if len(response.content) > limit:
+                raise TooLarge(f"body is over the {limit:,} byte limit")
+            return response.content
+        decoder = _Decoder(content_encoding)
+        over = f"body is over the {limit:,} byte limit" + (" after decompression" if decoder.layers else "")
+        chunks: list[bytes] = []
+        raw_size = size = 0
+        try:
+            async for raw in response.aiter_raw():
+                raw_size += len(raw)
+                if raw_size > limit:
+                    raise TooLarge(f"body is over the {limit:,} byte limit")
+                for chunk in decoder.feed(raw):  # at most _STEP bytes at a time: bombs stop here
                     size += len(chunk)
-                    if size > self.limits.max_bytes:
-                        raise TooLarge(
-                            f"body is over the {self.limits.max_bytes:,} byte limit"
-                            + (" after decompression" if resp_headers.get("content-encoding") else "")
-                        )
+                    if size > limit:
+                        raise TooLarge(over)
                     chunks.append(chunk)
-            except httpx.DecodingError as exc:
-                raise FetchError(f"could not decode the response body: {exc}") from None
-            return status, resp_headers, b"".join(chunks)
+            for chunk in decoder.flush():
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge(over)
+                chunks.append(chunk)
+        except zlib.error as exc:
+            raise FetchError(f"could not decode the response body: {exc}") from None
+        return b"".join(chunks)
+
+
+# ------------------------------------------------------------------ content decoding
+# httpx decodes each network read in one go: 64 KB of gzip can inflate to 64 MB (and a
+# second gzip layer to anything) before a size check sees it. Decoding here, with a cap
+# on every step, keeps memory at the size limit plus a few steps whatever comes in.
+
+_STEP = 64 * 1024  # the most one decoding step may produce
+_MAX_CODINGS = 3
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+_UNSUPPORTED = {"br", "zstd", "compress", "x-compress"}  # never asked for
+
+
+class _Inflater:
+    """One gzip / deflate layer, decoded at most ``_STEP`` bytes at a time."""
+
+    def __init__(self, coding: str) -> None:
+        self.coding = coding
+        self._z = zlib.decompressobj(_WBITS[coding])
+        # "deflate" is zlib-wrapped by the spec, raw by some servers: the first two bytes tell
+        self._head: bytes | None = b"" if coding == "deflate" else None
+
+    def feed(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        for data in chunks:
+            yield from self._feed(data)
+
+    def _feed(self, data: bytes) -> Iterator[bytes]:
+        if self._head is not None:
+            self._head += data
+            if len(self._head) < 2:
+                return
+            data, self._head = self._head, None
+            cmf, flg = data[0], data[1]
+            if not (cmf & 0x0F == 8 and ((cmf << 8) | flg) % 31 == 0):
+                self._z = zlib.decompressobj(-zlib.MAX_WBITS)
+        while True:
+            out = self._z.decompress(data, _STEP)
+            if out:
+                yield out
+            if self._z.eof:
+                rest = self._z.unused_data
+                if self.coding == "deflate" or not rest.startswith(b"\x1f\x8b"):
+                    return  # anything after the end of the stream is ignored
+                self._z = zlib.decompressobj(_WBITS[self.coding])  # another gzip member
+                data = rest
+                continue
+            data = self._z.unconsumed_tail
+            if not data and len(out) < _STEP:
+                return
+
+    def flush(self) -> bytes:
+        return self._z.flush() if not self._z.eof else b""
+
+
+class _Decoder:
+    """The Content-Encoding chain of a response, undone lazily and in bounded steps."""
+
+    def __init__(self, content_encoding: str | None) -> None:
+        codings = [c.strip().lower() for c in (content_encoding or "").split(",")]
+        codings = [c for c in codings if c and c != "identity"]
+        for coding in codings:
+            if coding in _UNSUPPORTED:
+                raise FetchError(f"unsupported content-encoding {coding!r} (we ask for {ACCEPT_ENCODING})")
+        codings = [c for c in codings if c in _WBITS]  # unknown tokens are ignored, as httpx does
+        if len(codings) > _MAX_CODINGS:
+            raise FetchError(f"too many content-encodings ({len(codings)})")
+        self.layers = [_Inflater(c) for c in reversed(codings)]  # the last applied is undone first
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        return self._through(0, [data])
+
+    def flush(self) -> Iterator[bytes]:
+        for i, layer in enumerate(self.layers):
+            tail = layer.flush()
+            if tail:
+                yield from self._through(i + 1, [tail])
+
+    def _through(self, first: int, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        for layer in self.layers[first:]:
+            chunks = layer.feed(chunks)
+        yield from chunks
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -261,4 +444,6 @@ def parse_retry_after(value: str | None) -> float | None:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
+    if when.tzinfo is None:  # "-0000": UTC without saying so
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - time.time())
