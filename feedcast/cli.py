@@ -326,13 +326,18 @@ def poll_command(
     if not summaries:
         out.print("nothing due (use --force to poll anyway)")
         return
+    shown = summaries
+    if len(summaries) > 50:  # a big poll: the sources with news or trouble
+        shown = [s for s in summaries if s.new or s.changed or s.error or s.baseline]
     _table(
         ["source", "outcome", "items", "new", "changed", "note"],
         [
             [s.source, s.outcome, s.items, s.new, s.changed, s.error or ("baseline" if s.baseline else "")]
-            for s in summaries
+            for s in shown
         ],
     )
+    if len(shown) < len(summaries):
+        out.print(f"({len(summaries) - len(shown)} sources without news not listed; --format json lists all)")
     failed = sum(1 for s in summaries if s.error)
     new = sum(s.new for s in summaries)
     changed = sum(s.changed for s in summaries)
