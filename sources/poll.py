@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -276,51 +277,58 @@ async def poll_many(
     *,
     deadline: float | None = None,
 ) -> AsyncIterator[PollOutcome]:
-    """Poll sources with bounded concurrency, yielding outcomes as they finish.
+    """Poll sources with ``settings.concurrency`` workers, yielding outcomes as they finish.
 
-    When ``deadline`` (seconds) passes, polls still running are cancelled and yield
-    an outcome ``deadline`` (the source stays due, no error is counted).
+    Memory stays bounded by the workers in flight plus what the caller has not consumed
+    yet, whatever the number of sources. When ``deadline`` (seconds) passes, running
+    polls are cancelled and every source not done yields an outcome ``deadline`` (it
+    stays due; no error is counted against it).
     """
     settings = settings or PollSettings()
-    pending_sources = list(sources)
-    if not pending_sources:
+    todo = deque(sources)
+    expected = len(todo)
+    if not expected:
         return
-    semaphore = asyncio.Semaphore(settings.concurrency)
+    results: asyncio.Queue[PollOutcome] = asyncio.Queue()
+    in_flight: dict[int, Source] = {}
+
+    async def worker() -> None:
+        while todo:
+            source = todo.popleft()
+            in_flight[source.id] = source
+            outcome = await poll_source(fetcher, source, settings)
+            del in_flight[source.id]
+            results.put_nowait(outcome)
+
     loop = asyncio.get_running_loop()
     stop_at = loop.time() + deadline if deadline is not None else None
-
-    async def bounded(source: Source) -> PollOutcome:
-        async with semaphore:
-            return await poll_source(fetcher, source, settings)
-
-    tasks: dict[asyncio.Future[PollOutcome], Source] = {
-        asyncio.ensure_future(bounded(s)): s for s in pending_sources
-    }
+    workers = [asyncio.create_task(worker()) for _ in range(min(settings.concurrency, expected))]
     try:
-        remaining: set[asyncio.Future[PollOutcome]] = set(tasks)
-        while remaining:
+        for _ in range(expected):
             timeout = None if stop_at is None else max(0.0, stop_at - loop.time())
-            done, remaining = await asyncio.wait(
-                remaining, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            try:
+                outcome = await asyncio.wait_for(results.get(), timeout)
+            except TimeoutError:
+                break
+            yield outcome
+        else:
+            return
+        # deadline: nothing finished in time; whatever is running or waiting stays due
+        unfinished = [*in_flight.values(), *todo]
+        todo.clear()
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        now = datetime.now(UTC)
+        for source in unfinished:
+            yield PollOutcome(
+                source_id=source.id,
+                url=source.url,
+                started_at=now,
+                duration=0.0,
+                outcome="deadline",
+                error=f"poll deadline of {deadline:g} s reached before this source finished",
             )
-            for task in done:
-                yield task.result()
-            if not done and remaining:  # deadline reached
-                for task in remaining:
-                    task.cancel()
-                await asyncio.gather(*remaining, return_exceptions=True)
-                now = datetime.now(UTC)
-                for task in remaining:
-                    source = tasks[task]
-                    yield PollOutcome(
-                        source_id=source.id,
-                        url=source.url,
-                        started_at=now,
-                        duration=0.0,
-                        outcome="deadline",
-                        error=f"poll deadline of {deadline:g} s reached before this source finished",
-                    )
-                remaining = set()
     finally:
-        for task in tasks:
+        for task in workers:
             task.cancel()
