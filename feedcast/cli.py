@@ -281,7 +281,7 @@ def source_import_opml(
     for name in result.added:
         out.print(f"  + {name}")
     for skipped in result.skipped:
-        out.print(f"  = {skipped} (already registered)")
+        out.print(f"  = {skipped}")
 
 
 # --------------------------------------------------------------------------- poll and items

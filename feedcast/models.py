@@ -177,6 +177,7 @@ class Source:
     id: int
     name: str
     url: str  # what we poll (a discovered feed replaces a page URL)
+    added_url: str | None = None  # the URL as registered
     kind: str | None = None  # SourceKind value; None until detected
     format: str | None = None
     site_url: str | None = None  # the page a feed was discovered on

@@ -32,7 +32,7 @@ import pyarrow as pa
 from feedcast.errors import AlreadyExists, InvalidValue, NotFound, StoreBusy, StoreError
 from feedcast.models import Item, PollOutcome, Source
 
-__all__ = ["MIGRATIONS", "PollSummary", "Store", "default_db_path"]
+__all__ = ["MIGRATIONS", "NewSource", "PollSummary", "Store", "default_db_path"]
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,18 @@ def _m001(con: Connection) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class NewSource:
+    """A source to register (see :meth:`Store.add_sources`)."""
+
+    name: str
+    url: str
+    kind: str | None = None
+    every: timedelta = timedelta(minutes=15)
+    backfill: int = 0
+    selectors: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PollSummary:
     """What a poll did to one source, for the CLI and flows."""
 
@@ -182,7 +194,7 @@ class PollSummary:
 _SOURCE_COLUMNS = (
     "id, name, url, kind, format, site_url, title, every_seconds, backfill, selectors, status, etag, "
     "last_modified, body_hash, error_count, last_error, last_status, last_polled_at, last_success_at, "
-    "next_poll_at, baseline_done, created_at"
+    "next_poll_at, baseline_done, created_at, added_url"
 )
 
 _ITEM_SCHEMA = pa.schema(
@@ -361,15 +373,37 @@ class Store:
         backfill: int = 0,
         selectors: Mapping[str, str] | None = None,
     ) -> Source:
+        self.add_sources([NewSource(name, url, kind, every, backfill, selectors)])
+        return self.get_source(name)
+
+    def add_sources(self, sources: Sequence[NewSource]) -> None:
+        """Register many sources in one transaction (all or none)."""
+        names = [s.name for s in sources]
+        if len(set(names)) != len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            raise AlreadyExists(f"the source name {dup!r} is given twice")
+        table = pa.table(
+            {
+                "name": names,
+                "url": [s.url for s in sources],
+                "kind": pa.array([s.kind for s in sources], pa.string()),
+                "every_seconds": pa.array([int(s.every.total_seconds()) for s in sources], pa.int32()),
+                "backfill": pa.array([s.backfill for s in sources], pa.int32()),
+                "selectors": pa.array([_json(s.selectors) for s in sources], pa.string()),
+            }
+        )
         with self.transaction() as con:
-            if con.execute("SELECT 1 FROM sources WHERE name = ?", [name]).fetchone():
-                raise AlreadyExists(f"a source named {name!r} already exists")
+            taken = con.execute(
+                "SELECT name FROM sources WHERE name IN (SELECT unnest(?)) ORDER BY name", [names]
+            ).fetchall()
+            if taken:
+                raise AlreadyExists(f"a source named {taken[0][0]!r} already exists")
+            con.register("new_sources", table)
             con.execute(
                 "INSERT INTO sources (name, url, added_url, kind, every_seconds, backfill, selectors, next_poll_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, now())",
-                [name, url, url, kind, int(every.total_seconds()), backfill, _json(selectors)],
+                " SELECT name, url, url, kind, every_seconds, backfill, selectors::JSON, now() FROM new_sources"
             )
-        return self.get_source(name)
+            con.unregister("new_sources")
 
     def get_source(self, name: str) -> Source:
         with self.connect(read_only=True) as con:
@@ -420,7 +454,8 @@ class Store:
                     next_poll_at=r[19],
                     baseline_done=r[20],
                     created_at=r[21],
-                    item_count=r[22],
+                    added_url=r[22],
+                    item_count=r[23],
                 )
             )
         return out

@@ -14,9 +14,9 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from feedcast.errors import AlreadyExists, InvalidValue
+from feedcast.errors import InvalidValue
 from feedcast.models import PollOutcome, Source
-from feedcast.store import PollSummary, Store
+from feedcast.store import NewSource, PollSummary, Store
 from sources.fetch import Fetcher, FetchLimits, make_client
 from sources.pages import PageSelectors
 from sources.poll import PollSettings, poll_many
@@ -124,30 +124,34 @@ def import_opml(store: Store, path: Path, *, every: timedelta = timedelta(minute
         root = ET.fromstring(raw)  # noqa: S314 (no entities: checked above)
     except ET.ParseError as exc:
         raise InvalidValue(f"{path} is not valid OPML: {exc}") from None
-    existing = {s.url for s in store.list_sources()} | {s.name for s in store.list_sources()}
-    added: list[str] = []
+    registered = store.list_sources()
+    taken_urls = {s.url for s in registered} | {s.added_url for s in registered}
+    taken_names = {s.name for s in registered}
+    new: list[NewSource] = []
     skipped: list[str] = []
     for outline in root.iter("outline"):
-        url = outline.get("xmlUrl") or outline.get("xmlurl")
+        url = (outline.get("xmlUrl") or outline.get("xmlurl") or "").strip()
         if not url:
             continue
-        title = outline.get("title") or outline.get("text") or urlsplit(url).hostname or "source"
-        name = _slug(title)
-        base, n = name, 2
-        while name in existing:
-            name = f"{base}-{n}"
-            n += 1
-        if url in existing:
-            skipped.append(url)
+        if url in taken_urls:
+            skipped.append(f"{url} (already registered)")
             continue
         try:
             validate_url(url)
-            store.add_source(name, url, kind="feed", every=every)
-        except (InvalidValue, AlreadyExists) as exc:
+        except InvalidValue as exc:
             skipped.append(f"{url} ({exc})")
             continue
-        existing |= {url, name}
-        added.append(name)
+        title = outline.get("title") or outline.get("text") or urlsplit(url).hostname or "source"
+        name = base = _slug(title)
+        n = 2
+        while name in taken_names:
+            name = f"{base}-{n}"
+            n += 1
+        taken_names.add(name)
+        taken_urls.add(url)
+        new.append(NewSource(name, url, "feed", every))
+    store.add_sources(new)
+    added = [s.name for s in new]
     return OpmlImport(added, skipped)
 
 

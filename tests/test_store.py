@@ -270,3 +270,16 @@ def test_every_table_and_column_is_documented(store: Store) -> None:
         {f"{r['table_name']}.{r['column_name']}" for r in rows if r["column_name"] not in documented}
     )
     assert not missing, f"undocumented columns in docs/schema.md: {missing}"
+
+
+def test_bulk_registration_is_all_or_nothing(store: Store) -> None:
+    from feedcast.store import NewSource
+
+    store.add_sources([NewSource(f"s{i}", f"http://example.test/{i}", "feed") for i in range(300)])
+    assert len(store.list_sources()) == 300
+    with pytest.raises(AlreadyExists, match="s7"):
+        store.add_sources([NewSource("fresh", "http://example.test/x"), NewSource("s7", "http://example.test/7")])
+    with pytest.raises(AlreadyExists, match="twice"):
+        store.add_sources([NewSource("a", "http://example.test/a"), NewSource("a", "http://example.test/b")])
+    assert len(store.list_sources()) == 300
+    assert store.get_source("s7").added_url == "http://example.test/7"
