@@ -278,7 +278,9 @@ def test_bulk_registration_is_all_or_nothing(store: Store) -> None:
     store.add_sources([NewSource(f"s{i}", f"http://example.test/{i}", "feed") for i in range(300)])
     assert len(store.list_sources()) == 300
     with pytest.raises(AlreadyExists, match="s7"):
-        store.add_sources([NewSource("fresh", "http://example.test/x"), NewSource("s7", "http://example.test/7")])
+        store.add_sources(
+            [NewSource("fresh", "http://example.test/x"), NewSource("s7", "http://example.test/7")]
+        )
     with pytest.raises(AlreadyExists, match="twice"):
         store.add_sources([NewSource("a", "http://example.test/a"), NewSource("a", "http://example.test/b")])
     assert len(store.list_sources()) == 300
