@@ -18,12 +18,17 @@ from typing import Any
 
 __all__ = [
     "Availability",
+    "Button",
+    "Card",
     "EventKind",
     "FeedLink",
     "Item",
     "Media",
+    "Message",
+    "Module",
     "ParseResult",
     "PollOutcome",
+    "ProviderCall",
     "Source",
     "SourceKind",
     "Variant",
@@ -235,3 +240,60 @@ class PollOutcome:
     @property
     def succeeded(self) -> bool:
         return self.outcome in {"ok", "not_modified", "unchanged"}
+
+
+# --------------------------------------------------------------------------- messages
+#
+# A layout renders items into Messages made of content modules (the vocabulary:
+# text, text + buttons, image, video, audio, file, cards); each channel turns a
+# Message into provider calls (Telegram sendPhoto with caption and keyboard,
+# Messenger templates, an email...). See layouts/ and channels/.
+
+MODULE_KINDS = ("text", "image", "video", "audio", "file", "cards")
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    title: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    """One element of a carousel (Messenger generic template, Telegram media group)."""
+
+    title: str
+    subtitle: str | None = None
+    image: str | None = None
+    url: str | None = None
+    buttons: tuple[Button, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Module:
+    """One content block. ``text`` is in the markup of the message's format
+    (Telegram HTML, plain text for Messenger, HTML for email, mrkdwn for Slack...)."""
+
+    kind: str  # one of MODULE_KINDS
+    text: str | None = None
+    url: str | None = None  # the media URL of image / video / audio / file
+    buttons: tuple[Button, ...] = ()
+    cards: tuple[Card, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """What a layout rendered for one format: modules in order, plus the items it shows."""
+
+    format: str  # telegram | messenger | email | slack | discord | json
+    modules: tuple[Module, ...]
+    subject: str | None = None  # email subject; a title for the other formats
+    item_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderCall:
+    """One request to a provider, exactly as it will be sent (minus credentials)."""
+
+    method: str  # Telegram method, "messages" for Messenger, "smtp" for email, "POST" for webhooks
+    body: Mapping[str, Any]
