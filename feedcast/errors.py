@@ -27,6 +27,7 @@ __all__ = [
     "Gone",
     "HttpStatus",
     "InvalidValue",
+    "LayoutError",
     "NotFound",
     "RateLimited",
     "StoreBusy",
@@ -54,6 +55,10 @@ class AlreadyExists(UserError):
 
 class InvalidValue(UserError):
     pass
+
+
+class LayoutError(UserError):
+    """A layout is broken or lacks a template; the message names the file and line."""
 
 
 class StoreError(FeedcastError):
