@@ -5,7 +5,11 @@ FeedcastError                  base; ``str(err)`` is one line for a user
 │   │                          the message and exits 2, no traceback
 │   ├── NotFound               a named source / channel / automation does not exist
 │   ├── AlreadyExists          a name is taken
-│   └── InvalidValue           a malformed option (interval, URL, selector...)
+│   ├── InvalidValue           a malformed option (interval, URL, selector...)
+│   └── LayoutError            a layout that cannot render: syntax error (file and
+│                              line), missing template for a format
+├── TelegramHtmlError          (layouts.html) text Telegram would refuse to parse
+├── PayloadError               (layouts.validate) a provider payload breaks a rule
 ├── StoreError                 the DuckDB file could not be used
 │   └── StoreBusy              another process held the write lock past our retries
 └── FetchError                 one source could not be fetched; recorded on the
