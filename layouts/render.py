@@ -1,0 +1,1047 @@
+"""The renderer: layouts (folders of Jinja2 templates) turn items into Messages.
+
+A layout is a folder::
+
+    my-layout/
+        layout.yaml      name, description, per (item | campaign), max_items
+        telegram.j2      Telegram's HTML subset          autoescaped
+        messenger.j2     plain text                      -
+        email.html.j2    a whole HTML email document     autoescaped
+        email.txt.j2     its plain-text alternative      - (optional: derived from the HTML)
+        slack.j2         Slack mrkdwn                    -
+        discord.j2       Discord markdown                -
+        json.j2          a JSON document                 -
+        *.j2             partials for include / import / extends (``telegram*`` and
+                         ``*.html.j2`` are autoescaped)
+
+``per: item`` renders one Message per item (``single``, ``product``); ``per: campaign``
+one Message for up to ``max_items`` items (``digest``, ``carousel``, ``plain``). Built-in
+layouts live in ``layouts/builtin/<name>/``; their shared partials in
+``layouts/builtin/_shared/`` are available to every layout as ``feedcast/<file>``
+(``{% extends "feedcast/email.html.j2" %}``).
+
+Template convention (chat formats: telegram, messenger, slack, discord, json)
+-----------------------------------------------------------------------------
+A template emits the Message's modules by calling functions, in order::
+
+    {% call image(item.image, buttons=[button("Read more", item.url)]) %}
+    <b>{{ item.title }}</b>
+    {{ item.summary|excerpt(300) }}
+    {% endcall %}
+
+=====================================================  ====================================
+``text(body, buttons=[...])``                          a text module (body or call block)
+``image|video|audio|file(url, caption, buttons=[])``   a media module, caption as its text;
+                                                       without a usable http(s) URL it
+                                                       becomes a text module
+``cards([card(title, subtitle, image, url,``           a cards module (carousel); card
+``buttons=[...]), ...])``                              fields are plain text in every
+                                                       format; dicts are accepted too
+``button(title, url)``                                 a Button (None, and so dropped,
+                                                       when the URL is missing or unsafe)
+``subject(text)`` or ``{% set subject = ... %}``       Message.subject
+``payload(value)``                                     a text module holding ``value`` as
+                                                       JSON (the ``json`` format)
+=====================================================  ====================================
+
+Each call appends a module and returns ``""``; a module's text is in the markup of the
+format (Telegram HTML, plain text for Messenger, Slack mrkdwn, Discord markdown), with
+trailing spaces and runs of blank lines tidied. Whitespace outside module calls is
+ignored; other text outside them is an error, except in a template that makes no call
+at all: its whole output is then one text module. Module calls cannot be nested.
+
+The ``json`` format: every module is a text module whose text is one JSON document (the
+body of one webhook request), made with ``payload({...})`` or ``{{ value|tojson }}``;
+the renderer checks that it parses. ``slack`` and ``discord`` use the module
+vocabulary like Telegram (mrkdwn / markdown text, images, buttons, cards): the payload
+builder turns modules into blocks / embeds and splits long messages between modules.
+
+The ``email`` format: ``email.html.j2`` renders a whole HTML document, ``email.txt.j2``
+its plain-text part; the Message then holds exactly two text modules, the HTML first
+and the plain text second (:func:`email_parts`).
+
+Template variables: ``item`` (per-item layouts), ``items`` (always; item views, see
+:func:`item_view`), ``layout``, ``channel_format``, ``automation``, ``site_title``,
+``now`` (in the render's time zone), ``locale``, ``timezone``, ``unsubscribe_url``.
+Filters: see :mod:`layouts.filters`.
+
+Templates are untrusted: they run in Jinja's immutable sandbox (no ``_`` attributes, no
+mutation of values, bounded ``range`` and repetition). Undefined names and attributes
+render empty (``item.missing.deeper`` included); unsafe attribute access, runtime errors
+and syntax errors become :class:`LayoutError` naming the file and the line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+import yaml
+from jinja2 import (
+    BaseLoader,
+    ChainableUndefined,
+    Environment,
+    TemplateError,
+    TemplateNotFound,
+    Undefined,
+    meta,
+)
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markupsafe import Markup, escape
+
+from feedcast.errors import InvalidValue, LayoutError
+from feedcast.models import Button, Card, Item, Message, Module
+from layouts import filters
+from layouts.html import plain_text
+
+__all__ = [
+    "EMAIL_TEXT_TEMPLATE",
+    "FORMATS",
+    "TEMPLATE_FILES",
+    "EventInfo",
+    "Layout",
+    "RenderContext",
+    "available_layouts",
+    "builtin_layouts",
+    "email_parts",
+    "identity_link",
+    "item_view",
+    "load_layout",
+    "render",
+    "search_path_from_env",
+]
+
+log = logging.getLogger(__name__)
+
+FORMATS: Final = ("telegram", "messenger", "email", "slack", "discord", "json")
+TEMPLATE_FILES: Final[Mapping[str, str]] = {
+    "telegram": "telegram.j2",
+    "messenger": "messenger.j2",
+    "email": "email.html.j2",
+    "slack": "slack.j2",
+    "discord": "discord.j2",
+    "json": "json.j2",
+}
+EMAIL_TEXT_TEMPLATE: Final = "email.txt.j2"
+LAYOUT_FILE: Final = "layout.yaml"
+SHARED_PREFIX: Final = "feedcast/"  # templates of layouts/builtin/_shared, for every layout
+
+MAX_ITEMS_LIMIT: Final = 100
+DEFAULT_MAX_ITEMS: Final = 10
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_BUTTON_SCHEMES = frozenset({"http", "https", "mailto", "tel", "tg"})
+_MEDIA_SCHEMES = frozenset({"http", "https"})
+_MAX_REPEAT = 100_000  # characters / elements a template may build with `*`
+
+Per = Literal["item", "campaign"]
+LinkHook = Callable[[str, Item], str]
+
+
+def identity_link(url: str, item: Item) -> str:
+    """The default link hook: URLs are used as they are (no click tracking)."""
+    return url
+
+
+@dataclass(frozen=True, slots=True)
+class EventInfo:
+    """Why an item is in a campaign, when it is not simply new (e.g. a price drop)."""
+
+    event: str  # an EventKind value: new | changed | price_drop | back_in_stock
+    old_price: Decimal | None = None
+    new_price: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RenderContext:
+    """Per-automation settings of a render. ``link(url, item)`` rewrites item URLs
+    (click tracking); ``now`` is fixed in tests, the current time otherwise."""
+
+    timezone: str = "UTC"  # IANA zone name
+    locale: str = "en"  # fr, fr_FR or fr-FR
+    automation: str | None = None
+    site_title: str | None = None
+    max_items: int | None = None  # None: the layout's default
+    link: LinkHook = identity_link
+    now: datetime | None = None
+    unsubscribe_url: str | None = None
+
+    def __post_init__(self) -> None:
+        filters.parse_timezone(self.timezone)  # InvalidValue when unknown
+        filters.parse_locale(self.locale)
+        if self.max_items is not None and not 1 <= self.max_items <= MAX_ITEMS_LIMIT:
+            raise InvalidValue(f"max_items must be between 1 and {MAX_ITEMS_LIMIT}, not {self.max_items}")
+
+
+_DEFAULT_CONTEXT: Final = RenderContext()
+
+
+# ------------------------------------------------------------------------------- layouts
+
+
+@dataclass(frozen=True, eq=False)
+class Layout:
+    """A loaded, validated layout: every template in it compiled."""
+
+    name: str
+    description: str
+    per: Per
+    max_items: int
+    location: str  # the folder, as shown in messages (layouts/builtin/single, ./mine...)
+    builtin: bool
+    templates: tuple[str, ...]  # the layout's own template files
+    environment: Environment = field(repr=False)
+    filenames: frozenset[str] = field(repr=False, default=frozenset())  # for error lines
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        """The formats this layout has a template for."""
+        return tuple(fmt for fmt in FORMATS if self.has(fmt))
+
+    def has(self, fmt: str) -> bool:
+        return TEMPLATE_FILES.get(fmt) in self.templates
+
+    def require(self, fmt: str) -> None:
+        """LayoutError unless the layout can render ``fmt``."""
+        if fmt not in TEMPLATE_FILES:
+            raise LayoutError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
+        if not self.has(fmt):
+            raise LayoutError(f"layout {self.name!r} has no template for {fmt} ({TEMPLATE_FILES[fmt]})")
+
+    def path(self, template: str) -> str:
+        """A template's file as shown in messages."""
+        if template.startswith(SHARED_PREFIX):
+            return f"{_BUILTIN_LOCATION}/_shared/{template.removeprefix(SHARED_PREFIX)}"
+        return f"{self.location}/{template}"
+
+
+_BUILTIN_LOCATION: Final = "layouts/builtin"
+_builtin_cache: dict[str, Layout] = {}
+_shared_cache: dict[str, tuple[str, str]] = {}
+_cache_lock = threading.RLock()
+
+
+def _builtin_root() -> Traversable:
+    return resources.files("layouts") / "builtin"
+
+
+def builtin_layouts() -> list[str]:
+    """Names of the layouts shipped with feedcast."""
+    root = _builtin_root()
+    return sorted(
+        entry.name
+        for entry in root.iterdir()
+        if entry.is_dir() and not entry.name.startswith(("_", ".")) and (entry / LAYOUT_FILE).is_file()
+    )
+
+
+def available_layouts(search_path: Sequence[Path] = ()) -> list[str]:
+    """Names :func:`load_layout` accepts: user layouts of ``search_path`` and built-ins."""
+    names = set(builtin_layouts())
+    for root in search_path:
+        folder = Path(root)
+        if folder.is_dir():
+            names.update(
+                entry.name for entry in folder.iterdir() if entry.is_dir() and (entry / LAYOUT_FILE).is_file()
+            )
+    return sorted(names)
+
+
+def search_path_from_env(environ: Mapping[str, str] | None = None) -> list[Path]:
+    """The user layout folders named by ``FEEDCAST_LAYOUTS`` (``os.pathsep``-separated)."""
+    value = (os.environ if environ is None else environ).get("FEEDCAST_LAYOUTS", "")
+    return [Path(part).expanduser() for part in value.split(os.pathsep) if part.strip()]
+
+
+def _looks_like_path(name: str) -> bool:
+    separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    return any(sep in name for sep in separators) or name.startswith((".", "~"))
+
+
+def load_layout(name_or_path: str, search_path: Sequence[Path] = ()) -> Layout:
+    """The layout named ``name_or_path``, validated: every template compiles, every
+    include exists, layout.yaml is well formed.
+
+    A name is looked up in the folders of ``search_path`` first (so a user layout may
+    replace a built-in one; the caller adds ``FEEDCAST_LAYOUTS``), then among the
+    built-ins. A path (anything with a ``/``, or starting with ``.`` or ``~``) is
+    loaded as a layout folder directly.
+    """
+    if _looks_like_path(name_or_path):
+        folder = Path(name_or_path).expanduser()
+        if not folder.is_dir():
+            raise LayoutError(f"no layout folder at {name_or_path}")
+        return _load(folder, str(folder), builtin=False)
+    name = name_or_path
+    if not _NAME.fullmatch(name):
+        raise LayoutError(f"invalid layout name {name!r}")
+    for root in search_path:
+        folder = Path(root) / name
+        if folder.is_dir():
+            return _load(folder, str(folder), builtin=False)
+    if name in builtin_layouts():
+        with _cache_lock:
+            layout = _builtin_cache.get(name)
+            if layout is None:
+                layout = _builtin_cache[name] = _load(
+                    _builtin_root() / name, f"{_BUILTIN_LOCATION}/{name}", builtin=True
+                )
+        return layout
+    raise LayoutError(f"unknown layout {name!r}; available: {', '.join(available_layouts(search_path))}")
+
+
+def _read(file: Traversable, shown: str) -> str:
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise LayoutError(f"{shown}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except OSError as exc:
+        raise LayoutError(f"{shown}: cannot be read ({exc.strerror or exc})") from exc
+
+
+def _shared_sources() -> dict[str, tuple[str, str]]:
+    with _cache_lock:
+        if not _shared_cache:
+            root = _builtin_root() / "_shared"
+            if root.is_dir():
+                for entry in root.iterdir():
+                    if entry.is_file() and entry.name.endswith(".j2"):
+                        shown = f"{_BUILTIN_LOCATION}/_shared/{entry.name}"
+                        _shared_cache[SHARED_PREFIX + entry.name] = (_read(entry, shown), shown)
+        return dict(_shared_cache)
+
+
+def _load(folder: Traversable, location: str, *, builtin: bool) -> Layout:
+    meta_file = folder / LAYOUT_FILE
+    meta_shown = f"{location}/{LAYOUT_FILE}"
+    if not meta_file.is_file():
+        raise LayoutError(f"{location}: not a layout folder (no {LAYOUT_FILE})")
+    name, description, per, max_items = _parse_meta(_read(meta_file, meta_shown), meta_shown, folder.name)
+
+    own: dict[str, tuple[str, str]] = {}
+    for entry in folder.iterdir():
+        if entry.is_file() and entry.name.endswith(".j2"):
+            shown = f"{location}/{entry.name}"
+            own[entry.name] = (_read(entry, shown), shown)
+    if not any(TEMPLATE_FILES[fmt] in own for fmt in FORMATS):
+        expected = ", ".join(TEMPLATE_FILES[fmt] for fmt in FORMATS)
+        raise LayoutError(f"{location}: no template; a layout has at least one of {expected}")
+    if EMAIL_TEXT_TEMPLATE in own and TEMPLATE_FILES["email"] not in own:
+        raise LayoutError(f"{location}: {EMAIL_TEXT_TEMPLATE} without {TEMPLATE_FILES['email']}")
+
+    sources = {**_shared_sources(), **own}
+    env = _environment(sources)
+    for template in sorted(own):
+        _compile(env, template, sources)
+    return Layout(
+        name=name,
+        description=description,
+        per=per,
+        max_items=max_items,
+        location=location,
+        builtin=builtin,
+        templates=tuple(sorted(own)),
+        environment=env,
+        filenames=frozenset(shown for _source, shown in sources.values()),
+    )
+
+
+def _parse_meta(text: str, shown: str, folder_name: str) -> tuple[str, str, Per, int]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        line = f":{exc.problem_mark.line + 1}" if exc.problem_mark is not None else ""
+        raise LayoutError(f"{shown}{line}: {exc.problem or exc.context or 'invalid YAML'}") from exc
+    except yaml.YAMLError as exc:
+        raise LayoutError(f"{shown}: invalid YAML ({exc})") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise LayoutError(f"{shown}: expected a mapping with name, description, per, max_items")
+    known = ("name", "description", "per", "max_items")
+    unknown = sorted(str(key) for key in data if key not in known)
+    if unknown:
+        raise LayoutError(
+            f"{shown}: unknown field {', '.join(map(repr, unknown))}; fields: {', '.join(known)}"
+        )
+
+    name = data.get("name", folder_name)
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise LayoutError(f"{shown}: 'name' must be a short name (letters, digits, - _ .), not {name!r}")
+    description = data.get("description", "")
+    if description is None:
+        description = ""
+    if not isinstance(description, str):
+        raise LayoutError(f"{shown}: 'description' must be text, not {description!r}")
+    per = data.get("per")
+    if per is None:
+        raise LayoutError(f"{shown}: 'per' is missing: item (one message per item) or campaign")
+    if per not in ("item", "campaign"):
+        raise LayoutError(f"{shown}: 'per' must be item or campaign, not {per!r}")
+    max_items = data.get("max_items", DEFAULT_MAX_ITEMS)
+    if isinstance(max_items, bool) or not isinstance(max_items, int) or not 1 <= max_items <= MAX_ITEMS_LIMIT:
+        raise LayoutError(
+            f"{shown}: 'max_items' must be a whole number from 1 to {MAX_ITEMS_LIMIT}, not {max_items!r}"
+        )
+    return name, " ".join(description.split()), per, max_items
+
+
+def _compile(env: Environment, template: str, sources: Mapping[str, tuple[str, str]]) -> None:
+    source, shown = sources[template]
+    try:
+        env.get_template(template)
+        references = meta.find_referenced_templates(env.parse(source, template, shown))
+    except TemplateError as exc:
+        raise LayoutError(_located_message(exc, shown)) from exc
+    for reference in references:
+        if reference is not None and reference not in sources:
+            line = _line_of(source, reference)
+            raise LayoutError(f"{shown}{line}: template {reference!r} not found (not in the layout folder)")
+
+
+def _line_of(source: str, needle: str) -> str:
+    for number, line in enumerate(source.splitlines(), 1):
+        if needle in line:
+            return f":{number}"
+    return ""
+
+
+def _located_message(exc: TemplateError, default_file: str) -> str:
+    filename = getattr(exc, "filename", None) or default_file
+    lineno = getattr(exc, "lineno", None)
+    where = f"{filename}:{lineno}" if lineno else filename
+    return f"{where}: {exc.message or type(exc).__name__}"
+
+
+# ------------------------------------------------------------------------------- sandbox
+
+
+class _Loader(BaseLoader):
+    """Serves the layout's own files and the shared partials, nothing else."""
+
+    def __init__(self, sources: Mapping[str, tuple[str, str]]) -> None:
+        self._sources = dict(sources)
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
+        try:
+            source, shown = self._sources[template]
+        except KeyError:
+            raise TemplateNotFound(template) from None
+        return source, shown, lambda: True
+
+    def list_templates(self) -> list[str]:
+        return sorted(self._sources)
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, stricter: unsafe attributes raise at once, and
+    ``*`` / ``**`` cannot build huge values."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
+        raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
+            raise SecurityError("exponent too large")
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                if (
+                    isinstance(seq, str | list | tuple)
+                    and isinstance(count, int)
+                    and len(seq) * count > _MAX_REPEAT
+                ):
+                    raise SecurityError("repetition too large")
+        return super().call_binop(context, operator, left, right)
+
+
+def _autoescape(name: str | None) -> bool:
+    if name is None:
+        return True
+    base = name.rsplit("/", 1)[-1]
+    return base.endswith(".html.j2") or base.startswith("telegram")
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Undefined):
+        return None
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _json_dumps(value: object, **kwargs: Any) -> str:
+    return json.dumps(value, default=_json_default, ensure_ascii=False, **kwargs)
+
+
+def _environment(sources: Mapping[str, tuple[str, str]]) -> Environment:
+    env = _Sandbox(
+        loader=_Loader(sources),
+        autoescape=_autoescape,
+        undefined=ChainableUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+        cache_size=-1,
+    )
+    env.filters.update(filters.FILTERS)
+    env.policies["json.dumps_function"] = _json_dumps
+    env.policies["json.dumps_kwargs"] = {}
+    return env
+
+
+# ------------------------------------------------------------------------------- item view
+
+
+def _safe_url(url: object, schemes: frozenset[str] = _MEDIA_SCHEMES) -> str | None:
+    if not isinstance(url, str):
+        return None
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in schemes:
+        return None
+    if parts.scheme.lower() in _MEDIA_SCHEMES and not parts.netloc:
+        return None
+    return url
+
+
+def _local(when: datetime | None, tz: ZoneInfo) -> datetime | None:
+    if when is None:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(tz)
+
+
+def _media_kind(medium: str, mime: str | None) -> str:
+    """image | video | audio | file: the MIME type decides when there is one (a YouTube
+    player ``application/x-shockwave-flash`` is no video a channel can send)."""
+    if mime:
+        major = mime.split("/", 1)[0].strip().lower()
+        return major if major in {"image", "video", "audio"} else "file"
+    return medium if medium in {"image", "video", "audio"} else "file"
+
+
+def item_view(
+    item: Item, context: RenderContext | None = None, event: EventInfo | None = None
+) -> dict[str, Any]:
+    """What templates see as ``item``: a dict (attribute access works in templates).
+
+    ``url`` went through the context's link hook (``raw_url`` did not); URLs that are
+    not absolute http(s) are dropped; ``summary`` / ``content`` / ``body`` are
+    :class:`~layouts.filters.HtmlText` remembering the item URL; ``published`` and
+    ``updated`` are in the context's time zone. Products: ``current_price`` (what a buyer
+    pays now), ``old_price`` (the struck-through one: the price before a price drop, or
+    the regular price during a sale), ``discount`` (a fraction), ``in_stock``.
+    ``event`` is the EventKind value, or None.
+    """
+    context = context or _DEFAULT_CONTEXT
+    tz = filters.parse_timezone(context.timezone)
+    raw_url = _safe_url(item.url)
+    url = context.link(raw_url, item) if raw_url else None
+    media = []
+    for entry in item.media:
+        media_url = _safe_url(entry.url)
+        if media_url:
+            media.append(
+                {
+                    "url": media_url,
+                    "kind": _media_kind(entry.medium, entry.type),
+                    "type": entry.type,
+                    "length": entry.length,
+                    "width": entry.width,
+                    "height": entry.height,
+                    "title": entry.title,
+                }
+            )
+    image = _safe_url(item.image) or next((m["url"] for m in media if m["kind"] == "image"), None)
+    image_width = next((m["width"] for m in media if m["url"] == image and m["width"]), None)
+
+    current = item.effective_price
+    old: Decimal | None = None
+    if event is not None and event.new_price is not None:
+        current = event.new_price
+    if (
+        event is not None
+        and event.event == "price_drop"
+        and event.old_price is not None
+        and current is not None
+        and event.old_price > current
+    ):
+        old = event.old_price
+    elif item.price is not None and current is not None and current < item.price:
+        old = item.price
+    discount = (old - current) / old if old is not None and current is not None and old > 0 else None
+
+    summary = filters.HtmlText(item.summary, raw_url) if item.summary else None
+    content = filters.HtmlText(item.content, raw_url) if item.content else None
+    host = urlsplit(raw_url).hostname if raw_url else None
+    availability = item.availability
+    return {
+        "key": item.key,
+        "title": " ".join(item.title.split()) if item.title else "",
+        "url": url,
+        "raw_url": raw_url,
+        "domain": host.removeprefix("www.") if host else None,
+        "summary": summary,
+        "content": content,
+        "body": content or summary,
+        "image": image,
+        "image_width": image_width,  # pixels, when the source says
+        "media": media,
+        "video": next((m for m in media if m["kind"] == "video"), None),
+        "audio": next((m for m in media if m["kind"] == "audio"), None),
+        "author": item.author,
+        "published": _local(item.published, tz),
+        "updated": _local(item.updated, tz),
+        "tags": list(item.tags),
+        "price": item.price,
+        "sale_price": item.sale_price,
+        "current_price": current,
+        "old_price": old,
+        "discount": discount,
+        "currency": item.currency,
+        "availability": availability,
+        "in_stock": None if availability is None else availability in {"in_stock", "preorder", "backorder"},
+        "brand": item.brand,
+        "sku": item.sku,
+        "gtin": item.gtin,
+        "mpn": item.mpn,
+        "event": event.event if event is not None else None,
+    }
+
+
+# ------------------------------------------------------------------------------- modules
+
+
+class _Misuse(Exception):
+    """A template called a module function wrongly; becomes a LayoutError with file:line."""
+
+
+def _blank(value: object) -> bool:
+    return value is None or isinstance(value, Undefined) or (isinstance(value, str) and not value.strip())
+
+
+def _plain(value: object) -> str:
+    """A label for a button or a card: plain text on one line."""
+    if _blank(value):
+        return ""
+    text = value.unescape() if isinstance(value, Markup) else str(value)
+    return " ".join(text.split())
+
+
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def _tidy(text: str) -> str:
+    """Trailing spaces off every line, at most one blank line in a row, no leading or
+    trailing whitespace."""
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+
+
+class _Builder:
+    """The module functions of one render; collects the Message's modules.
+
+    ``escape``: the template is autoescaped (Telegram), so text given as a plain string
+    argument (``text(item.title)``) is escaped like ``{{ item.title }}`` would be;
+    markup (call blocks, macros, ``|telegram``) is kept.
+    """
+
+    def __init__(self, *, escape: bool) -> None:
+        self.modules: list[Module] = []
+        self.subject: str | None = None
+        self._escape = escape
+        self._depth = 0
+        self._collecting: list[Card] | None = None
+
+    def functions(self) -> dict[str, Callable[..., Any]]:
+        return {
+            "text": self.text,
+            "image": self.image,
+            "video": self.video,
+            "audio": self.audio,
+            "file": self.file,
+            "cards": self.cards,
+            "card": self.card,
+            "button": self.button,
+            "subject": self.set_subject,
+            "payload": self.payload,
+        }
+
+    def _enter(self, name: str) -> None:
+        if self._depth:
+            raise _Misuse(f"{name}() inside another module call: modules cannot be nested")
+
+    def _body(self, name: str, body: object, caller: Callable[[], object] | None) -> str:
+        self._enter(name)
+        if caller is not None:
+            self._depth += 1
+            try:
+                body = caller()
+            finally:
+                self._depth -= 1
+        if _blank(body):
+            return ""
+        if self._escape and not hasattr(body, "__html__"):
+            body = escape(str(body))
+        return _tidy(str(body))
+
+    def _buttons(self, buttons: object) -> tuple[Button, ...]:
+        if _blank(buttons):
+            return ()
+        if isinstance(buttons, Button):
+            return (buttons,)
+        if isinstance(buttons, str | Mapping) or not isinstance(buttons, Iterable):
+            raise _Misuse("buttons must be a list of button(title, url)")
+        result = []
+        for entry in buttons:
+            if isinstance(entry, Mapping):
+                entry = self.button(entry.get("title"), entry.get("url"))
+            if entry is None or isinstance(entry, Undefined):
+                continue
+            if not isinstance(entry, Button):
+                raise _Misuse(f"buttons must be made with button(title, url), not {type(entry).__name__}")
+            result.append(entry)
+        return tuple(result)
+
+    def _append(self, module: Module) -> str:
+        if module.kind == "text" and not module.text and not module.buttons:
+            return ""
+        self.modules.append(module)
+        return ""
+
+    def text(
+        self, body: object = None, buttons: object = (), caller: Callable[[], object] | None = None
+    ) -> str:
+        content = self._body("text", body, caller)
+        return self._append(Module("text", text=content or None, buttons=self._buttons(buttons)))
+
+    def _media(
+        self, kind: str, url: object, body: object, buttons: object, caller: Callable[[], object] | None
+    ) -> str:
+        content = self._body(kind, body, caller)
+        safe = _safe_url(url)
+        if safe is None:  # no usable media: the caption alone
+            return self._append(Module("text", text=content or None, buttons=self._buttons(buttons)))
+        return self._append(Module(kind, text=content or None, url=safe, buttons=self._buttons(buttons)))
+
+    def image(
+        self,
+        url: object = None,
+        body: object = None,
+        buttons: object = (),
+        caller: Callable[[], object] | None = None,
+    ) -> str:
+        return self._media("image", url, body, buttons, caller)
+
+    def video(
+        self,
+        url: object = None,
+        body: object = None,
+        buttons: object = (),
+        caller: Callable[[], object] | None = None,
+    ) -> str:
+        return self._media("video", url, body, buttons, caller)
+
+    def audio(
+        self,
+        url: object = None,
+        body: object = None,
+        buttons: object = (),
+        caller: Callable[[], object] | None = None,
+    ) -> str:
+        return self._media("audio", url, body, buttons, caller)
+
+    def file(
+        self,
+        url: object = None,
+        body: object = None,
+        buttons: object = (),
+        caller: Callable[[], object] | None = None,
+    ) -> str:
+        return self._media("file", url, body, buttons, caller)
+
+    def button(self, title: object = None, url: object = None) -> Button | None:
+        label = _plain(title)
+        target = _safe_url(url, _BUTTON_SCHEMES)
+        if not label or target is None:
+            return None
+        return Button(label, target)
+
+    def card(
+        self,
+        title: object = None,
+        subtitle: object = None,
+        image: object = None,
+        url: object = None,
+        buttons: object = (),
+    ) -> Card | str:
+        """A Card; inside ``{% call cards() %}`` it joins that module and returns ""."""
+        link = _safe_url(url, _BUTTON_SCHEMES)
+        label = _plain(title) or _plain(subtitle) or (urlsplit(link).hostname if link else None) or "Untitled"
+        made = Card(
+            title=label,
+            subtitle=_plain(subtitle) or None,
+            image=_safe_url(image),
+            url=link,
+            buttons=self._buttons(buttons),
+        )
+        if self._collecting is not None:
+            self._collecting.append(made)
+            return ""
+        return made
+
+    def cards(
+        self,
+        entries: object = None,
+        body: object = None,
+        buttons: object = (),
+        caller: Callable[[], object] | None = None,
+    ) -> str:
+        """A cards module: from ``entries`` (card(...) values or dicts) and/or the
+        ``card(...)`` calls of a call block; ``body`` is its introduction."""
+        self._enter("cards")
+        collected: list[Card] = []
+        if caller is not None:
+            self._collecting = collected
+            self._depth += 1
+            try:
+                caller()
+            finally:
+                self._depth -= 1
+                self._collecting = None
+        if not _blank(entries):
+            if isinstance(entries, str | Mapping) or not isinstance(entries, Iterable):
+                raise _Misuse("cards() takes a list of card(...) or of dicts")
+            for entry in entries:
+                if isinstance(entry, Mapping):
+                    entry = self.card(
+                        **{k: entry.get(k) for k in ("title", "subtitle", "image", "url", "buttons")}
+                    )
+                if not isinstance(entry, Card):
+                    raise _Misuse(f"cards() takes card(...) values or dicts, not {type(entry).__name__}")
+                collected.append(entry)
+        intro = self._body("cards", body, None)
+        if collected:
+            self.modules.append(
+                Module("cards", text=intro or None, cards=tuple(collected), buttons=self._buttons(buttons))
+            )
+        return ""
+
+    def set_subject(self, value: object = None) -> str:
+        self.subject = _plain(value) or None
+        return ""
+
+    def payload(self, value: object = None) -> str:
+        self._enter("payload")
+        self.modules.append(Module("text", text=_json_dumps(value)))
+        return ""
+
+    def finish(self, output: str) -> tuple[Module, ...]:
+        stray = output.strip()
+        if self.modules:
+            if stray:
+                snippet = " ".join(stray.split())[:60]
+                raise _Misuse(
+                    f"text outside a module call: {snippet!r} (wrap it in {{% call text() %}}...{{% endcall %}})"
+                )
+            return tuple(self.modules)
+        return (Module("text", text=_tidy(output)),) if stray else ()
+
+
+# ------------------------------------------------------------------------------- render
+
+_RENDER_ERRORS = (
+    TemplateError,
+    _Misuse,
+    TypeError,
+    ValueError,
+    ArithmeticError,
+    LookupError,
+    AttributeError,
+    RecursionError,
+)
+
+
+def _where(exc: BaseException, layout: Layout, template: str) -> str:
+    """``file:line`` of the innermost template frame of ``exc``'s traceback."""
+    where = layout.path(template)
+    tb: TracebackType | None = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename in layout.filenames:
+            where = f"{filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return where
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TemplateError):
+        return exc.message or type(exc).__name__
+    if isinstance(exc, _Misuse):
+        return str(exc)
+    if isinstance(exc, RecursionError):
+        return "too deep recursion"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _run(layout: Layout, template: str, variables: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
+    """Render one template; returns its output and its top-level variables."""
+    env = layout.environment
+    compiled = env.get_template(template)
+    context = compiled.new_context(dict(variables))
+    try:
+        try:
+            output = env.concat(compiled.root_render_func(context))
+        except Exception:
+            env.handle_exception()  # re-raises, with the template lines in the traceback
+    except LayoutError:
+        raise
+    except _RENDER_ERRORS as exc:
+        raise LayoutError(f"{_where(exc, layout, template)}: {_describe(exc)}") from exc
+    return str(output), context.vars
+
+
+def _subject(value: object) -> str | None:
+    return (_plain(value) or None) if isinstance(value, str) else None
+
+
+def email_parts(message: Message) -> tuple[str, str]:
+    """``(html, plain_text)`` of a Message of the ``email`` format."""
+    if message.format != "email" or len(message.modules) != 2:
+        raise ValueError("not an email Message (two text modules: HTML, then plain text)")
+    html, text = message.modules
+    return html.text or "", text.text or ""
+
+
+_BODY = re.compile(r"<body\b[^>]*>(.*)</body>", re.IGNORECASE | re.DOTALL)
+
+
+def _render_email(
+    layout: Layout, variables: dict[str, Any], default_subject: str | None
+) -> tuple[tuple[Module, ...], str | None]:
+    html, html_vars = _run(layout, TEMPLATE_FILES["email"], {**variables, "subject": default_subject or ""})
+    subject = _subject(html_vars.get("subject")) or default_subject
+    if EMAIL_TEXT_TEMPLATE in layout.templates:
+        text, text_vars = _run(layout, EMAIL_TEXT_TEMPLATE, {**variables, "subject": subject or ""})
+        subject = _subject(text_vars.get("subject")) or subject
+        text = _tidy(text)
+    else:
+        body = _BODY.search(html)
+        text = _tidy(plain_text(body.group(1) if body else html, links=True))
+    if not html.strip():
+        return (), subject
+    return (Module("text", text=html.strip()), Module("text", text=text)), subject
+
+
+def _check_json(layout: Layout, modules: tuple[Module, ...]) -> None:
+    where = layout.path(TEMPLATE_FILES["json"])
+    for module in modules:
+        if module.kind != "text" or module.text is None:
+            raise LayoutError(f"{where}: the json format takes JSON text modules only, not {module.kind}")
+        try:
+            document = json.loads(module.text)
+        except ValueError as exc:
+            raise LayoutError(f"{where}: the output is not JSON ({exc})") from exc
+        if not isinstance(document, dict | list):
+            raise LayoutError(f"{where}: the output must be a JSON object or array")
+
+
+def render(
+    layout: Layout,
+    fmt: str,
+    items: Sequence[Item],
+    *,
+    context: RenderContext | None = None,
+    events: Mapping[str, EventInfo] | None = None,
+) -> list[Message]:
+    """Render ``items`` (at most ``context.max_items`` or the layout's ``max_items``)
+    with ``layout`` for ``fmt``: one Message per item or one per campaign. A render
+    that emits nothing yields no Message; no items, no Message."""
+    layout.require(fmt)
+    context = context or _DEFAULT_CONTEXT
+    limit = context.max_items or layout.max_items
+    chosen = list(items)[:limit]
+    if not chosen:
+        return []
+    events = events or {}
+    locale = filters.parse_locale(context.locale)
+    tz = filters.parse_timezone(context.timezone)
+    now = _local(context.now or datetime.now(UTC), tz)
+    views = [item_view(item, context, events.get(item.key)) for item in chosen]
+    common = {
+        "layout": layout.name,
+        "channel_format": fmt,
+        "automation": context.automation,
+        "site_title": context.site_title,
+        "now": now,
+        "locale": str(locale),
+        "timezone": context.timezone,
+        "unsubscribe_url": _safe_url(context.unsubscribe_url, _BUTTON_SCHEMES),
+    }
+    groups = [[i] for i in range(len(chosen))] if layout.per == "item" else [list(range(len(chosen)))]
+    messages = []
+    with filters.using(locale, tz):
+        for group in groups:
+            variables: dict[str, Any] = {**common, "items": [views[i] for i in group]}
+            if layout.per == "item":
+                variables["item"] = views[group[0]]
+            group_views = [views[i] for i in group]
+            default_subject = _default_subject(layout, context, group_views)
+            rendered = _render_one(layout, fmt, variables, default_subject)
+            keys = tuple(chosen[i].key for i in group)
+            if rendered is None:
+                log.debug("layout %s/%s rendered nothing for %s", layout.name, fmt, keys)
+                continue
+            modules, subject = rendered
+            messages.append(Message(format=fmt, modules=modules, subject=subject, item_keys=keys))
+    return messages
+
+
+def _render_one(
+    layout: Layout, fmt: str, variables: dict[str, Any], default_subject: str | None
+) -> tuple[tuple[Module, ...], str | None] | None:
+    if fmt == "email":
+        modules, subject = _render_email(layout, variables, default_subject)
+    else:
+        builder = _Builder(escape=_autoescape(TEMPLATE_FILES[fmt]))
+        template = TEMPLATE_FILES[fmt]
+        output, top = _run(layout, template, {**variables, **builder.functions()})
+        try:
+            modules = builder.finish(output)
+        except _Misuse as exc:
+            raise LayoutError(f"{layout.path(template)}: {exc}") from exc
+        subject = builder.subject or _subject(top.get("subject")) or default_subject
+        if fmt == "json":
+            _check_json(layout, modules)
+    return (modules, subject) if modules else None
+
+
+def _default_subject(
+    layout: Layout, context: RenderContext, views: Sequence[Mapping[str, Any]]
+) -> str | None:
+    if layout.per == "item":
+        return views[0]["title"] or context.site_title or context.automation
+    return context.site_title or context.automation or views[0]["title"] or None
