@@ -35,11 +35,14 @@ A template emits the Message's modules by calling functions, in order::
                                                        without a usable http(s) URL it
                                                        becomes a text module
 ``cards([card(title, subtitle, image, url,``           a cards module (carousel); card
-``buttons=[...]), ...])``                              fields are plain text in every
+``buttons=[...]), ...], body=intro)``                  fields are plain text in every
                                                        format; dicts are accepted too
+``{% call cards(body=intro) %}`` ... ``{{ card(...)``  the same, from the ``card()`` calls
+``}}`` ... ``{% endcall %}``                           of the block (a loop over items)
 ``button(title, url)``                                 a Button (None, and so dropped,
                                                        when the URL is missing or unsafe)
-``subject(text)`` or ``{% set subject = ... %}``       Message.subject
+``subject(text)`` or ``{% set subject = ... %}``       Message.subject (default: the item
+                                                       title, or the site title)
 ``payload(value)``                                     a text module holding ``value`` as
                                                        JSON (the ``json`` format)
 =====================================================  ====================================
@@ -48,7 +51,10 @@ Each call appends a module and returns ``""``; a module's text is in the markup 
 format (Telegram HTML, plain text for Messenger, Slack mrkdwn, Discord markdown), with
 trailing spaces and runs of blank lines tidied. Whitespace outside module calls is
 ignored; other text outside them is an error, except in a template that makes no call
-at all: its whole output is then one text module. Module calls cannot be nested.
+at all: its whole output is then one text module. Module calls cannot be nested. In
+Telegram templates (autoescaped) a plain string passed as a body (``text(item.title)``)
+is escaped like ``{{ item.title }}``; markup from call blocks, macros and ``|telegram``
+is kept.
 
 The ``json`` format: every module is a text module whose text is one JSON document (the
 body of one webhook request), made with ``payload({...})`` or ``{{ value|tojson }}``;
@@ -58,12 +64,19 @@ builder turns modules into blocks / embeds and splits long messages between modu
 
 The ``email`` format: ``email.html.j2`` renders a whole HTML document, ``email.txt.j2``
 its plain-text part; the Message then holds exactly two text modules, the HTML first
-and the plain text second (:func:`email_parts`).
+and the plain text second (:func:`email_parts`). Email templates make no module calls;
+``subject`` is a variable holding the default subject, which ``{% set subject = ... %}``
+(top level of either template) replaces.
 
 Template variables: ``item`` (per-item layouts), ``items`` (always; item views, see
 :func:`item_view`), ``layout``, ``channel_format``, ``automation``, ``site_title``,
 ``now`` (in the render's time zone), ``locale``, ``timezone``, ``unsubscribe_url``.
 Filters: see :mod:`layouts.filters`.
+
+Loading: :func:`load_layout` takes a built-in name, a name found in the search path
+(user folders first, so they may replace a built-in; :func:`search_path_from_env` reads
+``FEEDCAST_LAYOUTS``) or a folder path. Built-ins are read with importlib.resources and
+compiled once per process.
 
 Templates are untrusted: they run in Jinja's immutable sandbox (no ``_`` attributes, no
 mutation of values, bounded ``range`` and repetition). Undefined names and attributes

@@ -24,6 +24,8 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from feedcast.errors import InvalidValue, LayoutError, UserError
 from feedcast.models import MODULE_KINDS, Item, Media, Message
@@ -700,3 +702,54 @@ def test_golden(layout: str, fmt: str, items: list[Item], events: dict[str, Even
         if os.environ.get("UPDATE_GOLDEN") != "1":
             pytest.fail(f"{path} did not exist: written, check it in")
     assert actual == path.read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------ properties
+
+_TEXT = st.lists(
+    st.one_of(
+        st.characters(codec="utf-8"),
+        st.sampled_from(
+            ["<", ">", "&", '"', "'", "*", "_", "~", "`", "|", "#", "\n", "👍🏽", "👨‍👩‍👧", "é", "ع", "漢"]
+        ),
+    ),
+    max_size=400,
+).map("".join)
+_HTML = st.lists(
+    st.one_of(
+        _TEXT,
+        st.sampled_from(
+            ["<p>", "</p>", "<b>", "</i>", "<a href='/x'>", "</a>", "<br>", "<script>x</script>", "&amp;"]
+        ),
+    ),
+    max_size=20,
+).map("".join)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    title=_TEXT,
+    summary=st.one_of(st.none(), _HTML),
+    price=st.one_of(st.none(), st.decimals(min_value=0, max_value=10**9, places=2)),
+    old=st.one_of(st.none(), st.decimals(min_value=0, max_value=10**9, places=2)),
+    image=st.booleans(),
+)
+def test_arbitrary_items_render_valid_calls(
+    title: str, summary: str | None, price: Decimal | None, old: Decimal | None, image: bool
+) -> None:
+    item = Item(
+        key="k",
+        title=title,
+        url="https://x.example/p?a=1&b=2",
+        summary=summary,
+        image="https://x.example/i.jpg" if image else None,
+        price=price,
+        currency="EUR" if price is not None else None,
+        availability="in_stock",
+    )
+    events = {"k": EventInfo("price_drop", old_price=old, new_price=price)} if old is not None else None
+    for name in BUILTINS:
+        layout = load_layout(name)
+        for fmt in FORMATS:
+            for message in render(layout, fmt, [item, POST], context=CONTEXT, events=events):
+                check_message(name, fmt, message, {"k", POST.key})
