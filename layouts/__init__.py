@@ -6,8 +6,9 @@
 * :mod:`layouts.html` / :mod:`layouts.text`: sanitisers, validators, truncation;
 * :mod:`layouts.payloads`: a Message as the provider calls of its format.
 
-Plain Python: no Prefect, no DuckDB, no network. The renderer's API is re-exported here
-lazily, so importing one submodule does not import the others.
+Plain Python: no Prefect, no DuckDB, no network. The renderer's types are re-exported
+here lazily, so importing one submodule does not import the others; the function
+``render`` is not (its name is the submodule's): ``from layouts.render import render``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
         builtin_layouts,
         email_parts,
         load_layout,
-        render,
     )
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
     "builtin_layouts",
     "email_parts",
     "load_layout",
-    "render",
 ]
 
 

@@ -244,6 +244,15 @@ def test_builtin_layouts_are_found_and_complete() -> None:
     assert {load_layout(n).per for n in ("digest", "carousel", "plain")} == {"campaign"}
 
 
+def test_package_reexports() -> None:
+    import layouts
+
+    assert layouts.load_layout is load_layout and layouts.RenderContext is RenderContext
+    assert layouts.FORMATS == FORMATS
+    with pytest.raises(AttributeError):
+        _ = layouts.nothing_here
+
+
 def test_unknown_layout_lists_the_available_ones(tmp_path: Path) -> None:
     write_layout(tmp_path, "house", telegram__j2="x")
     with pytest.raises(LayoutError) as err:
