@@ -24,15 +24,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import duckdb
 import pyarrow as pa
 
 from feedcast.errors import AlreadyExists, InvalidValue, NotFound, StoreBusy, StoreError
-from feedcast.models import Item, PollOutcome, Source
+from feedcast.models import Item, Media, PollOutcome, Source, Variant
 
-__all__ = ["MIGRATIONS", "NewSource", "PollSummary", "Store", "default_db_path"]
+__all__ = ["MIGRATIONS", "ItemEvent", "NewSource", "PollSummary", "Store", "default_db_path"]
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +191,9 @@ class PollSummary:
     baseline: bool
 
 
+# why an item stands out, as Store.recent_items reports it: (event, old price, new price)
+ItemEvent = tuple[str, Decimal | None, Decimal | None]
+
 _SOURCE_COLUMNS = (
     "id, name, url, kind, format, site_url, title, every_seconds, backfill, selectors, status, etag, "
     "last_modified, body_hash, error_count, last_error, last_status, last_polled_at, last_success_at, "
@@ -282,6 +285,7 @@ class Store:
         self.lock_timeout = (
             lock_timeout if lock_timeout is not None else float(os.environ.get("FEEDCAST_LOCK_TIMEOUT", "60"))
         )
+        self.write_memory_limit = os.environ.get("FEEDCAST_WRITE_MEMORY_LIMIT", "128MB")
         self._migrated = False
 
     # ----------------------------------------------------------------- connections
@@ -296,6 +300,10 @@ class Store:
         con = self._open(read_only)
         try:
             con.execute("SET TimeZone = 'UTC'")
+            if not read_only:
+                # bounds DuckDB's buffers while writing (checkpoints included): the
+                # poller's peak memory stays flat however big the store grows
+                con.execute("SET memory_limit = ?", [self.write_memory_limit])
             if not read_only and not self._migrated:
                 self._migrate(con)
             yield con
@@ -827,6 +835,102 @@ class Store:
         """
         return self.query(sql, [*params, limit])[1]
 
+    @overload
+    def recent_items(
+        self, source_names: Sequence[str], limit: int, *, with_events: Literal[False] = False
+    ) -> list[Item]: ...
+
+    @overload
+    def recent_items(
+        self, source_names: Sequence[str], limit: int, *, with_events: Literal[True]
+    ) -> list[tuple[Item, ItemEvent | None]]: ...
+
+    def recent_items(
+        self, source_names: Sequence[str], limit: int, *, with_events: bool = False
+    ) -> list[Item] | list[tuple[Item, ItemEvent | None]]:
+        """The newest ``limit`` items of the named sources (all sources when none is
+        named) as full :class:`Item` objects, newest first: by published time, else the
+        time feedcast first saw them, then feed order. An unknown name is NotFound.
+
+        ``with_events``: each item comes with its standing price drop or restock, an
+        :data:`ItemEvent` ``(event, old_price, new_price)``: the ``price_drop`` (else
+        ``back_in_stock``) event of the item's latest change, None when that change
+        raised neither (a later change, say the price going back up, makes an older
+        drop stale).
+        """
+        names = list(dict.fromkeys(source_names))
+        with self.connect(read_only=True) as con:
+            if names:
+                known = {
+                    r[0]
+                    for r in con.execute(
+                        "SELECT name FROM sources WHERE name IN (SELECT unnest(?))", [names]
+                    ).fetchall()
+                }
+                missing = [n for n in names if n not in known]
+                if missing:
+                    raise NotFound(f"no source named {missing[0]!r} (see `feedcast source list`)")
+            if limit < 1:
+                return []
+            rows = con.execute(
+                f"""
+                WITH chosen AS (
+                    SELECT i.*
+                    FROM items i JOIN sources s ON s.id = i.source_id
+                    {"WHERE s.name IN (SELECT unnest(?))" if names else ""}
+                    ORDER BY coalesce(i.published_at, i.first_seen_at) DESC, i.position, i.id
+                    LIMIT ?
+                ), standing AS (
+                    SELECT e.item_id, e.event, e.old_price, e.new_price
+                    FROM item_events e JOIN chosen c ON c.id = e.item_id AND e.occurred_at = c.changed_at
+                    WHERE e.event IN ('price_drop', 'back_in_stock')
+                    QUALIFY row_number() OVER (
+                        PARTITION BY e.item_id ORDER BY e.event = 'price_drop' DESC, e.id DESC) = 1
+                )
+                SELECT c.key, c.title, c.url, c.summary, c.content, c.image, c.media, c.author,
+                       c.published_at, c.updated_at, c.tags, c.price, c.sale_price, c.currency,
+                       c.availability, c.sku, c.gtin, c.mpn, c.brand, c.group_id, c.variants, c.extra,
+                       st.event, st.old_price, st.new_price
+                FROM chosen c LEFT JOIN standing st ON st.item_id = c.id
+                ORDER BY coalesce(c.published_at, c.first_seen_at) DESC, c.position, c.id
+                """,
+                [names, limit] if names else [limit],
+            ).fetchall()
+        pairs: list[tuple[Item, ItemEvent | None]] = []
+        for r in rows:
+            item = Item(
+                key=r[0],
+                title=r[1],
+                url=r[2],
+                summary=r[3],
+                content=r[4],
+                image=r[5],
+                media=tuple(
+                    Media(**{k: v for k, v in m.items() if k in Media.__dataclass_fields__})
+                    for m in _loads(r[6], list)
+                    if isinstance(m, dict) and m.get("url")
+                ),
+                author=r[7],
+                published=_utc(r[8]),
+                updated=_utc(r[9]),
+                tags=tuple(r[10] or ()),
+                price=_plain_price(r[11]),
+                sale_price=_plain_price(r[12]),
+                currency=r[13],
+                availability=r[14],
+                sku=r[15],
+                gtin=r[16],
+                mpn=r[17],
+                brand=r[18],
+                group_id=r[19],
+                variants=tuple(_variant(v) for v in _loads(r[20], list) if isinstance(v, dict) and "id" in v),
+                extra=_loads(r[21], dict),
+            )
+            pairs.append((item, (r[22], _plain_price(r[23]), _plain_price(r[24])) if r[22] else None))
+        if with_events:
+            return pairs
+        return [item for item, _event in pairs]
+
     def query(
         self, sql: str, params: Sequence[Any] | None = None, *, read_only: bool = True
     ) -> tuple[list[str], list[dict[str, Any]]]:
@@ -841,6 +945,45 @@ class Store:
                 return [], []
             columns = [d[0] for d in description]
             return columns, [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _loads(raw: str | None, kind: type[Any]) -> Any:
+    """A JSON column as ``kind`` (list or dict); empty when NULL or of another shape."""
+    value = json.loads(raw) if raw else None
+    return value if isinstance(value, kind) else kind()
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.astimezone(UTC) if value is not None else None
+
+
+def _decimal(value: Any) -> Decimal | None:
+    return _plain_price(Decimal(str(value))) if value is not None else None
+
+
+_CENTS = Decimal("0.01")
+
+
+def _plain_price(value: Decimal | None) -> Decimal | None:
+    """A stored price without the column's padding: 249.0000 -> 249.00, 0.1250 -> 0.125."""
+    if value is None or not value.is_finite():
+        return value
+    cents = value.quantize(_CENTS)
+    return cents if cents == value else value.normalize()
+
+
+def _variant(data: Mapping[str, Any]) -> Variant:
+    options = data.get("options")
+    return Variant(
+        id=str(data["id"]),
+        title=data.get("title"),
+        sku=data.get("sku"),
+        gtin=data.get("gtin"),
+        price=_decimal(data.get("price")),
+        sale_price=_decimal(data.get("sale_price")),
+        availability=data.get("availability"),
+        options={str(k): str(v) for k, v in options.items()} if isinstance(options, dict) else {},
+    )
 
 
 def _first_line(message: str) -> str:

@@ -59,7 +59,7 @@ class FetchLimits:
     read_timeout: float = 20.0  # between two reads
     request_deadline: float = 60.0  # whole fetch, every redirect hop: a slow drip cannot hold a slot longer
     max_redirects: int = 5
-    max_connections: int = 100
+    max_connections: int = 64  # as many as sources polled at once; more slows httpcore's pool
     per_host: int = 4
 
 
