@@ -393,6 +393,82 @@ def sql_command(
         _table(columns, [[r[c] for c in columns] for r in rows])
 
 
+@app.command("preview")
+def preview_command(
+    source: Annotated[
+        list[str] | None,
+        typer.Option("--source", metavar="S", help="A source whose latest items to render (repeatable)."),
+    ] = None,
+    layout: Annotated[
+        str | None,
+        typer.Option(
+            "--layout", metavar="L", help="A layout name or folder; user layouts from FEEDCAST_LAYOUTS."
+        ),
+    ] = None,
+    channel_kind: Annotated[
+        str | None,
+        typer.Option(
+            "--channel-kind", metavar="K", help="telegram, messenger, email, slack, discord or json."
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            metavar="N",
+            help="How many items, newest first (default: the layout's max_items, 3 per item).",
+        ),
+    ] = None,
+    timezone: Annotated[
+        str, typer.Option("--timezone", metavar="TZ", help="IANA time zone of dates.")
+    ] = "UTC",
+    locale: Annotated[
+        str, typer.Option("--locale", metavar="LOC", help="Locale of dates and prices, e.g. fr_FR.")
+    ] = "en",
+    html_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--html", metavar="FILE", help="Write a visual preview (one self-contained HTML page) to FILE."
+        ),
+    ] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Render the latest items with a layout into a channel's exact payloads, checked.
+
+    Shows each message as it reads (default), the payloads (--format json) or a visual
+    page (--html FILE). An invalid payload is an error line and exit status 1.
+    """
+    from feedcast.preview import CHANNEL_KINDS, build_preview, preview_html, print_preview
+
+    if not source or not layout or not channel_kind:
+        given = (("--source", source), ("--layout", layout), ("--channel-kind", channel_kind))
+        raise UserError(
+            f"{', '.join(flag for flag, value in given if not value)} required: "
+            f"feedcast preview --source S --layout L --channel-kind {'|'.join(CHANNEL_KINDS)}"
+        )
+    preview = build_preview(
+        State.store(), source, layout, channel_kind, limit=limit, timezone=timezone, locale=locale
+    )
+    if html_file is not None:
+        try:
+            html_file.write_text(preview_html(preview), encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"cannot write {html_file}: {exc.strerror or exc}") from None
+    if fmt == Format.json:
+        _print_json(preview.payloads())
+    elif html_file is not None:
+        out.print(
+            f"wrote {html_file}: {preview.layout.name} → {channel_kind}, {preview.summary()}", markup=False
+        )
+    else:
+        print_preview(preview, out)
+    errors = preview.errors
+    if errors:
+        for line in errors[:-1]:
+            err.print(f"error: {line}", highlight=False, markup=False)
+        raise FeedcastError(errors[-1])  # one line per invalid payload, exit 1
+
+
 @app.command("demo")
 def demo_command(
     demo_db: Annotated[
