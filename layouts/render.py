@@ -526,10 +526,15 @@ def _environment(sources: Mapping[str, tuple[str, str]]) -> Environment:
 # ------------------------------------------------------------------------------- item view
 
 
+_URL_UNSAFE = frozenset("\"'<>`\\")
+
+
 def _safe_url(url: object, schemes: frozenset[str] = _MEDIA_SCHEMES) -> str | None:
     if not isinstance(url, str):
         return None
     url = url.strip()
+    if any(ch.isspace() or ch in _URL_UNSAFE or ord(ch) < 32 for ch in url):
+        return None  # a real URL has these percent-encoded; raw ones are an injection attempt
     try:
         parts = urlsplit(url)
     except ValueError:

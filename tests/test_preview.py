@@ -464,24 +464,7 @@ class InvalidPayloads(AssertionError):
     """Payloads of hostile items a provider (or our validator) would refuse."""
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        pytest.param(
-            kind,
-            marks=pytest.mark.xfail(
-                raises=InvalidPayloads,
-                strict=True,
-                reason="an image URL holding a quote reaches the email HTML (escaped, harmless), where "
-                "validate_call's email check reads ` onerror=` inside the attribute as a handler: "
-                "layouts.render._safe_url should refuse URLs with quotes or spaces, as valid_url does",
-            ),
-        )
-        if kind == "email"
-        else kind
-        for kind in CHANNEL_KINDS
-    ],
-)
+@pytest.mark.parametrize("kind", CHANNEL_KINDS)
 def test_hostile_items_cannot_script_the_page(
     cli: Cli, shop_and_blog: tuple[SampleServer, Path], tmp_path: Path, kind: str
 ) -> None:
