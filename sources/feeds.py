@@ -128,22 +128,11 @@ def _parse_xml_feed(body: bytes, had_bom: bool, url: str, headers: Mapping[str, 
     # plain-dict copies: FeedParserDict.get is slow and aliases updated -> published
     feed: dict[str, Any] = dict(parsed.get("feed") or {})
     feed_author = _author(feed) if fmt.startswith("atom") else None
-    items: list[Item] = []
-    seen: set[str] = set()
-    empty = duplicates = 0
-    for entry in entries:
-        item = _entry_to_item(dict(entry), url, feed_author)
-        if item is None:
-            empty += 1
-        elif item.key in seen:
-            duplicates += 1
-        else:
-            seen.add(item.key)
-            items.append(item)
-    if empty:
-        warnings.append(f"skipped {empty} empty item(s) (no title, link, id or content)")
-    if duplicates:
-        warnings.append(f"skipped {duplicates} item(s) repeating an earlier item's id")
+    items = _unique_items(
+        (_entry_to_item(dict(entry), url, feed_author) for entry in entries),
+        warnings,
+        "empty item(s) (no title, link, id or content)",
+    )
     return ParseResult(
         kind=SourceKind.FEED,
         format=fmt,
@@ -547,22 +536,11 @@ def _parse_json_feed(body: bytes, url: str, headers: Mapping[str, str] | None) -
         raw_items = []
 
     feed_author = _json_author(doc)
-    items: list[Item] = []
-    seen: set[str] = set()
-    skipped = duplicates = 0
-    for raw in raw_items:
-        item = _json_item(raw, url, feed_author) if isinstance(raw, dict) else None
-        if item is None:
-            skipped += 1
-        elif item.key in seen:
-            duplicates += 1
-        else:
-            seen.add(item.key)
-            items.append(item)
-    if skipped:
-        warnings.append(f"skipped {skipped} item(s) that are not objects or carry nothing")
-    if duplicates:
-        warnings.append(f"skipped {duplicates} item(s) repeating an earlier item's id")
+    items = _unique_items(
+        (_json_item(raw, url, feed_author) if isinstance(raw, dict) else None for raw in raw_items),
+        warnings,
+        "item(s) that are not objects or carry nothing",
+    )
     return ParseResult(
         kind=SourceKind.FEED,
         format=fmt,
@@ -571,6 +549,26 @@ def _parse_json_feed(body: bytes, url: str, headers: Mapping[str, str] | None) -
         link=absolute_url(url, _str(doc.get("home_page_url"))),
         warnings=tuple(warnings),
     )
+
+
+def _unique_items(candidates: Iterable[Item | None], warnings: list[str], empty_reason: str) -> list[Item]:
+    """Items in order without the empty ones (None) and without repeats of a key."""
+    items: list[Item] = []
+    seen: set[str] = set()
+    empty = duplicates = 0
+    for item in candidates:
+        if item is None:
+            empty += 1
+        elif item.key in seen:
+            duplicates += 1
+        else:
+            seen.add(item.key)
+            items.append(item)
+    if empty:
+        warnings.append(f"skipped {empty} {empty_reason}")
+    if duplicates:
+        warnings.append(f"skipped {duplicates} item(s) repeating an earlier item's id")
+    return items
 
 
 def _not_a_feed(warning: str) -> ParseResult:
