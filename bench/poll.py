@@ -1027,9 +1027,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if args.readme:
             readme = BENCH / "README.md"
-            with readme.open("a", encoding="utf-8") as fh:
-                fh.write("\n" + readme_section(res))
-            log(f"summary appended to {readme}")
+            text = readme.read_text(encoding="utf-8")
+            # the entry goes at the end of the poll results, before the next benchmark's section
+            start = text.index("## Recorded results")
+            end = text.find("\n## ", start + 1)
+            end = len(text) if end < 0 else end + 1
+            text = text[:end].rstrip("\n") + "\n\n" + readme_section(res).rstrip("\n") + "\n\n" + text[end:]
+            readme.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+            log(f"summary added to {readme}")
         return 0 if checks.ok else 1
     finally:
         farm.close()

@@ -526,14 +526,14 @@ def _environment(sources: Mapping[str, tuple[str, str]]) -> Environment:
 # ------------------------------------------------------------------------------- item view
 
 
-_URL_UNSAFE = frozenset("\"'<>`\\")
+_URL_UNSAFE = re.compile(r"[\s\"'<>`\\\x00-\x1f]")
 
 
 def _safe_url(url: object, schemes: frozenset[str] = _MEDIA_SCHEMES) -> str | None:
     if not isinstance(url, str):
         return None
     url = url.strip()
-    if any(ch.isspace() or ch in _URL_UNSAFE or ord(ch) < 32 for ch in url):
+    if _URL_UNSAFE.search(url):
         return None  # a real URL has these percent-encoded; raw ones are an injection attempt
     try:
         parts = urlsplit(url)

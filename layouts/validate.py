@@ -163,6 +163,9 @@ class PayloadError(FeedcastError):
         self.detail = detail
 
 
+_WHITESPACE = re.compile(r"\s")
+
+
 def valid_url(url: str, schemes: tuple[str, ...] = ("http", "https")) -> bool:
     """Whether ``url`` is an absolute URL of one of ``schemes``, as the validators want it."""
     try:
@@ -170,7 +173,7 @@ def valid_url(url: str, schemes: tuple[str, ...] = ("http", "https")) -> bool:
     except ValueError:
         return False
     scheme = parts.scheme.lower()
-    if scheme not in schemes or any(ch.isspace() for ch in url):
+    if scheme not in schemes or _WHITESPACE.search(url):
         return False
     return bool(parts.netloc) or scheme not in ("http", "https")
 
