@@ -33,7 +33,6 @@ import gc
 import io
 import json
 import os
-import platform
 import pstats
 import re
 import resource
@@ -59,6 +58,7 @@ if str(ROOT) not in sys.path:
 
 import feedparser  # noqa: E402
 import httpx  # noqa: E402
+from _machine import machine  # noqa: E402
 
 from feedcast.store import Store  # noqa: E402
 from feedcast.watch import poll  # noqa: E402
@@ -567,49 +567,6 @@ def run_memory(db: Path, concurrency: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- reporting
 
 
-def machine() -> dict[str, Any]:
-    cpu_model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    ram_gb = float("nan")
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                ram_gb = int(line.split()[1]) / 2**20
-    os_name = platform.platform()
-    with contextlib.suppress(OSError):
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                os_name = f"{line.split('=', 1)[1].strip(chr(34))} ({platform.release()})"
-    commit = "unknown"
-    with contextlib.suppress(Exception):
-        commit = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    import duckdb
-
-    return {
-        "nproc": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)),
-        "cpu_model": cpu_model,
-        "ram_gb": round(ram_gb, 1),
-        "python": platform.python_version(),
-        "os": os_name,
-        "commit": commit,
-        "versions": {
-            "duckdb": duckdb.__version__,
-            "httpx": httpx.__version__,
-            "feedparser": feedparser.__version__,
-        },
-    }
-
-
 def median(runs: Sequence[Run]) -> float:
     return statistics.median(r.wall for r in runs)
 
@@ -914,7 +871,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         res: dict[str, Any] = {
             "date": date.strftime("%Y-%m-%d %H:%M UTC"),
             "command": "bench/poll.py " + " ".join(sys.argv[1:] if argv is None else argv),
-            "machine": machine(),
+            "machine": machine(("duckdb", "httpx", "feedparser")),
             "config": {
                 "feeds": n,
                 "items": items,

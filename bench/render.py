@@ -33,22 +33,18 @@ payload or validation raised (the error is recorded, the pass goes on).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import gc
 import io
 import json
 import os
-import platform
 import pstats
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +54,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import jinja2  # noqa: E402
+from _machine import machine  # noqa: E402
 from jinja2.sandbox import ImmutableSandboxedEnvironment  # noqa: E402
 
 from feedcast.models import Item  # noqa: E402
@@ -313,50 +310,6 @@ def profile_lines(prof: dict[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- reporting
 
 
-def machine() -> dict[str, Any]:
-    cpu_model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    ram_gb = float("nan")
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                ram_gb = int(line.split()[1]) / 2**20
-    os_name = platform.platform()
-    with contextlib.suppress(OSError):
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                os_name = f"{line.split('=', 1)[1].strip(chr(34))} ({platform.release()})"
-    commit = "unknown"
-    with contextlib.suppress(Exception):
-        commit = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    versions = {}
-    for dist in ("jinja2", "markupsafe", "babel"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = "?"
-    return {
-        "nproc": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)),
-        "cpu_model": cpu_model,
-        "ram_gb": round(ram_gb, 1),
-        "python": platform.python_version(),
-        "os": os_name,
-        "commit": commit,
-        "versions": versions,
-        "loadavg_before": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
 def fmt_rate(value: float) -> str:
     return f"{value:,.0f}"
 
@@ -529,7 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = date.strftime("%Y-%m-%dT%H%M%SZ")
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"render-{stamp}.json"
-    m = machine()
+    m = machine(("jinja2", "markupsafe", "babel"))
 
     per_file = QUICK_ITEMS_PER_FILE if args.quick else None
     wall, _, files = timed(lambda: load_corpus(per_file))
