@@ -231,3 +231,32 @@ def test_concurrent_cli_processes_share_one_database(tmp_path: Path, samples: Sa
                        "--format", "json")  # fmt: skip
     out, err = reader.communicate(timeout=60)
     assert json.loads(out) == [{"items": 30, "sources": 6}], err
+
+
+def test_every_command_is_documented_in_the_readme() -> None:
+    """Like datasette's docs test: a command nobody wrote down is a command nobody finds."""
+    import typer.main
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    root = typer.main.get_command(cli_module.app)
+    commands = getattr(root, "commands", {})  # typer vendors click: duck-type the groups
+    assert commands, "the CLI has no commands?"
+    missing = []
+    leaves = []
+    for name, command in commands.items():
+        if hasattr(command, "commands"):
+            for sub, subcommand in command.commands.items():
+                leaves.append((f"{name} {sub}", subcommand))
+                if not any(f"feedcast {name} {sub}" in line or (f"feedcast {name} " in line and sub in line)
+                           for line in readme.splitlines()):  # fmt: skip
+                    missing.append(f"{name} {sub}")
+        else:
+            leaves.append((name, command))
+            if f"feedcast {name}" not in readme:
+                missing.append(name)
+    for label, command in leaves:
+        for param in command.params:
+            for opt in getattr(param, "opts", []):
+                if opt.startswith("--") and opt != "--help" and opt not in readme:
+                    missing.append(f"{label} {opt}")
+    assert not missing, f"commands or options missing from README.md: {missing}"
