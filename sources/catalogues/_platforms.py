@@ -3,7 +3,7 @@ API ``/wp-json/wc/store/v1/products`` (the legacy ``/wp-json/wc/v3`` shape too).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -39,6 +39,19 @@ def _site_root(url: str) -> str | None:
     return url_or_none(url, "/")
 
 
+def _products(
+    products: list[Any], build: Callable[[Mapping[str, Any], str], Item], url: str, warnings: list[str]
+) -> list[Item]:
+    """One Item per product object; anything else in the list is skipped with a warning."""
+    items: list[Item] = []
+    for index, product in enumerate(products):
+        if not isinstance(product, dict):
+            warnings.append(f"product {index + 1} is not an object; skipped")
+            continue
+        items.append(build(product, url))
+    return items
+
+
 # ----------------------------------------------------------------------- Shopify
 
 
@@ -54,12 +67,7 @@ def parse_shopify(data: Any, url: str, warnings: list[str]) -> tuple[list[Item],
     else:
         warnings.append("no Shopify products found (expected {'products': [...]} or an array)")
         return [], _site_root(url), ()
-    items: list[Item] = []
-    for index, product in enumerate(products):
-        if not isinstance(product, dict):
-            warnings.append(f"product {index + 1} is not an object; skipped")
-            continue
-        items.append(_shopify_item(product, url))
+    items = _products(products, _shopify_item, url, warnings)
     next_urls: tuple[str, ...] = ()
     if url_or_none(None, url) and not (isinstance(data, dict) and "product" in data):
         page, limit = page_params(url, "limit", SHOPIFY_DEFAULT_LIMIT, SHOPIFY_MAX_LIMIT)
@@ -170,12 +178,7 @@ def parse_woocommerce(
     else:
         warnings.append("no WooCommerce products found (expected an array)")
         return [], _site_root(url), ()
-    items: list[Item] = []
-    for index, product in enumerate(products):
-        if not isinstance(product, dict):
-            warnings.append(f"product {index + 1} is not an object; skipped")
-            continue
-        items.append(_woo_item(product, url))
+    items = _products(products, _woo_item, url, warnings)
     next_urls: tuple[str, ...] = ()
     if url_or_none(None, url) and isinstance(data, list):
         page, per_page = page_params(url, "per_page", WOO_DEFAULT_PER_PAGE, WOO_MAX_PER_PAGE)
