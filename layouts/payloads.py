@@ -72,7 +72,7 @@ import posixpath
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from html import escape
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from feedcast.models import Button, Card, Message, Module, ProviderCall
@@ -408,8 +408,15 @@ class _Telegram:
         return line
 
 
-def _telegram(message: Message, sizes: Sizes) -> list[ProviderCall]:
-    builder = _Telegram(sizes)
+class _Builder(Protocol):
+    def text(self, text: str | None, buttons: Sequence[Button] = ...) -> None: ...
+    def media(self, module: Module) -> None: ...
+    def cards(self, module: Module) -> None: ...
+    def flush(self) -> None: ...
+
+
+def _drive(builder: _Builder, message: Message) -> None:
+    """Feed a message's modules, in order, to a chat channel's call builder."""
     for module in message.modules:
         if module.kind == "text":
             builder.text(module.text, module.buttons)
@@ -418,6 +425,11 @@ def _telegram(message: Message, sizes: Sizes) -> list[ProviderCall]:
         elif module.kind == "cards":
             builder.cards(module)
     builder.flush()
+
+
+def _telegram(message: Message, sizes: Sizes) -> list[ProviderCall]:
+    builder = _Telegram(sizes)
+    _drive(builder, message)
     return builder.calls
 
 
@@ -518,14 +530,7 @@ class _Messenger:
 
 def _messenger(message: Message, sizes: Sizes) -> list[ProviderCall]:
     builder = _Messenger(sizes)
-    for module in message.modules:
-        if module.kind == "text":
-            builder.text(module.text, module.buttons)
-        elif module.kind in _MEDIA_KINDS:
-            builder.media(module)
-        elif module.kind == "cards":
-            builder.cards(module)
-    builder.flush()
+    _drive(builder, message)
     return [ProviderCall("messages", {"messaging_type": "UPDATE", "message": m}) for m in builder.messages]
 
 
