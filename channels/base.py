@@ -1,0 +1,360 @@
+"""What every channel is: the contract between the delivery engine and a provider.
+
+A channel turns one :class:`~feedcast.models.ProviderCall` (rendered by
+``layouts.payloads``) for one :class:`Recipient` into one provider request and maps
+the provider's answer, in one place, to a :class:`Result`:
+
+- ``sent``: with the provider's message id;
+- ``transient``: retry later (``retry_after`` when the provider said how long;
+  ``pause_channel`` when the whole bot / page / webhook must wait, e.g. a 429);
+- ``recipient``: permanent for this recipient (blocked, deactivated, unknown, hard
+  bounce); ``subscriber_status`` says what the subscriber becomes;
+- ``fatal``: the channel cannot work (bad token, permissions): the campaign stops and
+  the rest of its deliveries stay pending;
+- ``content``: the provider refused our content: never retried as is;
+- ``skipped``: not sent on purpose (Messenger outside the 24-hour window).
+
+Channels are plain Python: no Prefect, no SQL. The HTTP client is passed in. Secrets
+are references (``env:VAR``) resolved at send time and never put in a message.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+import httpx
+
+from feedcast.errors import FeedcastError, InvalidValue
+from feedcast.models import ProviderCall
+
+__all__ = [
+    "UNSUBSCRIBE_PLACEHOLDER",
+    "Channel",
+    "ChannelError",
+    "Option",
+    "Outcome",
+    "RateRule",
+    "Recipient",
+    "Result",
+    "SecretRedactor",
+    "Secrets",
+    "SendContext",
+    "is_secret_ref",
+    "mask",
+    "one_line",
+]
+
+log = logging.getLogger(__name__)
+
+# The URL a layout is given as ``unsubscribe_url`` when rendering a campaign for email:
+# the email channel replaces it, per recipient, with that recipient's own link.
+UNSUBSCRIBE_PLACEHOLDER = "https://unsubscribe.feedcast.invalid/u/TOKEN"
+
+_ENV_REF = re.compile(r"env:([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class ChannelError(FeedcastError):
+    """A channel cannot work as configured (missing secret, bad token, unreachable)."""
+
+
+class Outcome(enum.StrEnum):
+    SENT = "sent"
+    TRANSIENT = "transient"
+    RECIPIENT = "recipient"
+    FATAL = "fatal"
+    CONTENT = "content"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A provider's answer to one call, classified."""
+
+    outcome: Outcome
+    message_id: str | None = None
+    error: str | None = None  # one line, never a secret
+    code: str | None = None  # the provider's code: "403", "551/1545041", "550 5.1.1", "429"
+    retry_after: float | None = None  # seconds the provider asked us to wait (transient)
+    pause_channel: bool = False  # the wait applies to the whole channel (bot, page, webhook)
+    subscriber_status: str | None = None  # recipient: unsubscribed | unreachable | bounced | removed
+    migrate_to: str | None = None  # Telegram: the group became a supergroup with this chat id
+
+    @classmethod
+    def sent(cls, message_id: str | None = None) -> Result:
+        return cls(Outcome.SENT, message_id=message_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One subscriber as a channel sees it."""
+
+    subscriber_id: int
+    address: str  # chat id / @channel, PSID, email address, "webhook"
+    name: str | None = None
+    last_inbound_at: datetime | None = None  # Messenger's 24-hour window
+    unsubscribe_url: str | None = None  # this recipient's one-click link (email)
+    unsubscribe_mailto: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendContext:
+    """What a channel may need to know about the campaign a call belongs to."""
+
+    campaign_id: int
+    automation: str | None = None
+    message_tag: str | None = None  # Messenger: a permitted tag outside the 24-hour window
+    now: datetime | None = None  # fixed in tests
+
+
+@dataclass(frozen=True, slots=True)
+class RateRule:
+    """At most ``limit`` calls (weighted by ``cost``) per ``period`` seconds for ``key``."""
+
+    key: str
+    limit: int
+    period: int  # seconds (whole seconds: the limiter's windows)
+    cost: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """A setting of a channel kind, given as ``--name`` to ``feedcast channel add``."""
+
+    name: str  # the setting's key, also the option: "api_url" <- --api-url
+    help: str
+    required: bool = False
+    secret: bool = False  # must be env:VAR; masked when shown
+    may_be_secret: bool = False  # a literal is allowed, env:VAR too (webhook URLs carry tokens)
+    default: str | None = None
+    choices: tuple[str, ...] = ()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def is_secret_ref(value: object) -> bool:
+    return isinstance(value, str) and _ENV_REF.fullmatch(value) is not None
+
+
+def mask(value: str | None) -> str:
+    """How a secret is shown: its reference when it is one, else a fixed mask."""
+    if value is None:
+        return ""
+    if is_secret_ref(value):
+        return value
+    return "****"
+
+
+def one_line(text: object, limit: int = 300) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+class Secrets:
+    """Resolves ``env:VAR`` references from an environment, remembering every value it
+    handed out so that :meth:`redact` can scrub them from any text."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = os.environ if environ is None else environ
+        self._values: set[str] = set()
+
+    def resolve(self, value: str, *, what: str) -> str:
+        match = _ENV_REF.fullmatch(value)
+        if match is None:
+            self.remember(value)
+            return value
+        var = match.group(1)
+        resolved = self._environ.get(var)
+        if not resolved:
+            raise ChannelError(f"{what}: the environment variable {var} is not set")
+        self.remember(resolved)
+        return resolved
+
+    def remember(self, value: str) -> None:
+        if len(value) >= 6:
+            self._values.add(value)
+            REDACTOR.add(value)
+
+    def redact(self, text: str) -> str:
+        for value in sorted(self._values, key=len, reverse=True):
+            text = text.replace(value, "****")
+        return text
+
+
+class SecretRedactor(logging.Filter):
+    """A logging filter that replaces known secret values with ``****`` in every record
+    (installed on the ``httpx`` and ``httpcore`` loggers, which log request URLs, and on
+    ``feedcast`` and ``channels``): a Telegram token is part of every request URL."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._values: set[str] = set()
+
+    def add(self, value: str) -> None:
+        self._values.add(value)
+
+    def scrub(self, text: str) -> str:
+        for value in sorted(self._values, key=len, reverse=True):
+            if value in text:
+                text = text.replace(value, "****")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._values:
+            message = record.getMessage()
+            scrubbed = self.scrub(message)
+            if scrubbed != message:
+                record.msg, record.args = scrubbed, None
+        return True
+
+
+REDACTOR = SecretRedactor()
+for _name in ("httpx", "httpcore", "feedcast", "channels", "flows", "prefect"):
+    logging.getLogger(_name).addFilter(REDACTOR)
+
+
+class Channel(abc.ABC):
+    """One configured channel. Subclasses declare their kind, options and formats and
+    implement :meth:`send` (and usually :meth:`check`, :meth:`rate_rules`)."""
+
+    kind: ClassVar[str]
+    description: ClassVar[str]
+    options: ClassVar[tuple[Option, ...]] = ()
+    # a channel with one implicit recipient (a webhook): `channel add` subscribes it
+    fixed_recipient: ClassVar[str | None] = None
+    # calls in flight at once (also bounds what a crash may send twice)
+    max_in_flight: ClassVar[int] = 32
+
+    def __init__(self, name: str, settings: Mapping[str, Any], *, secrets: Secrets | None = None) -> None:
+        self.name = name
+        self.settings = dict(settings)
+        self.secrets = secrets or Secrets()
+        self.client: httpx.AsyncClient | None = None
+
+    # ----------------------------------------------------------------- configuration
+
+    @classmethod
+    def validate_settings(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Check and normalise the settings given to ``channel add`` (keys are option
+        names). Secrets must be ``env:VAR``. Raises InvalidValue naming the option."""
+        known = {o.name: o for o in cls.options}
+        out: dict[str, Any] = {}
+        for key, value in settings.items():
+            if value is None:
+                continue
+            option = known.get(key)
+            if option is None:
+                flags = ", ".join(o.flag for o in cls.options) or "none"
+                raise InvalidValue(
+                    f"{cls.kind} channels take no {'--' + key.replace('_', '-')} (options: {flags})"
+                )
+            value = str(value).strip()
+            if option.secret and not is_secret_ref(value):
+                raise InvalidValue(
+                    f"{option.flag} is a secret: give it as env:VAR (e.g. {option.flag} "
+                    f"env:{cls.kind.upper()}_{option.name.upper()}); feedcast never stores secrets"
+                )
+            if option.choices and value not in option.choices:
+                raise InvalidValue(f"{option.flag} must be one of {', '.join(option.choices)}, not {value!r}")
+            out[key] = value
+        for option in cls.options:
+            if option.name not in out:
+                if option.required:
+                    raise InvalidValue(f"{cls.kind} channels need {option.flag}")
+                if option.default is not None:
+                    out[option.name] = option.default
+        return out
+
+    @classmethod
+    def shown_settings(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Settings as ``channel list / show`` print them: secrets masked."""
+        secret = {o.name for o in cls.options if o.secret or o.may_be_secret}
+        return {k: (mask(v) if k in secret else v) for k, v in settings.items()}
+
+    def validate_recipient(self, address: str) -> str:
+        """Normalise a recipient id for this channel; InvalidValue when it cannot be one."""
+        address = address.strip()
+        if not address:
+            raise InvalidValue("the recipient is empty")
+        return address
+
+    @property
+    def format(self) -> str:
+        """The message format a layout renders for this channel."""
+        return self.kind
+
+    def setting(self, key: str, *, secret: bool = False) -> str:
+        """A setting's value, ``env:VAR`` resolved (ChannelError when unset)."""
+        value = self.settings.get(key)
+        if value is None:
+            raise ChannelError(f"channel {self.name!r}: --{key.replace('_', '-')} is not set")
+        return self.secrets.resolve(str(value), what=f"channel {self.name!r}")
+
+    # ----------------------------------------------------------------- sending
+
+    async def open(self, client: httpx.AsyncClient | None) -> None:
+        """Called once before a campaign: resolve secrets, open connections.
+        Raise :class:`ChannelError` when the channel cannot work."""
+        self.client = client
+
+    async def close(self) -> None:
+        """Called once after a campaign (also after a failure)."""
+        return
+
+    def rate_rules(self, recipient: Recipient, call: ProviderCall) -> Sequence[RateRule]:
+        """The limits this call counts against (empty: unlimited)."""
+        return ()
+
+    def skip_reason(self, recipient: Recipient, context: SendContext) -> str | None:
+        """Why this recipient must not get this campaign now (None: send)."""
+        return None
+
+    @abc.abstractmethod
+    async def send(
+        self, recipient: Recipient, call: ProviderCall, context: SendContext, position: int
+    ) -> Result:
+        """Make one provider call for one recipient; never raise for a provider's answer
+        or a network error: classify it. ``position`` numbers the campaign's calls (0..)."""
+
+    async def check(self) -> str:
+        """Verify the channel works (credentials, reachability) without messaging
+        anyone; return a one-line description (e.g. the bot's name)."""
+        return f"{self.kind} channel {self.name!r} is configured"
+
+    def error_text(self, exc: BaseException) -> str:
+        """An exception as a one-line error with every secret scrubbed."""
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return one_line(REDACTOR.scrub(self.secrets.redact(text)))
+
+
+def network_result(channel: Channel, exc: BaseException) -> Result:
+    """A network failure (connect, read timeout, dropped connection) is transient."""
+    return Result(Outcome.TRANSIENT, error=channel.error_text(exc), code="network")
+
+
+def retry_after_header(headers: Mapping[str, str]) -> float | None:
+    """Seconds from a Retry-After header (seconds form; the date form is rare for APIs)."""
+    raw = headers.get("retry-after") or headers.get("Retry-After")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return None
+        from datetime import UTC
+
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -1,0 +1,72 @@
+"""Pace calls to a provider's published limits, and pause a whole channel on a 429.
+
+A sliding (moving) window per rule key, from the ``limits`` library: no 1-second window
+ever holds more than the limit, unlike a token bucket that lets a full bucket burst on
+top of the refill. Callers ``await gate.acquire(rules)``; the gate waits until every
+rule has room, then takes it for all at once (one event loop: no other caller runs
+between the check and the take).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from limits import RateLimitItem, RateLimitItemPerSecond
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from channels.base import RateRule
+
+__all__ = ["RateGate"]
+
+
+class RateGate:
+    """Shared by every send of one channel during one campaign."""
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._items: dict[tuple[int, int], RateLimitItem] = {}
+        self._paused_until = 0.0
+        self.waited = 0.0  # seconds spent waiting for room (for reports)
+        self.pauses = 0
+
+    def _item(self, rule: RateRule) -> RateLimitItem:
+        key = (rule.limit, rule.period)
+        item = self._items.get(key)
+        if item is None:
+            item = self._items[key] = RateLimitItemPerSecond(rule.limit, rule.period)
+        return item
+
+    def pause(self, seconds: float) -> None:
+        """Nobody sends on this channel for ``seconds`` (a provider's 429 retry_after)."""
+        until = time.monotonic() + max(0.0, seconds)
+        if until > self._paused_until:
+            self._paused_until = until
+            self.pauses += 1
+
+    async def acquire(self, rules: Sequence[RateRule]) -> None:
+        started = time.monotonic()
+        while True:
+            pause = self._paused_until - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
+                continue
+            if not self.enabled or not rules:
+                break
+            wait = 0.0
+            for rule in rules:
+                item = self._item(rule)
+                cost = min(rule.cost, rule.limit)
+                if not self._limiter.test(item, rule.key, cost=cost):
+                    stats = self._limiter.get_window_stats(item, rule.key)
+                    wait = max(wait, stats.reset_time - time.time())
+            if wait <= 0:
+                for rule in rules:
+                    self._limiter.hit(self._item(rule), rule.key, cost=min(rule.cost, rule.limit))
+                break
+            # the window's oldest hit expires at reset_time; a few ms more avoids spinning
+            await asyncio.sleep(min(max(wait, 0.002), 1.0))
+        self.waited += time.monotonic() - started
