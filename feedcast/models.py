@@ -17,20 +17,30 @@ from decimal import Decimal
 from typing import Any
 
 __all__ = [
+    "DELIVERY_STATUSES",
+    "SUBSCRIBER_STATUSES",
+    "Automation",
     "Availability",
     "Button",
+    "CampaignInfo",
     "Card",
+    "ChannelConfig",
+    "DeliveryUpdate",
     "EventKind",
     "FeedLink",
     "Item",
     "Media",
     "Message",
     "Module",
+    "NewSubscriber",
     "ParseResult",
+    "PendingDelivery",
     "PollOutcome",
     "ProviderCall",
+    "QueuedItem",
     "Source",
     "SourceKind",
+    "Subscriber",
     "Variant",
 ]
 
@@ -297,3 +307,134 @@ class ProviderCall:
 
     method: str  # Telegram method, "messages" for Messenger, "smtp" for email, "POST" for webhooks
     body: Mapping[str, Any]
+
+
+# --------------------------------------------------------------------------- audience & delivery
+
+SUBSCRIBER_STATUSES = ("active", "unsubscribed", "unreachable", "bounced")
+DELIVERY_STATUSES = ("pending", "sent", "failed", "skipped")
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelConfig:
+    """A registered channel: its kind and settings (secrets only as ``env:VAR``)."""
+
+    id: int
+    name: str
+    kind: str
+    settings: Mapping[str, Any]
+    status: str = "active"
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    created_at: datetime | None = None
+    subscribers: int = 0  # active ones
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    id: int
+    channel: str
+    recipient: str  # chat id, PSID, email address...
+    status: str = "active"
+    tags: tuple[str, ...] = ()
+    name: str | None = None
+    status_reason: str | None = None
+    last_inbound_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewSubscriber:
+    recipient: str
+    tags: tuple[str, ...] = ()
+    name: str | None = None
+    last_inbound_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Automation:
+    id: int
+    name: str
+    channel: str
+    layout: str
+    sources: tuple[str, ...]
+    audience: str | None = None  # a subscriber tag; None: every active subscriber
+    on_new: bool = False
+    max_items: int | None = None  # None: the layout's default
+    events: tuple[str, ...] = ("new",)
+    backfill: int = 0
+    message_tag: str | None = None  # Messenger: permitted tag outside the 24-hour window
+    timezone: str = "UTC"
+    locale: str = "en"
+    status: str = "active"
+    since: datetime | None = None  # items' events from this time on are this automation's
+    created_at: datetime | None = None
+    last_campaign_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedItem:
+    """An item waiting for an automation's next campaign, and the event that queued it."""
+
+    item_id: int
+    item: Item
+    event: str
+    event_at: datetime
+    old_price: Decimal | None = None
+    new_price: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDelivery:
+    """A delivery still to make, with the subscriber as it is now."""
+
+    id: int
+    subscriber_id: int
+    recipient: str
+    subscriber_status: str
+    name: str | None = None
+    last_inbound_at: datetime | None = None
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryUpdate:
+    """The outcome of one delivery, to record."""
+
+    id: int
+    status: str  # a DELIVERY_STATUSES value
+    attempts: int
+    error: str | None = None
+    error_code: str | None = None
+    provider_message_id: str | None = None
+    sent_at: datetime | None = None
+    calls_sent: int = 0
+    # what happens to the subscriber: a new status (unsubscribed, unreachable, bounced)
+    # or a new recipient id (a Telegram group migrated to a supergroup)
+    subscriber_id: int | None = None
+    subscriber_status: str | None = None
+    new_recipient: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignInfo:
+    id: int
+    automation: str | None
+    channel: str
+    channel_kind: str
+    layout: str
+    format: str
+    status: str  # sending | sent | stopped
+    created_at: datetime
+    items: int
+    messages: int
+    calls: int
+    recipients: int
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    pending: int = 0
+    error: str | None = None
+    finished_at: datetime | None = None
+    trigger: str = "manual"

@@ -30,7 +30,9 @@ import duckdb
 import pyarrow as pa
 
 from feedcast.errors import AlreadyExists, InvalidValue, NotFound, StoreBusy, StoreError
-from feedcast.models import Item, Media, PollOutcome, Source, Variant
+from feedcast.models import Item, PollOutcome, Source
+from feedcast.store._rows import _plain_price, item_from_row
+from feedcast.store.delivery import DeliveryStore, m002
 
 __all__ = ["MIGRATIONS", "ItemEvent", "NewSource", "PollSummary", "Store", "default_db_path"]
 
@@ -277,7 +279,10 @@ def _newest_first(items: Sequence[Item]) -> list[int]:
     )
 
 
-class Store:
+migration(2, "channels, subscribers, automations, campaigns, deliveries, send_history")(m002)
+
+
+class Store(DeliveryStore):
     """One DuckDB file. Cheap to create; holds no connection between calls."""
 
     def __init__(self, path: str | Path | None = None, *, lock_timeout: float | None = None) -> None:
@@ -898,34 +903,7 @@ class Store:
             ).fetchall()
         pairs: list[tuple[Item, ItemEvent | None]] = []
         for r in rows:
-            item = Item(
-                key=r[0],
-                title=r[1],
-                url=r[2],
-                summary=r[3],
-                content=r[4],
-                image=r[5],
-                media=tuple(
-                    Media(**{k: v for k, v in m.items() if k in Media.__dataclass_fields__})
-                    for m in _loads(r[6], list)
-                    if isinstance(m, dict) and m.get("url")
-                ),
-                author=r[7],
-                published=_utc(r[8]),
-                updated=_utc(r[9]),
-                tags=tuple(r[10] or ()),
-                price=_plain_price(r[11]),
-                sale_price=_plain_price(r[12]),
-                currency=r[13],
-                availability=r[14],
-                sku=r[15],
-                gtin=r[16],
-                mpn=r[17],
-                brand=r[18],
-                group_id=r[19],
-                variants=tuple(_variant(v) for v in _loads(r[20], list) if isinstance(v, dict) and "id" in v),
-                extra=_loads(r[21], dict),
-            )
+            item = item_from_row(r)
             pairs.append((item, (r[22], _plain_price(r[23]), _plain_price(r[24])) if r[22] else None))
         if with_events:
             return pairs
@@ -945,45 +923,6 @@ class Store:
                 return [], []
             columns = [d[0] for d in description]
             return columns, [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-
-
-def _loads(raw: str | None, kind: type[Any]) -> Any:
-    """A JSON column as ``kind`` (list or dict); empty when NULL or of another shape."""
-    value = json.loads(raw) if raw else None
-    return value if isinstance(value, kind) else kind()
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return value.astimezone(UTC) if value is not None else None
-
-
-def _decimal(value: Any) -> Decimal | None:
-    return _plain_price(Decimal(str(value))) if value is not None else None
-
-
-_CENTS = Decimal("0.01")
-
-
-def _plain_price(value: Decimal | None) -> Decimal | None:
-    """A stored price without the column's padding: 249.0000 -> 249.00, 0.1250 -> 0.125."""
-    if value is None or not value.is_finite():
-        return value
-    cents = value.quantize(_CENTS)
-    return cents if cents == value else value.normalize()
-
-
-def _variant(data: Mapping[str, Any]) -> Variant:
-    options = data.get("options")
-    return Variant(
-        id=str(data["id"]),
-        title=data.get("title"),
-        sku=data.get("sku"),
-        gtin=data.get("gtin"),
-        price=_decimal(data.get("price")),
-        sale_price=_decimal(data.get("sale_price")),
-        availability=data.get("availability"),
-        options={str(k): str(v) for k, v in options.items()} if isinstance(options, dict) else {},
-    )
 
 
 def _first_line(message: str) -> str:

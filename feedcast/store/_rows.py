@@ -1,0 +1,112 @@
+"""Turning stored rows back into models (shared by the store's modules)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from feedcast.models import Item, Media, Variant
+
+# the columns item_from_row reads, in order (prefix each with a table alias as needed)
+ITEM_COLUMNS = (
+    "key",
+    "title",
+    "url",
+    "summary",
+    "content",
+    "image",
+    "media",
+    "author",
+    "published_at",
+    "updated_at",
+    "tags",
+    "price",
+    "sale_price",
+    "currency",
+    "availability",
+    "sku",
+    "gtin",
+    "mpn",
+    "brand",
+    "group_id",
+    "variants",
+    "extra",
+)
+
+
+def item_columns(alias: str) -> str:
+    return ", ".join(f"{alias}.{c}" for c in ITEM_COLUMNS)
+
+
+def item_from_row(r: Sequence[Any]) -> Item:
+    """An Item from the 22 columns of ITEM_COLUMNS, in order."""
+    return Item(
+        key=r[0],
+        title=r[1],
+        url=r[2],
+        summary=r[3],
+        content=r[4],
+        image=r[5],
+        media=tuple(
+            Media(**{k: v for k, v in m.items() if k in Media.__dataclass_fields__})
+            for m in _loads(r[6], list)
+            if isinstance(m, dict) and m.get("url")
+        ),
+        author=r[7],
+        published=_utc(r[8]),
+        updated=_utc(r[9]),
+        tags=tuple(r[10] or ()),
+        price=_plain_price(r[11]),
+        sale_price=_plain_price(r[12]),
+        currency=r[13],
+        availability=r[14],
+        sku=r[15],
+        gtin=r[16],
+        mpn=r[17],
+        brand=r[18],
+        group_id=r[19],
+        variants=tuple(_variant(v) for v in _loads(r[20], list) if isinstance(v, dict) and "id" in v),
+        extra=_loads(r[21], dict),
+    )
+
+
+def _loads(raw: str | None, kind: type[Any]) -> Any:
+    """A JSON column as ``kind`` (list or dict); empty when NULL or of another shape."""
+    value = json.loads(raw) if raw else None
+    return value if isinstance(value, kind) else kind()
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.astimezone(UTC) if value is not None else None
+
+
+def _decimal(value: Any) -> Decimal | None:
+    return _plain_price(Decimal(str(value))) if value is not None else None
+
+
+_CENTS = Decimal("0.01")
+
+
+def _plain_price(value: Decimal | None) -> Decimal | None:
+    """A stored price without the column's padding: 249.0000 -> 249.00, 0.1250 -> 0.125."""
+    if value is None or not value.is_finite():
+        return value
+    cents = value.quantize(_CENTS)
+    return cents if cents == value else value.normalize()
+
+
+def _variant(data: Mapping[str, Any]) -> Variant:
+    options = data.get("options")
+    return Variant(
+        id=str(data["id"]),
+        title=data.get("title"),
+        sku=data.get("sku"),
+        gtin=data.get("gtin"),
+        price=_decimal(data.get("price")),
+        sale_price=_decimal(data.get("sale_price")),
+        availability=data.get("availability"),
+        options={str(k): str(v) for k, v in options.items()} if isinstance(options, dict) else {},
+    )
