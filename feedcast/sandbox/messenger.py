@@ -1,0 +1,988 @@
+"""A local stand-in for the Facebook Messenger Send API (Graph API), faithful to the
+envelopes, error codes, message limits and rate limits of docs/channels.md.
+
+``MessengerEmulator().app`` is a Starlette app; serve it with
+:class:`~feedcast.sandbox.asgi.AsgiServer` and point a Messenger channel's ``api_url`` at
+``server.base_url + "/v25.0"`` (any ``v{N}.{M}`` version works, and the unversioned path)::
+
+    emulator = MessengerEmulator(seed=1)
+    emulator.add_page("sandbox-page-token", page_id="1000000001", name="Sandbox Shop")
+    emulator.add_person("2500000000000001", last_inbound=datetime.now(UTC))
+    with AsgiServer(emulator.app) as server:
+        ...
+        emulator.received("2500000000000001")  # what that person got
+        emulator.stats()["keys"]["page:1000000001:media"]["max_window"]
+
+Provider endpoints:
+
+``POST /v{N}.0/me/messages``
+    The page access token from an ``Authorization: Bearer`` header (what feedcast
+    sends), the ``access_token`` query parameter or the body's ``access_token``
+    (``stats()["token_via"]`` counts which). JSON or form bodies (form values that are
+    JSON objects, e.g. ``recipient``, are decoded). Success ``{"recipient_id",
+    "message_id"}`` with ids like ``m_...``; failure ``{"error": {"message", "type",
+    "code", "error_subcode", "fbtrace_id"}}`` (``error_subcode`` only when there is one).
+``GET /v{N}.0/me``
+    The page of the token: ``{"id", "name"}``.
+
+Errors, checked in this order (the HTTP status is our choice where Graph varies):
+
+- connection dropped (``drop_rate``): the server aborts the TCP connection without
+  writing a byte (uvicorn's transport, reached through the bound ``receive`` callable;
+  another ASGI server gets an exception, i.e. its own 500);
+- transient fault (``fault_rate``): code 2 (HTTP 500) or 1200 (HTTP 503), ``is_transient``;
+- unknown or missing token: 190 ``OAuthException``, HTTP 401 when the token came in an
+  ``Authorization`` header (with ``WWW-Authenticate``), else HTTP 400;
+- over the rate limit (``limits=True``): 613 ``(#613) Calls to this api have exceeded
+  the rate limit.``, HTTP 400 as Graph answers it, no ``Retry-After`` (Graph sends none);
+- malformed body / recipient: 100, HTTP 400;
+- page without permission (``add_page(permissions=False | 200 | 10)``): 200 or 10,
+  HTTP 403;
+- unknown PSID (not digits, or unregistered with ``auto_people=False``): 100 / 2018001;
+- person blocked or deactivated: 551 / 1545041, HTTP 400;
+- scripted errors (:meth:`MessengerEmulator.fail_next`), for codes the emulator cannot
+  otherwise produce (4, 368...);
+- invalid message (text over 2000, unknown attachment type, generic template over 10
+  elements, title missing or over 80, subtitle over 80, more than 3 buttons, button
+  template text over 640, button title over 20, more than 13 quick replies, bad
+  messaging_type or tag): 100 ``(#100) ...``, HTTP 400; lengths count UTF-16 code units
+  like :mod:`layouts.validate`;
+- outside the window: 10 / 2018278, HTTP 400, unless ``messaging_type`` is
+  ``MESSAGE_TAG`` with a permitted tag (CONFIRMED_EVENT_UPDATE, POST_PURCHASE_UPDATE,
+  ACCOUNT_UPDATE; HUMAN_AGENT within 7 days of the person's last message).
+
+Rate limits (sliding 1-second windows, per page): 300 calls/s for every message, and
+10/s more narrowly for audio and video attachments (key ``page:ID:media``). Only
+admitted calls fill a limit (a rejected call does not push the window further), but the
+statistics count every request seen: ``max_window`` is the largest number of requests
+in any sliding 1-second window (rejected ones too), ``over_limit`` the number of
+requests that arrived while that window already held ``limit`` requests (what a real
+page would have refused; also counted with ``limits=False``, for benchmarks).
+
+Control API (JSON), for tests and benchmarks in another process:
+
+- ``GET /_sandbox/pages`` (tokens are not listed), ``POST /_sandbox/pages``
+  ``{"token", "page_id"?, "name"?, "permissions"?: true | false | 200 | 10}``;
+- ``GET /_sandbox/people``, ``POST /_sandbox/people`` ``{"psid", "status"?,
+  "last_inbound"?: ISO time | "now" | null}`` or a list of those (a known person keeps
+  the fields not given);
+- ``GET /_sandbox/received?psid=`` (without ``psid``: every person);
+- ``GET /_sandbox/stats``;
+- ``POST /_sandbox/reset`` ``{"everything"?: bool}``: forget messages, statistics,
+  windows and scripted errors (``everything``: pages and people too);
+- ``GET|POST /_sandbox/config`` ``{"limits", "fault_rate", "drop_rate", "seed",
+  "auto_people", "auto_window_open"}``;
+- ``POST /_sandbox/errors`` ``{"psid" ("*": anyone), "code", "subcode"?, "message"?,
+  "status"?, "times"?}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import random
+import re
+import string
+import threading
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from time import monotonic
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+__all__ = [
+    "GRAPH_VERSION",
+    "PERMITTED_TAGS",
+    "MessengerEmulator",
+    "Page",
+    "Person",
+]
+
+GRAPH_VERSION = "v25.0"
+PERMITTED_TAGS = frozenset(
+    {"CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE", "ACCOUNT_UPDATE", "HUMAN_AGENT"}
+)
+MESSAGING_TYPES = ("RESPONSE", "UPDATE", "MESSAGE_TAG")
+STATUSES = ("active", "blocked", "deactivated")
+WINDOW = timedelta(hours=24)
+HUMAN_AGENT_WINDOW = timedelta(days=7)
+
+TEXT_LIMIT = 300  # calls per second per page
+MEDIA_LIMIT = 10  # audio and video attachments per second per page
+
+_MEDIA_TYPES = ("image", "audio", "video", "file")
+_SLOW_MEDIA = frozenset({"audio", "video"})
+_VERSION = re.compile(r"v\d+\.\d+")
+_URL = re.compile(r"https?://[^\s/?#]+[^\s]*", re.IGNORECASE)
+_TRACE_CHARS = string.ascii_letters + string.digits
+
+
+@dataclass(slots=True)
+class Page:
+    token: str
+    page_id: str
+    name: str
+    permissions: bool | int = True  # True; False / 200: code 200; 10: code 10
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.page_id, "name": self.name, "permissions": self.permissions}
+
+
+@dataclass(slots=True)
+class Person:
+    psid: str
+    status: str = "active"  # active | blocked | deactivated
+    last_inbound: datetime | None = None
+
+    def public(self) -> dict[str, Any]:
+        last = self.last_inbound.isoformat() if self.last_inbound else None
+        return {"psid": self.psid, "status": self.status, "last_inbound": last}
+
+
+class _GraphError(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: int,
+        message: str,
+        subcode: int | None = None,
+        *,
+        type_: str = "OAuthException",
+        transient: bool = False,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.subcode = subcode
+        self.type = type_
+        self.transient = transient
+        self.headers = dict(headers or {})
+
+    @property
+    def key(self) -> str:
+        return f"{self.code}/{self.subcode}" if self.subcode else str(self.code)
+
+
+def _invalid(message: str) -> _GraphError:
+    return _GraphError(400, 100, f"(#100) {message}")
+
+
+class _Drop(Exception):
+    """Abort the connection without an answer."""
+
+
+@dataclass(slots=True)
+class _Scripted:
+    code: int
+    subcode: int | None
+    message: str
+    status: int
+    times: int
+
+
+class _Window:
+    """One rate-limit key: a sliding 1-second log of requests seen and calls admitted."""
+
+    __slots__ = ("admitted", "limit", "max_window", "over_limit", "rate_limited", "requests", "seen")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.seen: deque[float] = deque()
+        self.admitted: deque[float] = deque()
+        self.requests = 0
+        self.max_window = 0
+        self.over_limit = 0
+        self.rate_limited = 0
+
+    def see(self, now: float) -> None:
+        seen, edge = self.seen, now - 1.0
+        while seen and seen[0] <= edge:
+            seen.popleft()
+        if len(seen) >= self.limit:
+            self.over_limit += 1
+        seen.append(now)
+        self.requests += 1
+        if len(seen) > self.max_window:
+            self.max_window = len(seen)
+
+    def has_room(self, now: float) -> bool:
+        admitted, edge = self.admitted, now - 1.0
+        while admitted and admitted[0] <= edge:
+            admitted.popleft()
+        return len(admitted) < self.limit
+
+    def public(self) -> dict[str, int]:
+        return {
+            "limit": self.limit,
+            "requests": self.requests,
+            "max_window": self.max_window,
+            "over_limit": self.over_limit,
+            "rate_limited": self.rate_limited,
+        }
+
+
+def _utf16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return _aware(value)
+    if value == "now":
+        return datetime.now(UTC)
+    if not isinstance(value, str):
+        raise ValueError(f"last_inbound must be an ISO time, 'now' or null, not {value!r}")
+    return _aware(datetime.fromisoformat(value))
+
+
+def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return Response(body, status_code=status, headers=dict(headers or {}), media_type="application/json")
+
+
+class MessengerEmulator:
+    """The Send API of one or more Pages, with people, windows, limits and faults."""
+
+    def __init__(
+        self,
+        *,
+        limits: bool = True,
+        fault_rate: float = 0.0,
+        drop_rate: float = 0.0,
+        seed: int | None = None,
+        auto_people: bool = True,
+        auto_window_open: bool = True,
+        text_limit: int = TEXT_LIMIT,
+        media_limit: int = MEDIA_LIMIT,
+    ) -> None:
+        self._lock = threading.Lock()
+        self.text_limit = text_limit
+        self.media_limit = media_limit
+        self._pages: dict[str, Page] = {}
+        self._people: dict[str, Person] = {}
+        self.limits = limits
+        self.fault_rate = fault_rate
+        self.drop_rate = drop_rate
+        self.seed = seed
+        self.auto_people = auto_people
+        self.auto_window_open = auto_window_open
+        self._seed_rngs(seed)
+        self._clear()
+        self.app = Starlette(
+            routes=[
+                Route("/{version}/me/messages", self._messages_endpoint, methods=["POST"]),
+                Route("/me/messages", self._messages_endpoint, methods=["POST"]),
+                Route("/{version}/me", self._me_endpoint, methods=["GET"]),
+                Route("/me", self._me_endpoint, methods=["GET"]),
+                Route("/_sandbox/pages", self._pages_endpoint, methods=["GET", "POST"]),
+                Route("/_sandbox/people", self._people_endpoint, methods=["GET", "POST"]),
+                Route("/_sandbox/received", self._received_endpoint, methods=["GET"]),
+                Route("/_sandbox/stats", self._stats_endpoint, methods=["GET"]),
+                Route("/_sandbox/reset", self._reset_endpoint, methods=["POST"]),
+                Route("/_sandbox/config", self._config_endpoint, methods=["GET", "POST"]),
+                Route("/_sandbox/errors", self._errors_endpoint, methods=["POST"]),
+            ]
+        )
+
+    # ------------------------------------------------------------------ python API
+
+    def add_page(
+        self,
+        token: str,
+        page_id: str | None = None,
+        *,
+        name: str = "Sandbox Page",
+        permissions: bool | int = True,
+    ) -> Page:
+        """Register a page and its access token (``permissions``: True, or False / 200 /
+        10 for a page whose token may not send: error 200 or 10)."""
+        if not token:
+            raise ValueError("a page needs a token")
+        if not isinstance(permissions, bool) and not (
+            isinstance(permissions, int) and permissions in (10, 200)
+        ):
+            raise ValueError("permissions is true, false, 200 or 10")
+        with self._lock:
+            page = Page(token, page_id or str(1_000_000_001 + len(self._pages)), name, permissions)
+            self._pages[token] = page
+            return page
+
+    def add_person(self, psid: str, status: str = "active", last_inbound: datetime | None = None) -> Person:
+        """Register (or replace) a person; ``last_inbound`` None: the window is closed."""
+        psid = str(psid)
+        if status not in STATUSES:
+            raise ValueError(f"status is one of {', '.join(STATUSES)}, not {status!r}")
+        with self._lock:
+            person = Person(psid, status, _aware(last_inbound) if last_inbound else None)
+            self._people[psid] = person
+            return person
+
+    def touch(self, psid: str, at: datetime | None = None) -> None:
+        """The person messaged the page (``at``, default now): the window opens."""
+        with self._lock:
+            person = self._people.get(str(psid)) or Person(str(psid))
+            person.last_inbound = _aware(at) if at else datetime.now(UTC)
+            self._people[person.psid] = person
+
+    def person(self, psid: str) -> Person | None:
+        with self._lock:
+            return self._people.get(str(psid))
+
+    def received(self, psid: str) -> list[dict[str, Any]]:
+        """What a person received, in order: ``{"message_id", "page_id",
+        "messaging_type", "tag", "message", "at", "url"}`` (``url``: path and query
+        of the request as it arrived)."""
+        with self._lock:
+            return list(self._received.get(str(psid), ()))
+
+    def all_received(self) -> dict[str, list[dict[str, Any]]]:
+        with self._lock:
+            return {psid: list(rows) for psid, rows in self._received.items()}
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": self._requests,
+                "accepted": self._accepted,
+                "rejected": self._requests - self._accepted - self._dropped,
+                "rate_limited": sum(w.rate_limited for w in self._windows.values()),
+                "over_limit": sum(w.over_limit for w in self._windows.values()),
+                "faults": self._faults,
+                "dropped": self._dropped,
+                "errors": dict(self._errors),
+                "token_via": dict(self._token_via),
+                "keys": {key: w.public() for key, w in self._windows.items()},
+                "limits": self.limits,
+            }
+
+    def reset(self, *, everything: bool = False) -> None:
+        """Forget messages, statistics, windows and scripted errors; ``everything``:
+        pages and people too. The fault generator restarts from ``seed``."""
+        with self._lock:
+            self._clear()
+            self._seed_rngs(self.seed)
+            if everything:
+                self._pages.clear()
+                self._people.clear()
+
+    def configure(
+        self,
+        *,
+        limits: bool | None = None,
+        fault_rate: float | None = None,
+        drop_rate: float | None = None,
+        seed: int | None = None,
+        auto_people: bool | None = None,
+        auto_window_open: bool | None = None,
+    ) -> None:
+        with self._lock:
+            if limits is not None:
+                self.limits = bool(limits)
+            if fault_rate is not None:
+                self.fault_rate = _rate(fault_rate, "fault_rate")
+            if drop_rate is not None:
+                self.drop_rate = _rate(drop_rate, "drop_rate")
+            if seed is not None:
+                self.seed = seed
+                self._seed_rngs(seed)
+            if auto_people is not None:
+                self.auto_people = bool(auto_people)
+            if auto_window_open is not None:
+                self.auto_window_open = bool(auto_window_open)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "limits": self.limits,
+            "fault_rate": self.fault_rate,
+            "drop_rate": self.drop_rate,
+            "seed": self.seed,
+            "auto_people": self.auto_people,
+            "auto_window_open": self.auto_window_open,
+            "text_limit": self.text_limit,
+            "media_limit": self.media_limit,
+        }
+
+    def fail_next(
+        self,
+        psid: str,
+        code: int,
+        subcode: int | None = None,
+        *,
+        message: str | None = None,
+        status: int = 400,
+        times: int = 1,
+    ) -> None:
+        """Answer the next ``times`` messages to ``psid`` (``"*"``: anyone) with this
+        error (after authentication and rate limiting, before the message is checked)."""
+        text = message or f"(#{code}) Scripted error"
+        with self._lock:
+            self._scripted.setdefault(str(psid), deque()).append(
+                _Scripted(int(code), subcode, text, int(status), int(times))
+            )
+
+    # ------------------------------------------------------------------ internals
+
+    def _seed_rngs(self, seed: int | None) -> None:
+        self._fault_rng = random.Random(seed)
+        self._id_rng = random.Random(None if seed is None else seed + 1)
+
+    def _clear(self) -> None:
+        self._received: dict[str, list[dict[str, Any]]] = {}
+        self._windows: dict[str, _Window] = {}
+        self._scripted: dict[str, deque[_Scripted]] = {}
+        self._errors: dict[str, int] = {}
+        self._token_via: dict[str, int] = {}
+        self._requests = 0
+        self._accepted = 0
+        self._faults = 0
+        self._dropped = 0
+
+    def _window(self, key: str, limit: int) -> _Window:
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = _Window(limit)
+        return window
+
+    def _message_id(self) -> str:
+        raw = self._id_rng.getrandbits(264).to_bytes(33, "big")
+        return "m_" + base64.urlsafe_b64encode(raw).decode("ascii")
+
+    def _trace_id(self) -> str:
+        return "A" + "".join(self._id_rng.choices(_TRACE_CHARS, k=22))
+
+    def _error_response(self, error: _GraphError) -> Response:
+        body: dict[str, Any] = {"message": error.message, "type": error.type, "code": error.code}
+        if error.subcode is not None:
+            body["error_subcode"] = error.subcode
+        if error.transient:
+            body["is_transient"] = True
+        body["fbtrace_id"] = self._trace_id()
+        self._errors[error.key] = self._errors.get(error.key, 0) + 1
+        return _json({"error": body}, error.status, error.headers)
+
+    @staticmethod
+    def _token(request: Request, form: Mapping[str, Any]) -> tuple[str | None, str]:
+        header = request.headers.get("authorization")
+        if header:
+            scheme, _, value = header.partition(" ")
+            if scheme.lower() in ("bearer", "oauth") and value.strip():
+                return value.strip(), "header"
+            return None, "header"
+        query = request.query_params.get("access_token")
+        if query:
+            return query, "query"
+        body = form.get("access_token")
+        if isinstance(body, str) and body:
+            return body, "body"
+        return None, "none"
+
+    def _page(self, token: str | None, via: str) -> Page:
+        page = self._pages.get(token) if token else None
+        if page is not None:
+            return page
+        headers = {}
+        if via == "header":
+            headers["WWW-Authenticate"] = (
+                'OAuth "Facebook Platform" "invalid_token" "Invalid OAuth access token data."'
+            )
+        status = 401 if via == "header" else 400
+        if token is None:
+            raise _GraphError(
+                status, 190, "An active access token must be used to query information.", headers=headers
+            )
+        raise _GraphError(status, 190, "Invalid OAuth access token data.", headers=headers)
+
+    # ------------------------------------------------------------------ endpoints
+
+    async def _messages_endpoint(self, request: Request) -> Response:
+        version = request.path_params.get("version")
+        raw = await request.body()
+        now = monotonic()
+        try:
+            with self._lock:
+                return self._messages(request, version, raw, now)
+        except _Drop:
+            pass
+        # drop: abort the TCP connection (uvicorn's receive is a bound method of its
+        # request cycle, which holds the transport); wait until uvicorn noticed, so the
+        # response returned below is discarded instead of written
+        transport = getattr(getattr(request.receive, "__self__", None), "transport", None)
+        if transport is None:
+            raise RuntimeError("drop_rate needs uvicorn: this server gives no access to the connection")
+        transport.abort()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(request.receive(), timeout=1.0)
+        return Response(status_code=500)
+
+    def _messages(self, request: Request, version: str | None, raw: bytes, now: float) -> Response:
+        self._requests += 1
+        try:
+            if version is not None and not _VERSION.fullmatch(version):
+                raise _GraphError(400, 2500, f"Unknown path components: /{version}/me/messages")
+            body, body_error = _parse_body(raw, request.headers.get("content-type", ""))
+            token, via = self._token(request, body)
+            self._token_via[via] = self._token_via.get(via, 0) + 1
+            page = self._pages.get(token) if token else None
+            windows: list[_Window] = []
+            if page is not None:
+                windows.append(self._window(f"page:{page.page_id}", self.text_limit))
+                if _attachment_type(body) in _SLOW_MEDIA:
+                    windows.append(self._window(f"page:{page.page_id}:media", self.media_limit))
+                for window in windows:
+                    window.see(now)
+            if self.drop_rate and self._fault_rng.random() < self.drop_rate:
+                self._dropped += 1
+                raise _Drop
+            if self.fault_rate and self._fault_rng.random() < self.fault_rate:
+                self._faults += 1
+                if self._fault_rng.random() < 0.5:
+                    raise _GraphError(
+                        500,
+                        2,
+                        "An unexpected error has occurred. Please retry your request later.",
+                        transient=True,
+                    )
+                raise _GraphError(
+                    503, 1200, "Temporary send message failure. Please try again later", transient=True
+                )
+            page = self._page(token, via)
+            if self.limits:
+                full = [w for w in windows if not w.has_room(now)]
+                if full:
+                    for window in full:
+                        window.rate_limited += 1
+                    raise _GraphError(400, 613, "(#613) Calls to this api have exceeded the rate limit.")
+                for window in windows:
+                    window.admitted.append(now)
+            if body_error is not None:
+                raise body_error
+            answer = self._deliver(page, body, request)
+        except _GraphError as error:
+            return self._error_response(error)
+        self._accepted += 1
+        return _json(answer)
+
+    def _deliver(self, page: Page, body: Mapping[str, Any], request: Request) -> dict[str, Any]:
+        if page.permissions is not True:
+            if page.permissions == 10:
+                raise _GraphError(403, 10, "(#10) Requires pages_messaging permission to manage the object")
+            raise _GraphError(
+                403, 200, "(#200) The page is not allowed to send messages (pages_messaging not granted)"
+            )
+        psid = _recipient(body)
+        person = self._people.get(psid)
+        if person is None:
+            if not (psid.isdigit() and self.auto_people):
+                raise _GraphError(400, 100, "(#100) No matching user found", 2018001)
+            opened = datetime.now(UTC) if self.auto_window_open else None
+            person = self._people[psid] = Person(psid, "active", opened)
+        if person.status != "active":
+            raise _GraphError(400, 551, "(#551) This person isn't available right now.", 1545041)
+        self._scripted_error(psid)
+        message = body.get("message")
+        _check_message(message)
+        assert isinstance(message, dict)
+        kind, tag = _messaging_type(body)
+        span = WINDOW if kind != "MESSAGE_TAG" else HUMAN_AGENT_WINDOW if tag == "HUMAN_AGENT" else None
+        if span is not None:
+            last = person.last_inbound
+            if last is None or datetime.now(UTC) - last > span:
+                raise _GraphError(400, 10, "(#10) This message is sent outside of allowed window.", 2018278)
+        message_id = self._message_id()
+        query = request.url.query
+        self._received.setdefault(psid, []).append(
+            {
+                "message_id": message_id,
+                "page_id": page.page_id,
+                "messaging_type": kind,
+                "tag": tag,
+                "message": message,
+                "at": datetime.now(UTC).isoformat(),
+                "url": request.url.path + ("?" + query if query else ""),
+            }
+        )
+        return {"recipient_id": psid, "message_id": message_id}
+
+    def _scripted_error(self, psid: str) -> None:
+        for key in (psid, "*"):
+            queue = self._scripted.get(key)
+            if not queue:
+                continue
+            scripted = queue[0]
+            scripted.times -= 1
+            if scripted.times <= 0:
+                queue.popleft()
+            raise _GraphError(
+                scripted.status,
+                scripted.code,
+                scripted.message,
+                scripted.subcode,
+                transient=scripted.code in (1, 2, 1200),
+            )
+
+    async def _me_endpoint(self, request: Request) -> Response:
+        version = request.path_params.get("version")
+        with self._lock:
+            try:
+                if version is not None and not _VERSION.fullmatch(version):
+                    raise _GraphError(400, 2500, f"Unknown path components: /{version}/me")
+                token, via = self._token(request, {})
+                page = self._page(token, via)
+            except _GraphError as error:
+                return self._error_response(error)
+            return _json({"id": page.page_id, "name": page.name})
+
+    # ------------------------------------------------------------------ control API
+
+    async def _pages_endpoint(self, request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                data = await _control_body(request)
+                if not isinstance(data, dict):
+                    raise ValueError("give a JSON object")
+                permissions = data.get("permissions", True)
+                page = self.add_page(
+                    str(data["token"]),
+                    None if data.get("page_id") is None else str(data["page_id"]),
+                    name=str(data.get("name") or "Sandbox Page"),
+                    permissions=permissions,
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                return _control_error(exc)
+            return _json(page.public())
+        with self._lock:
+            return _json([p.public() for p in self._pages.values()])
+
+    async def _people_endpoint(self, request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                data = await _control_body(request)
+                rows = data if isinstance(data, list) else [data]
+                out = [self._update_person(row) for row in rows]
+            except (KeyError, TypeError, ValueError) as exc:
+                return _control_error(exc)
+            return _json(out if isinstance(data, list) else out[0])
+        with self._lock:
+            return _json([p.public() for p in self._people.values()])
+
+    def _update_person(self, row: Any) -> dict[str, Any]:
+        if not isinstance(row, dict):
+            raise ValueError("a person is a JSON object")
+        psid = str(row["psid"])
+        known = self.person(psid)
+        status = str(row.get("status", known.status if known else "active"))
+        if "last_inbound" in row:
+            last = _parse_time(row["last_inbound"])
+        else:
+            last = known.last_inbound if known else None
+        return self.add_person(psid, status, last).public()
+
+    async def _received_endpoint(self, request: Request) -> Response:
+        psid = request.query_params.get("psid")
+        if psid is not None:
+            return _json({"psid": psid, "messages": self.received(psid)})
+        return _json(self.all_received())
+
+    async def _stats_endpoint(self, request: Request) -> Response:
+        return _json(self.stats())
+
+    async def _reset_endpoint(self, request: Request) -> Response:
+        try:
+            data = await _control_body(request, default={})
+            everything = bool(data.get("everything", False)) if isinstance(data, dict) else False
+        except ValueError as exc:
+            return _control_error(exc)
+        self.reset(everything=everything)
+        return _json({"ok": True})
+
+    async def _config_endpoint(self, request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                data = await _control_body(request)
+                if not isinstance(data, dict):
+                    raise ValueError("give a JSON object")
+                unknown = set(data) - {
+                    "limits",
+                    "fault_rate",
+                    "drop_rate",
+                    "seed",
+                    "auto_people",
+                    "auto_window_open",
+                }
+                if unknown:
+                    raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
+                self.configure(**data)
+            except (TypeError, ValueError) as exc:
+                return _control_error(exc)
+        with self._lock:
+            return _json(self.config())
+
+    async def _errors_endpoint(self, request: Request) -> Response:
+        try:
+            data = await _control_body(request)
+            if not isinstance(data, dict):
+                raise ValueError("give a JSON object")
+            subcode = data.get("subcode")
+            self.fail_next(
+                str(data["psid"]),
+                int(data["code"]),
+                None if subcode is None else int(subcode),
+                message=data.get("message"),
+                status=int(data.get("status", 400)),
+                times=int(data.get("times", 1)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            return _control_error(exc)
+        return _json({"ok": True})
+
+
+# ---------------------------------------------------------------------- request bodies
+
+
+def _rate(value: float, name: str) -> float:
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} is a fraction between 0 and 1")
+    return value
+
+
+async def _control_body(request: Request, default: Any = None) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        if default is not None:
+            return default
+        raise ValueError("the request needs a JSON body")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"the body is not JSON: {exc}") from None
+
+
+def _control_error(exc: BaseException) -> Response:
+    text = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+    return _json({"error": text}, 400)
+
+
+def _parse_body(raw: bytes, content_type: str) -> tuple[dict[str, Any], _GraphError | None]:
+    """The request body as a dict, and the error to answer once authenticated."""
+    if not raw.strip():
+        return {}, _invalid("The parameter recipient is required")
+    if "application/x-www-form-urlencoded" in content_type:
+        form: dict[str, Any] = {}
+        for key, value in parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True):
+            if value[:1] in ("{", "["):
+                try:
+                    form[key] = json.loads(value)
+                    continue
+                except ValueError:
+                    return {}, _invalid(f"param {key} must be a JSON object")
+            form[key] = value
+        return form, None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {}, _invalid("Invalid JSON in the request body")
+    if not isinstance(data, dict):
+        return {}, _invalid("The request body must be a JSON object")
+    return data, None
+
+
+def _attachment_type(body: Mapping[str, Any]) -> str | None:
+    message = body.get("message")
+    if isinstance(message, dict):
+        attachment = message.get("attachment")
+        if isinstance(attachment, dict):
+            kind = attachment.get("type")
+            return kind if isinstance(kind, str) else None
+    return None
+
+
+def _recipient(body: Mapping[str, Any]) -> str:
+    recipient = body.get("recipient")
+    if recipient is None:
+        raise _invalid("The parameter recipient is required")
+    if not isinstance(recipient, dict):
+        raise _invalid("param recipient must be a JSON object")
+    psid = recipient.get("id")
+    if isinstance(psid, bool) or not isinstance(psid, str | int) or str(psid) == "":
+        raise _invalid("param recipient[id] must be a non-empty page-scoped user id")
+    return str(psid)
+
+
+def _messaging_type(body: Mapping[str, Any]) -> tuple[str, str | None]:
+    kind = body.get("messaging_type", "RESPONSE")
+    if kind not in MESSAGING_TYPES:
+        raise _invalid("param messaging_type must be one of {RESPONSE, UPDATE, MESSAGE_TAG}")
+    tag = body.get("tag")
+    if kind != "MESSAGE_TAG":
+        return kind, None
+    if tag is None:
+        raise _invalid("param tag is required with messaging_type MESSAGE_TAG")
+    if tag not in PERMITTED_TAGS:
+        raise _invalid(f"param tag must be one of {{{', '.join(sorted(PERMITTED_TAGS))}}}")
+    return kind, str(tag)
+
+
+def _keys(obj: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
+    extra = sorted(set(obj) - set(allowed))
+    if extra:
+        names = ", ".join(f'"{key}"' for key in extra)
+        raise _invalid(f'Invalid keys {names} were found in param "{where}".')
+
+
+def _text(value: Any, where: str, high: int, *, required: bool = True) -> None:
+    if not isinstance(value, str):
+        raise _invalid(f"param {where} must be a string")
+    if required and not value.strip():
+        raise _invalid(f"param {where} must be non-empty.")
+    if _utf16(value) > high:
+        raise _invalid(f"Length of param {where} must be less than or equal to {high}")
+
+
+def _url(value: Any, where: str) -> None:
+    if not isinstance(value, str) or not _URL.fullmatch(value.strip()):
+        raise _invalid(f"param {where} must be a valid URL")
+
+
+def _check_message(message: Any) -> None:
+    where = "message"
+    if message is None:
+        raise _invalid("The parameter message is required")
+    if not isinstance(message, dict):
+        raise _invalid("param message must be a JSON object")
+    _keys(message, ("text", "attachment", "quick_replies", "metadata"), where)
+    if ("text" in message) == ("attachment" in message):
+        raise _invalid("param message must contain exactly one of text or attachment")
+    if "text" in message:
+        _text(message["text"], "message[text]", 2000)
+    else:
+        _check_attachment(message["attachment"])
+    if "quick_replies" in message:
+        replies = message["quick_replies"]
+        if not isinstance(replies, list) or not replies:
+            raise _invalid("param message[quick_replies] must be a non-empty array")
+        if len(replies) > 13:
+            raise _invalid("param message[quick_replies] must have at most 13 items")
+        for index, reply in enumerate(replies):
+            at = f"message[quick_replies][{index}]"
+            if not isinstance(reply, dict):
+                raise _invalid(f"param {at} must be a JSON object")
+            kind = reply.get("content_type")
+            if kind not in ("text", "user_phone_number", "user_email"):
+                raise _invalid(
+                    f"param {at}[content_type] must be one of {{text, user_phone_number, user_email}}"
+                )
+            if kind == "text":
+                _text(reply.get("title"), f"{at}[title]", 20)
+                _text(reply.get("payload"), f"{at}[payload]", 1000)
+    if "metadata" in message:
+        _text(message["metadata"], "message[metadata]", 1000, required=False)
+
+
+def _check_attachment(attachment: Any) -> None:
+    where = "message[attachment]"
+    if not isinstance(attachment, dict):
+        raise _invalid(f"param {where} must be a JSON object")
+    _keys(attachment, ("type", "payload"), where)
+    kind = attachment.get("type")
+    payload = attachment.get("payload")
+    if kind not in (*_MEDIA_TYPES, "template"):
+        raise _invalid(f"param {where}[type] must be one of {{image, audio, video, file, template}}")
+    if not isinstance(payload, dict):
+        raise _invalid(f"param {where}[payload] must be a JSON object")
+    at = f"{where}[payload]"
+    if kind in _MEDIA_TYPES:
+        _keys(payload, ("url", "is_reusable", "attachment_id"), at)
+        if "attachment_id" in payload:
+            if "url" in payload:
+                raise _invalid(f"param {at} takes a url or an attachment_id, not both")
+            _text(payload["attachment_id"], f"{at}[attachment_id]", 100)
+        else:
+            _url(payload.get("url"), f"{at}[url]")
+        if "is_reusable" in payload and not isinstance(payload["is_reusable"], bool):
+            raise _invalid(f"param {at}[is_reusable] must be a boolean")
+        return
+    template = payload.get("template_type")
+    if template == "button":
+        _keys(payload, ("template_type", "text", "buttons", "sharable"), at)
+        _text(payload.get("text"), f"{at}[text]", 640)
+        _check_buttons(payload.get("buttons"), f"{at}[buttons]", required=True)
+    elif template == "generic":
+        _keys(payload, ("template_type", "elements", "image_aspect_ratio", "sharable"), at)
+        if payload.get("image_aspect_ratio", "horizontal") not in ("horizontal", "square"):
+            raise _invalid(f"param {at}[image_aspect_ratio] must be one of {{horizontal, square}}")
+        elements = payload.get("elements")
+        if not isinstance(elements, list) or not elements:
+            raise _invalid(f"param {at}[elements] must be a non-empty array")
+        if len(elements) > 10:
+            raise _invalid(f"param {at}[elements] must have at most 10 elements")
+        for index, element in enumerate(elements):
+            _check_element(element, f"{at}[elements][{index}]")
+    else:
+        raise _invalid(f"param {at}[template_type] must be one of {{generic, button}}")
+
+
+def _check_element(element: Any, at: str) -> None:
+    if not isinstance(element, dict):
+        raise _invalid(f"param {at} must be a JSON object")
+    _keys(element, ("title", "subtitle", "image_url", "default_action", "buttons"), at)
+    if "title" not in element:
+        raise _invalid(f"param {at}[title] is required")
+    _text(element["title"], f"{at}[title]", 80)
+    if "subtitle" in element:
+        _text(element["subtitle"], f"{at}[subtitle]", 80, required=False)
+    if "image_url" in element:
+        _url(element["image_url"], f"{at}[image_url]")
+    if "default_action" in element:
+        action = element["default_action"]
+        if not isinstance(action, dict) or action.get("type") != "web_url":
+            raise _invalid(f"param {at}[default_action][type] must be web_url")
+        _keys(action, ("type", "url", "webview_height_ratio", "messenger_extensions", "fallback_url"), at)
+        _url(action.get("url"), f"{at}[default_action][url]")
+    if "buttons" in element:
+        _check_buttons(element["buttons"], f"{at}[buttons]", required=False)
+
+
+def _check_buttons(buttons: Any, at: str, *, required: bool) -> None:
+    if not isinstance(buttons, list) or (required and not buttons):
+        raise _invalid(f"param {at} must be a non-empty array")
+    if len(buttons) > 3:
+        raise _invalid(f"param {at} must have at most 3 buttons")
+    for index, button in enumerate(buttons):
+        where = f"{at}[{index}]"
+        if not isinstance(button, dict):
+            raise _invalid(f"param {where} must be a JSON object")
+        kind = button.get("type")
+        if kind == "web_url":
+            _keys(
+                button,
+                ("type", "url", "title", "webview_height_ratio", "messenger_extensions", "fallback_url"),
+                where,
+            )
+            _url(button.get("url"), f"{where}[url]")
+        elif kind == "postback":
+            _keys(button, ("type", "title", "payload"), where)
+            _text(button.get("payload"), f"{where}[payload]", 1000)
+        elif kind == "phone_number":
+            _keys(button, ("type", "title", "payload"), where)
+            _text(button.get("payload"), f"{where}[payload]", 30)
+        else:
+            raise _invalid(f"param {where}[type] must be one of {{web_url, postback, phone_number}}")
+        _text(button.get("title"), f"{where}[title]", 20)
