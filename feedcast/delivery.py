@@ -1,0 +1,579 @@
+"""The sending path: build a campaign from an automation's queue, then deliver it.
+
+Plain Python (Prefect flows call these functions; so does the CLI).
+
+Exactly once, and what "once" costs after a crash
+-------------------------------------------------
+:func:`build_campaign` writes the campaign, its items (the automation's cursor moves
+past them), its provider calls and one ``pending`` delivery per active subscriber in
+one transaction. :func:`deliver` then takes pending deliveries only and records each
+outcome; a rerun (``feedcast send`` again) resumes unfinished campaigns before building
+a new one. A delivery is recorded after its provider calls succeed, so a process killed
+between a provider's answer and the write leaves that delivery pending, and the rerun
+sends it again. The engine never lets more than ``max_in_flight`` deliveries be sent
+but unrecorded (a delivery's slot is released only once its outcome is written), so a
+crash duplicates at most ``max_in_flight`` deliveries; everything else is sent once.
+
+Pacing: every call passes the channel's :class:`~channels.ratelimit.RateGate`
+(provider limits as sliding windows); a 429 pauses the whole channel for the provider's
+``retry_after``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from channels import channel_class
+from channels.base import (
+    UNSUBSCRIBE_PLACEHOLDER,
+    Channel,
+    ChannelError,
+    Outcome,
+    Recipient,
+    Result,
+    SendContext,
+)
+from channels.ratelimit import RateGate
+from feedcast.errors import InvalidValue, NotFound
+from feedcast.models import (
+    Automation,
+    CampaignInfo,
+    ChannelConfig,
+    DeliveryUpdate,
+    Message,
+    Module,
+    PendingDelivery,
+    ProviderCall,
+)
+from feedcast.store import Store
+from feedcast.tokens import signing_key, unsubscribe_url
+from layouts.payloads import provider_calls
+from layouts.render import EventInfo, RenderContext, load_layout, render, search_path_from_env
+from layouts.validate import PayloadError, validate_call
+
+__all__ = [
+    "BuildResult",
+    "CampaignResult",
+    "SendSettings",
+    "build_campaign",
+    "check_channel",
+    "deliver",
+    "make_channel",
+    "send_automation",
+    "send_test",
+]
+
+log = logging.getLogger(__name__)
+
+PER_ITEM_DEFAULT = 5  # items in one campaign of a per-item layout without --max-items
+_STATUS_OF = {"unsubscribed": "unsubscribed", "unreachable": "unreachable", "bounced": "bounced"}
+
+Progress = Callable[[int, int], None]  # (deliveries done, deliveries in the campaign)
+
+
+@dataclass(frozen=True, slots=True)
+class SendSettings:
+    limits: bool = True  # pace calls to the providers' limits (off only against an emulator)
+    max_attempts: int = 5  # tries per call for transient errors
+    backoff: float = 1.0  # seconds before the first retry, doubling, jittered
+    backoff_cap: float = 60.0
+    max_in_flight: int | None = None  # default: the channel's
+    flush_interval: float = 0.25  # seconds between writes of outcomes
+    flush_rows: int = 1000
+    timeout: float = 30.0  # seconds per provider request
+    deadline: float | None = None  # stop starting deliveries after this many seconds
+
+
+@dataclass(frozen=True, slots=True)
+class BuildResult:
+    campaign_id: int | None
+    reason: str | None = None  # why there is no campaign
+    items: int = 0
+    waiting: int = 0  # items still queued after this campaign
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignResult:
+    campaign: CampaignInfo
+    duration: float
+    resumed: bool = False
+    waited: float = 0.0  # seconds spent waiting on rate limits
+    pauses: int = 0  # times a provider paused the channel
+
+    @property
+    def rate(self) -> float:
+        done = self.campaign.sent + self.campaign.failed + self.campaign.skipped
+        return done / self.duration if self.duration > 0 else 0.0
+
+
+# --------------------------------------------------------------------------- channels
+
+
+def make_channel(config: ChannelConfig, environ: Mapping[str, str] | None = None) -> Channel:
+    from channels.base import Secrets
+
+    cls = channel_class(config.kind)
+    return cls(config.name, config.settings, secrets=Secrets(environ))
+
+
+def _client(settings: SendSettings, in_flight: int) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.timeout, connect=min(10.0, settings.timeout)),
+        limits=httpx.Limits(max_connections=max(in_flight, 4), max_keepalive_connections=max(in_flight, 4)),
+        follow_redirects=False,
+        headers={"User-Agent": "feedcast"},
+    )
+
+
+def check_channel(store: Store, name: str, environ: Mapping[str, str] | None = None) -> str:
+    """``feedcast channel test NAME``: the channel's own check (credentials, reachability)."""
+    channel = make_channel(store.get_channel(name), environ)
+
+    async def run() -> str:
+        async with _client(SendSettings(), 4) as client:
+            await channel.open(client)
+            try:
+                return await channel.check()
+            finally:
+                await channel.close()
+
+    return asyncio.run(run())
+
+
+def _test_message(fmt: str, channel: str) -> Message:
+    text = f"feedcast test message from channel {channel}"
+    if fmt == "email":
+        html = f"<p>{text}.</p><p>If you can read this, the channel works.</p>"
+        return Message(
+            format=fmt,
+            subject=f"feedcast: {channel} works",
+            modules=(
+                Module(kind="text", text=html),
+                Module(kind="text", text=f"{text}.\nIf you can read this, the channel works."),
+            ),
+        )
+    if fmt == "json":
+        return Message(format=fmt, subject=text, modules=(Module(kind="text", text='{"test": true}'),))
+    return Message(format=fmt, subject=text, modules=(Module(kind="text", text=text),))
+
+
+def send_test(
+    store: Store, name: str, to: str | None = None, environ: Mapping[str, str] | None = None
+) -> Result:
+    """``channel test NAME --to R``: send one test message to R (not recorded)."""
+    config = store.get_channel(name)
+    channel = make_channel(config, environ)
+    address = to if to is not None else channel.fixed_recipient
+    if address is None:
+        raise InvalidValue(f"name a recipient: feedcast channel test {name} --to RECIPIENT")
+    address = channel.validate_recipient(address)
+    calls = provider_calls(_test_message(channel.format, name))
+
+    async def run() -> Result:
+        async with _client(SendSettings(), 4) as client:
+            await channel.open(client)
+            try:
+                result = Result.sent()
+                recipient = Recipient(subscriber_id=0, address=address, last_inbound_at=datetime.now(UTC))
+                for position, call in enumerate(calls):
+                    result = await channel.send(recipient, call, SendContext(campaign_id=0), position)
+                    if result.outcome is not Outcome.SENT:
+                        return result
+                return result
+            finally:
+                await channel.close()
+
+    return asyncio.run(run())
+
+
+# --------------------------------------------------------------------------- campaigns
+
+
+def _limit(automation: Automation, per: str, layout_max: int) -> int:
+    if automation.max_items is not None:
+        return automation.max_items
+    return layout_max if per == "campaign" else PER_ITEM_DEFAULT
+
+
+def build_campaign(
+    store: Store,
+    automation: Automation,
+    *,
+    trigger: str = "manual",
+    now: datetime | None = None,
+    search_path: Sequence[Path] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> BuildResult:
+    """Render the automation's queued items into a campaign and queue its deliveries."""
+    config = store.get_channel(automation.channel)
+    channel = make_channel(config, environ)
+    fmt = channel.format
+    layout = load_layout(automation.layout, search_path_from_env() if search_path is None else search_path)
+    layout.require(fmt)
+    limit = _limit(automation, layout.per, layout.max_items)
+    queued, waiting = store.queued_items(automation, limit)
+    if not queued:
+        return BuildResult(None, "no new items since the last campaign")
+    audience = store.audience_size(automation)
+    if audience == 0:
+        who = f"tagged {automation.audience!r} " if automation.audience else ""
+        return BuildResult(
+            None,
+            f"no active subscriber {who}on channel {automation.channel!r}: nothing sent, "
+            f"{waiting} item(s) stay queued",
+            waiting=waiting,
+        )
+    sources = store.list_sources(list(automation.sources))
+    titles = sorted({s.title or s.name for s in sources})
+    context = RenderContext(
+        timezone=automation.timezone,
+        locale=automation.locale,
+        automation=automation.name,
+        site_title=titles[0] if len(titles) == 1 else None,
+        max_items=limit,
+        now=now,
+        unsubscribe_url=UNSUBSCRIBE_PLACEHOLDER if fmt == "email" else None,
+    )
+    items = [q.item for q in queued]
+    events = {q.item.key: EventInfo(q.event, q.old_price, q.new_price) for q in queued if q.event != "new"}
+    sizes = {m.url: m.length for item in items for m in item.media if m.length}
+    calls: list[tuple[int, ProviderCall]] = []
+    warnings: list[str] = []
+    messages = 0
+    for number, message in enumerate(render(layout, fmt, items, context=context, events=events)):
+        try:
+            message_calls = provider_calls(message, media_sizes=sizes)
+            for call in message_calls:
+                validate_call(fmt, call)
+        except PayloadError as exc:
+            keys = ", ".join(message.item_keys) or "?"
+            warnings.append(f"message {number + 1} (items {keys}) left out: {exc}")
+            continue
+        messages += 1
+        calls.extend((number, call) for call in message_calls)
+    if not calls:
+        reason = "the layout rendered nothing to send"
+        if warnings:
+            reason = warnings[0]
+        return BuildResult(None, reason, warnings=tuple(warnings))
+    campaign_id = store.create_campaign(
+        automation=automation,
+        channel=config,
+        layout=layout.name,
+        fmt=fmt,
+        items=queued,
+        calls=calls,
+        messages=messages,
+        warnings=warnings,
+        trigger=trigger,
+        now=now,
+    )
+    if campaign_id is None:  # the audience emptied meanwhile
+        return BuildResult(None, f"no active subscriber on channel {automation.channel!r}", waiting=waiting)
+    return BuildResult(
+        campaign_id, items=len(queued), waiting=waiting - len(queued), warnings=tuple(warnings)
+    )
+
+
+def send_automation(
+    store: Store,
+    name: str,
+    *,
+    settings: SendSettings | None = None,
+    trigger: str = "manual",
+    now: datetime | None = None,
+    environ: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
+    on_build: Callable[[BuildResult], None] | None = None,
+) -> list[CampaignResult]:
+    """Finish the automation's unfinished campaigns (a crash, a stop), then build and
+    deliver a new one from the items it has not sent yet."""
+    automation = store.get_automation(name)
+    results = []
+    for campaign_id in store.unfinished_campaigns(name):
+        results.append(
+            deliver(store, campaign_id, settings=settings, environ=environ, progress=progress, resumed=True)
+        )
+        if results[-1].campaign.status == "stopped":
+            return results  # the channel is broken: do not pile up another campaign
+    built = build_campaign(store, automation, trigger=trigger, now=now, environ=environ)
+    if on_build is not None:
+        on_build(built)
+    if built.campaign_id is not None:
+        results.append(
+            deliver(store, built.campaign_id, settings=settings, environ=environ, progress=progress)
+        )
+    return results
+
+
+# --------------------------------------------------------------------------- delivery
+
+
+def deliver(
+    store: Store,
+    campaign_id: int,
+    *,
+    settings: SendSettings | None = None,
+    environ: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
+    resumed: bool = False,
+) -> CampaignResult:
+    """Deliver a campaign's pending deliveries; returns the campaign as recorded."""
+    settings = settings or SendSettings()
+    info = store.campaign(campaign_id)
+    try:
+        config = store.get_channel(info.channel)
+    except NotFound:
+        store.finish_campaign(campaign_id, "stopped", f"channel {info.channel!r} was removed")
+        return CampaignResult(store.campaign(campaign_id), 0.0, resumed)
+    automation = None
+    if info.automation is not None:
+        try:
+            automation = store.get_automation(info.automation)
+        except NotFound:
+            automation = None
+    channel = make_channel(config, environ)
+    engine = _Engine(store, info, config, channel, automation, settings, progress, environ)
+    started = time.monotonic()
+    asyncio.run(engine.run())
+    duration = time.monotonic() - started
+    if engine.fatal is not None:
+        store.finish_campaign(campaign_id, "stopped", engine.fatal)
+        store.set_channel_error(config.id, engine.fatal)
+    else:
+        final = store.campaign(campaign_id)
+        store.finish_campaign(campaign_id, "sending" if final.pending else "sent")
+        if config.last_error:
+            store.set_channel_error(config.id, None)
+    return CampaignResult(
+        store.campaign(campaign_id), duration, resumed, engine.gate.waited, engine.gate.pauses
+    )
+
+
+class _Engine:
+    def __init__(
+        self,
+        store: Store,
+        info: CampaignInfo,
+        config: ChannelConfig,
+        channel: Channel,
+        automation: Automation | None,
+        settings: SendSettings,
+        progress: Progress | None,
+        environ: Mapping[str, str] | None,
+    ) -> None:
+        self.store = store
+        self.info = info
+        self.config = config
+        self.channel = channel
+        self.settings = settings
+        self.progress = progress
+        self.gate = RateGate(enabled=settings.limits)
+        self.context = SendContext(
+            campaign_id=info.id,
+            automation=info.automation,
+            message_tag=automation.message_tag if automation else None,
+        )
+        self.in_flight = max(1, settings.max_in_flight or channel.max_in_flight)
+        self.fatal: str | None = None
+        # asyncio primitives bind to the running loop on first use (Python 3.10+)
+        self.stopping = asyncio.Event()
+        self.db_lock = asyncio.Lock()
+        self.slots = asyncio.Semaphore(self.in_flight)
+        self.buffer: list[DeliveryUpdate] = []
+        self.done = 0
+        self.total = info.pending
+        self.key: bytes | None = None
+        self.public_url = (environ if environ is not None else os.environ).get(
+            "FEEDCAST_PUBLIC_URL", "http://127.0.0.1:8080"
+        )
+        self.mailto = config.settings.get("unsubscribe_mailto")
+        if info.format == "email":
+            self.key = signing_key(store.path, environ)
+
+    async def run(self) -> None:
+        calls = await asyncio.to_thread(self.store.campaign_calls, self.info.id)
+        deadline = time.monotonic() + self.settings.deadline if self.settings.deadline else None
+        async with _client(self.settings, self.in_flight) as client:
+            try:
+                await self.channel.open(client)
+            except ChannelError as exc:
+                self.fatal = str(exc)
+                return
+            flusher = asyncio.create_task(self._flush_loop())
+            tasks: set[asyncio.Task[None]] = set()
+            try:
+                after = 0
+                while not self.stopping.is_set():
+                    async with self.db_lock:
+                        chunk = await asyncio.to_thread(
+                            self.store.pending_deliveries, self.info.id, after_id=after, limit=2000
+                        )
+                    if not chunk:
+                        break
+                    after = chunk[-1].id
+                    for pending in chunk:
+                        await self.slots.acquire()
+                        if self.stopping.is_set() or (deadline is not None and time.monotonic() > deadline):
+                            self.slots.release()
+                            self.stopping.set()
+                            break
+                        task = asyncio.create_task(self._deliver(pending, calls))
+                        tasks.add(task)
+                        task.add_done_callback(tasks.discard)
+                if tasks:
+                    await asyncio.gather(*tasks)
+            finally:
+                flusher.cancel()
+                await self._flush()
+                await self.channel.close()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.flush_interval)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        async with self.db_lock:
+            batch, self.buffer = self.buffer, []
+            if not batch:
+                return
+            await asyncio.to_thread(self.store.record_deliveries, batch)
+        self.done += len(batch)
+        for _ in batch:
+            self.slots.release()
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+    def _finish(self, update: DeliveryUpdate) -> None:
+        self.buffer.append(update)
+        if len(self.buffer) >= self.settings.flush_rows:
+            asyncio.ensure_future(self._flush())  # noqa: RUF006 - awaited through db_lock by the next flush
+
+    def _recipient(self, pending: PendingDelivery) -> Recipient:
+        url = None
+        if self.key is not None:
+            url = unsubscribe_url(self.public_url, self.key, pending.subscriber_id)
+        return Recipient(
+            subscriber_id=pending.subscriber_id,
+            address=pending.recipient,
+            name=pending.name,
+            last_inbound_at=pending.last_inbound_at,
+            unsubscribe_url=url,
+            unsubscribe_mailto=self.mailto,
+        )
+
+    async def _deliver(self, pending: PendingDelivery, calls: Sequence[tuple[int, ProviderCall]]) -> None:
+        try:
+            update = await self._attempt(pending, calls)
+        except Exception as exc:  # a bug in a channel must not lose the others
+            log.exception("delivery %s failed unexpectedly", pending.id)
+            update = DeliveryUpdate(
+                id=pending.id,
+                status="failed",
+                attempts=pending.attempts + 1,
+                error=self.channel.error_text(exc),
+                error_code="internal",
+            )
+        if update is None:  # stopped: stays pending, nothing to write
+            self.slots.release()
+            return
+        self._finish(update)
+
+    async def _attempt(
+        self, pending: PendingDelivery, calls: Sequence[tuple[int, ProviderCall]]
+    ) -> DeliveryUpdate | None:
+        attempts = pending.attempts
+        if pending.subscriber_status != "active":
+            return DeliveryUpdate(
+                id=pending.id,
+                status="skipped",
+                attempts=attempts,
+                error=f"subscriber is {pending.subscriber_status}",
+                error_code="subscriber",
+            )
+        recipient = self._recipient(pending)
+        reason = self.channel.skip_reason(recipient, self.context)
+        if reason is not None:
+            return DeliveryUpdate(
+                id=pending.id, status="skipped", attempts=attempts, error=reason, error_code="skipped"
+            )
+        first_id: str | None = None
+        new_recipient: str | None = None
+        for position, (_message, call) in enumerate(calls):
+            tries = 0
+            while True:
+                if self.stopping.is_set():
+                    return None
+                await self.gate.acquire(self.channel.rate_rules(recipient, call))
+                if self.stopping.is_set():
+                    return None
+                attempts += 1
+                tries += 1
+                result = await self.channel.send(recipient, call, self.context, position)
+                if result.outcome is Outcome.SENT:
+                    first_id = first_id or result.message_id
+                    break
+                if result.migrate_to and new_recipient is None:
+                    new_recipient = result.migrate_to
+                    recipient = replace(recipient, address=result.migrate_to)
+                    continue
+                common: dict[str, Any] = {
+                    "id": pending.id,
+                    "attempts": attempts,
+                    "error": result.error,
+                    "error_code": result.code,
+                    "provider_message_id": first_id,
+                    "calls_sent": position,
+                    "subscriber_id": pending.subscriber_id,
+                    "new_recipient": new_recipient,
+                }
+                if result.outcome is Outcome.TRANSIENT:
+                    if result.pause_channel and result.retry_after:
+                        self.gate.pause(result.retry_after)
+                    if tries >= self.settings.max_attempts:
+                        common["error"] = f"gave up after {tries} attempts: {result.error}"
+                        return DeliveryUpdate(status="failed", **common)
+                    await asyncio.sleep(self._delay(result, tries))
+                    continue
+                if result.outcome is Outcome.FATAL:
+                    if self.fatal is None:
+                        self.fatal = f"channel {self.config.name!r}: {result.error}"
+                    self.stopping.set()
+                    return None
+                if result.outcome is Outcome.SKIPPED:
+                    return DeliveryUpdate(status="skipped", **common)
+                if result.outcome is Outcome.RECIPIENT:
+                    status = _STATUS_OF.get(result.subscriber_status or "", "unreachable")
+                    return DeliveryUpdate(status="failed", subscriber_status=status, **common)
+                return DeliveryUpdate(status="failed", **common)  # CONTENT: never retried as is
+        return DeliveryUpdate(
+            id=pending.id,
+            status="sent",
+            attempts=attempts,
+            provider_message_id=first_id,
+            sent_at=datetime.now(UTC),
+            calls_sent=len(calls),
+            subscriber_id=pending.subscriber_id,
+            new_recipient=new_recipient,
+        )
+
+    def _delay(self, result: Result, tries: int) -> float:
+        if result.pause_channel:
+            return 0.0  # the gate holds every sender for retry_after
+        if result.retry_after is not None:
+            return result.retry_after
+        base = min(self.settings.backoff_cap, self.settings.backoff * 2.0 ** (tries - 1))
+        return base * (0.5 + random.random() / 2)
