@@ -395,6 +395,10 @@ def sql_command(
 
 @app.command("preview")
 def preview_command(
+    automation: Annotated[
+        str | None,
+        typer.Argument(help="An automation: its sources, layout, channel, time zone and locale."),
+    ] = None,
     source: Annotated[
         list[str] | None,
         typer.Option("--source", metavar="S", help="A source whose latest items to render (repeatable)."),
@@ -433,21 +437,33 @@ def preview_command(
     ] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Render the latest items with a layout into a channel's exact payloads, checked.
+    """Render the latest items with a layout into a channel's exact payloads, checked:
+    an automation's (feedcast preview AUTOMATION), or any sources, layout and kind.
 
     Shows each message as it reads (default), the payloads (--format json) or a visual
     page (--html FILE). An invalid payload is an error line and exit status 1.
     """
     from feedcast.preview import CHANNEL_KINDS, build_preview, preview_html, print_preview
 
+    store = State.store()
+    if automation is not None:
+        from feedcast.delivery import make_channel
+
+        auto = store.get_automation(automation)
+        source = source or list(auto.sources)
+        layout = layout or auto.layout
+        channel_kind = channel_kind or make_channel(store.get_channel(auto.channel)).format
+        limit = limit or auto.max_items
+        timezone = auto.timezone if timezone == "UTC" else timezone
+        locale = auto.locale if locale == "en" else locale
     if not source or not layout or not channel_kind:
         given = (("--source", source), ("--layout", layout), ("--channel-kind", channel_kind))
         raise UserError(
-            f"{', '.join(flag for flag, value in given if not value)} required: "
-            f"feedcast preview --source S --layout L --channel-kind {'|'.join(CHANNEL_KINDS)}"
+            f"{', '.join(flag for flag, value in given if not value)} required: feedcast preview AUTOMATION"
+            f" or feedcast preview --source S --layout L --channel-kind {'|'.join(CHANNEL_KINDS)}"
         )
     preview = build_preview(
-        State.store(), source, layout, channel_kind, limit=limit, timezone=timezone, locale=locale
+        store, source, layout, channel_kind, limit=limit, timezone=timezone, locale=locale
     )
     if html_file is not None:
         try:
@@ -480,6 +496,12 @@ def demo_command(
     from feedcast.demo import run_demo
 
     run_demo(Store(demo_db), out, keep=keep)
+
+
+# the sending side's commands (channel, subscriber, automation, send) register on `app`
+from feedcast import cli_delivery as _cli_delivery  # noqa: E402
+
+_ = _cli_delivery
 
 
 def main(argv: Sequence[str] | None = None) -> None:

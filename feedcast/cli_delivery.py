@@ -1,0 +1,635 @@
+"""``feedcast channel | subscriber | automation | send``: the sending side of the CLI
+(registered on :data:`feedcast.cli.app`)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from feedcast.cli import Format, FormatOpt, State, _print_json, _table, app, err, out
+from feedcast.errors import FeedcastError, InvalidValue, UserError
+from feedcast.models import SUBSCRIBER_STATUSES, Automation, ChannelConfig, NewSubscriber, Subscriber
+
+channel_app = typer.Typer(
+    help="Register and manage channels (Telegram, Messenger, email, webhooks, outbox).", no_args_is_help=True
+)
+subscriber_app = typer.Typer(
+    help="Manage the people (or chats, addresses) a channel sends to.", no_args_is_help=True
+)
+automation_app = typer.Typer(
+    help="Automations: which sources, layout, channel and audience.", no_args_is_help=True
+)
+app.add_typer(channel_app, name="channel")
+app.add_typer(subscriber_app, name="subscriber")
+app.add_typer(automation_app, name="automation")
+
+EVENTS = ("new", "changed", "price_drop", "back_in_stock")
+MESSAGE_TAGS = ("CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE", "ACCOUNT_UPDATE", "HUMAN_AGENT")
+_FLAG_ALIASES = {"from": "from_addr"}
+
+
+# --------------------------------------------------------------------------- channels
+
+
+def _parse_options(args: list[str]) -> dict[str, str]:
+    """``--api-url U --from=a@b`` -> {"api_url": "U", "from_addr": "a@b"}."""
+    options: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or arg == "--":
+            raise InvalidValue(f"unexpected argument {arg!r} (channel options look like --name VALUE)")
+        name, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(args) or args[i + 1].startswith("--"):
+                raise InvalidValue(f"--{name} needs a value")
+            value = args[i + 1]
+            i += 1
+        key = name.replace("-", "_")
+        key = _FLAG_ALIASES.get(key, key)
+        if key in options:
+            raise InvalidValue(f"--{name} is given twice")
+        options[key] = value
+        i += 1
+    return options
+
+
+def _channel_dict(config: ChannelConfig) -> dict[str, Any]:
+    from channels import channel_class
+
+    data = asdict(config)
+    data["settings"] = channel_class(config.kind).shown_settings(config.settings)
+    return data
+
+
+@channel_app.command("add", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def channel_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="A name for the channel.")],
+    kind: Annotated[str, typer.Argument(help="telegram, messenger, email, webhook or outbox.")],
+) -> None:
+    """Register a channel. Options depend on the kind (`feedcast channel kinds` lists them):
+
+    telegram --token env:VAR [--api-url U];
+    messenger --page-token env:VAR [--app-secret env:VAR] [--api-url U];
+    email --smtp URL --from ADDR [--user U --password env:VAR] [--rate N] [--connections N];
+    webhook --url U [--format slack|discord|json] [--secret env:VAR];
+    outbox --dir PATH [--format F].
+
+    Secrets are given as env:VAR: feedcast stores the reference, never the value.
+    """
+    from channels import channel_class
+    from feedcast.watch import validate_name
+
+    validate_name(name)
+    cls = channel_class(kind)
+    settings = cls.validate_settings(_parse_options(list(ctx.args)))
+    config = State.store().add_channel(name, kind, settings, fixed_recipient=cls.fixed_recipient)
+    note = f" (subscriber {cls.fixed_recipient!r} added)" if cls.fixed_recipient else ""
+    out.print(f"added {kind} channel {name}{note}", markup=False)
+    if kind == "outbox":
+        State.store().add_subscribers(name, [NewSubscriber("review")], source="channel")
+        out.print("subscribed the recipient 'review' (add more with `feedcast subscriber add`)", markup=False)
+    _ = config
+
+
+@channel_app.command("kinds")
+def channel_kinds(fmt: FormatOpt = Format.table) -> None:
+    """List the channel kinds and their options."""
+    from channels import KINDS, channel_class
+
+    rows = []
+    for kind in KINDS:
+        cls = channel_class(kind)
+        for option in cls.options:
+            rows.append(
+                {
+                    "kind": kind,
+                    "option": "--from" if option.name == "from_addr" else option.flag,
+                    "required": option.required,
+                    "secret": "env:VAR"
+                    if option.secret
+                    else ("may be env:VAR" if option.may_be_secret else ""),
+                    "default": option.default,
+                    "help": option.help,
+                }
+            )
+    if fmt == Format.json:
+        _print_json(rows)
+        return
+    _table(
+        ["kind", "option", "required", "secret", "default", "help"],
+        [
+            [r["kind"], r["option"], "yes" if r["required"] else "", r["secret"], r["default"], r["help"]]
+            for r in rows
+        ],
+    )
+
+
+@channel_app.command("list")
+def channel_list(fmt: FormatOpt = Format.table) -> None:
+    """List channels (secrets shown as their env:VAR reference)."""
+    channels = State.store().list_channels()
+    if fmt == Format.json:
+        _print_json([_channel_dict(c) for c in channels])
+        return
+    if not channels:
+        out.print("no channels yet: feedcast channel add NAME KIND [options]")
+        return
+    _table(
+        ["name", "kind", "active subscribers", "settings", "last error"],
+        [
+            [
+                c.name,
+                c.kind,
+                c.subscribers,
+                " ".join(f"{k}={v}" for k, v in _channel_dict(c)["settings"].items()),
+                c.last_error,
+            ]
+            for c in channels
+        ],
+    )
+
+
+@channel_app.command("show")
+def channel_show(name: str, fmt: FormatOpt = Format.table) -> None:
+    """Show one channel."""
+    data = _channel_dict(State.store().get_channel(name))
+    if fmt == Format.json:
+        _print_json(data)
+        return
+    settings = data.pop("settings")
+    _table(
+        ["field", "value"],
+        [*[[k, v] for k, v in data.items()], *[[f"settings.{k}", v] for k, v in settings.items()]],
+    )
+
+
+@channel_app.command("remove")
+def channel_remove(name: str) -> None:
+    """Remove a channel and its subscribers (its campaigns stay in the history)."""
+    removed = State.store().remove_channel(name)
+    out.print(f"removed channel {name} and {removed} subscriber(s)", markup=False)
+
+
+@channel_app.command("test")
+def channel_test(
+    name: str,
+    to: Annotated[
+        str | None, typer.Option("--to", metavar="R", help="Also send a test message to this recipient.")
+    ] = None,
+) -> None:
+    """Check a channel's credentials and reachability; with --to, send a test message."""
+    from channels.base import Outcome
+    from feedcast.delivery import check_channel, send_test
+
+    store = State.store()
+    out.print(check_channel(store, name), markup=False)
+    if to is not None or store.get_channel(name).kind == "webhook":
+        if to is None and store.get_channel(name).kind == "webhook":
+            return  # a webhook check does not post; --to webhook posts a test message
+        result = send_test(store, name, to)
+        if result.outcome is not Outcome.SENT:
+            raise FeedcastError(f"test message to {to}: {result.outcome.value}: {result.error}")
+        ident = f" (message id {result.message_id})" if result.message_id else ""
+        out.print(f"test message sent to {to}{ident}", markup=False)
+
+
+# --------------------------------------------------------------------------- subscribers
+
+
+def _subscriber_dict(s: Subscriber) -> dict[str, Any]:
+    return asdict(s)
+
+
+@subscriber_app.command("add")
+def subscriber_add(
+    channel: Annotated[str, typer.Argument(help="The channel.")],
+    recipient: Annotated[str, typer.Argument(help="Chat id or @channel, PSID, email address...")],
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", metavar="T", help="A tag (repeatable): audiences select by tag."),
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="A display name.")] = None,
+) -> None:
+    """Subscribe a recipient to a channel."""
+    from feedcast.delivery import make_channel
+
+    store = State.store()
+    address = make_channel(store.get_channel(channel)).validate_recipient(recipient)
+    store.add_subscribers(channel, [NewSubscriber(address, tuple(tag or ()), name)], update=False)
+    out.print(f"subscribed {address} to {channel}", markup=False)
+
+
+_RECIPIENT_COLUMNS = ("recipient", "chat_id", "psid", "email", "address", "id")
+
+
+def _read_csv(path: Path) -> tuple[list[tuple[int, dict[str, str]]], str]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text") from None
+    sample = text[:4096]
+    try:
+        dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
+    fields = [f.strip().lower() for f in reader.fieldnames or []]
+    column = next((c for c in _RECIPIENT_COLUMNS if c in fields), None)
+    if column is None:
+        raise UserError(f"{path}: no recipient column (one of: {', '.join(_RECIPIENT_COLUMNS)})")
+    rows = []
+    for row in reader:
+        rows.append(
+            (
+                reader.line_num,
+                {(k or "").strip().lower(): (v or "").strip() for k, v in row.items() if isinstance(v, str)},
+            )
+        )
+    return rows, column
+
+
+@subscriber_app.command("import")
+def subscriber_import(
+    channel: Annotated[str, typer.Argument(help="The channel.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV with a recipient column (or chat_id, psid, email); optional tags (separated by ; or |), name, last_inbound_at."
+        ),
+    ],
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", metavar="T", help="Add this tag to every imported subscriber."),
+    ] = None,
+) -> None:
+    """Import subscribers from a CSV file. Known recipients get new tags but keep their
+    status (an import never resubscribes someone who left); bad rows are reported by line."""
+    from feedcast.delivery import make_channel
+
+    store = State.store()
+    ch = make_channel(store.get_channel(channel))
+    rows, column = _read_csv(file)
+    extra = tuple(tag or ())
+    news: dict[str, NewSubscriber] = {}
+    first_line: dict[str, int] = {}
+    bad: list[str] = []
+    for line, row in rows:
+        try:
+            address = ch.validate_recipient(row.get(column, ""))
+            tags = tuple(t for t in (row.get("tags") or "").replace("|", ";").split(";") if t.strip())
+            inbound = None
+            if row.get("last_inbound_at"):
+                try:
+                    inbound = datetime.fromisoformat(row["last_inbound_at"])
+                except ValueError:
+                    raise InvalidValue(
+                        f"last_inbound_at {row['last_inbound_at']!r} is not an ISO date-time"
+                    ) from None
+                if inbound.tzinfo is None:
+                    inbound = inbound.replace(tzinfo=UTC)
+            if address in news:
+                raise InvalidValue(f"{address!r} is already on line {first_line[address]}")
+            first_line[address] = line
+            news[address] = NewSubscriber(address, tags + extra, row.get("name") or None, inbound)
+        except UserError as exc:
+            bad.append(f"line {line}: {exc}")
+    counts = (
+        store.add_subscribers(channel, list(news.values()), source="import")
+        if news
+        else {"added": 0, "updated": 0, "unchanged": 0}
+    )
+    for problem in bad[:10]:
+        err.print(f"skipped {problem}", markup=False, highlight=False)
+    if len(bad) > 10:
+        err.print(f"... and {len(bad) - 10} more rows skipped", markup=False)
+    out.print(
+        f"{channel}: {counts['added']} added, {counts['updated']} updated, {counts['unchanged']} unchanged, {len(bad)} skipped",
+        markup=False,
+    )
+
+
+@subscriber_app.command("list")
+def subscriber_list(
+    channel: Annotated[str | None, typer.Option("--channel", help="Only this channel.")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="active, unsubscribed, unreachable or bounced.")
+    ] = None,
+    tag: Annotated[str | None, typer.Option("--tag", help="Only subscribers with this tag.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="At most this many.")] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """List subscribers."""
+    if status is not None and status not in SUBSCRIBER_STATUSES:
+        raise InvalidValue(f"--status must be one of {', '.join(SUBSCRIBER_STATUSES)}")
+    subs = State.store().list_subscribers(channel, status=status, tag=tag, limit=limit)
+    if fmt == Format.json:
+        _print_json([_subscriber_dict(s) for s in subs])
+        return
+    if not subs:
+        out.print("no subscribers" + (" matching" if status or tag or channel else ""))
+        return
+    _table(
+        ["channel", "recipient", "status", "tags", "name", "reason", "since"],
+        [
+            [s.channel, s.recipient, s.status, " ".join(s.tags), s.name, s.status_reason, s.created_at]
+            for s in subs
+        ],
+    )
+
+
+@subscriber_app.command("remove")
+def subscriber_remove(channel: str, recipient: str) -> None:
+    """Delete a subscriber (their deliveries stay in the history)."""
+    State.store().remove_subscriber(channel, recipient)
+    out.print(f"removed {recipient} from {channel}", markup=False)
+
+
+# --------------------------------------------------------------------------- automations
+
+
+def _automation_dict(a: Automation) -> dict[str, Any]:
+    return asdict(a)
+
+
+def check_automation(
+    *,
+    channel: str,
+    layout: str,
+    timezone: str,
+    locale: str,
+    events: list[str],
+    message_tag: str | None,
+    max_items: int | None,
+) -> None:
+    """Refuse an automation that could never send (one line naming what is wrong)."""
+    from feedcast.delivery import make_channel
+    from layouts.render import MAX_ITEMS_LIMIT, RenderContext, load_layout, search_path_from_env
+
+    config = State.store().get_channel(channel)
+    fmt = make_channel(config).format
+    load_layout(layout, search_path_from_env()).require(fmt)
+    RenderContext(timezone=timezone, locale=locale)
+    unknown = [e for e in events if e not in EVENTS]
+    if unknown or not events:
+        raise InvalidValue(f"--events takes a comma-separated list of {', '.join(EVENTS)}")
+    if message_tag is not None:
+        if config.kind != "messenger":
+            raise InvalidValue("--message-tag is for Messenger channels")
+        if message_tag not in MESSAGE_TAGS:
+            raise InvalidValue(f"--message-tag must be a non-promotional tag: {', '.join(MESSAGE_TAGS)}")
+    if max_items is not None and not 1 <= max_items <= MAX_ITEMS_LIMIT:
+        raise InvalidValue(f"--max-items must be between 1 and {MAX_ITEMS_LIMIT}")
+
+
+@automation_app.command("add")
+def automation_add(
+    name: Annotated[str, typer.Argument(help="A name for the automation.")],
+    source: Annotated[list[str], typer.Option("--source", metavar="S", help="A source (repeatable).")],
+    layout: Annotated[str, typer.Option("--layout", metavar="L", help="A layout name or folder.")],
+    channel: Annotated[str, typer.Option("--channel", metavar="C", help="The channel to send on.")],
+    audience: Annotated[
+        str | None,
+        typer.Option(
+            "--audience", metavar="TAG", help="Only subscribers with this tag (default: all active)."
+        ),
+    ] = None,
+    on_new: Annotated[bool, typer.Option("--on-new", help="Send as soon as new items arrive.")] = False,
+    max_items: Annotated[
+        int | None,
+        typer.Option(
+            "--max-items",
+            metavar="N",
+            help="Items per campaign (default: the layout's; 5 for per-item layouts).",
+        ),
+    ] = None,
+    events: Annotated[
+        str, typer.Option("--events", help="Which item events to send: new,changed,price_drop,back_in_stock.")
+    ] = "new",
+    backfill: Annotated[
+        int, typer.Option("--backfill", metavar="N", help="Also send the N newest items already known.")
+    ] = 0,
+    message_tag: Annotated[
+        str | None,
+        typer.Option(
+            "--message-tag", help="Messenger: a permitted tag for recipients outside the 24-hour window."
+        ),
+    ] = None,
+    timezone: Annotated[
+        str, typer.Option("--timezone", metavar="TZ", help="IANA time zone for dates.")
+    ] = "UTC",
+    locale: Annotated[str, typer.Option("--locale", help="Locale of dates and prices, e.g. fr_FR.")] = "en",
+) -> None:
+    """Register an automation: items of its sources, rendered with a layout, sent on a channel."""
+    from feedcast.watch import validate_name
+
+    validate_name(name)
+    event_list = [e.strip() for e in events.split(",") if e.strip()]
+    check_automation(
+        channel=channel,
+        layout=layout,
+        timezone=timezone,
+        locale=locale,
+        events=event_list,
+        message_tag=message_tag,
+        max_items=max_items,
+    )
+    if backfill < 0:
+        raise InvalidValue("--backfill must be 0 or more")
+    automation = State.store().add_automation(
+        name,
+        channel=channel,
+        layout=layout,
+        sources=source,
+        audience=audience,
+        on_new=on_new,
+        max_items=max_items,
+        events=event_list,
+        backfill=backfill,
+        message_tag=message_tag,
+        timezone=timezone,
+        locale=locale,
+    )
+    out.print(
+        f"added automation {automation.name}: {', '.join(automation.sources)} → {automation.layout} → {automation.channel}",
+        markup=False,
+    )
+
+
+@automation_app.command("list")
+def automation_list(fmt: FormatOpt = Format.table) -> None:
+    """List automations."""
+    automations = State.store().list_automations()
+    if fmt == Format.json:
+        _print_json([_automation_dict(a) for a in automations])
+        return
+    if not automations:
+        out.print("no automations yet: feedcast automation add NAME --source S --layout L --channel C")
+        return
+    _table(
+        ["name", "status", "sources", "layout", "channel", "audience", "events", "last campaign"],
+        [
+            [
+                a.name,
+                a.status,
+                " ".join(a.sources),
+                a.layout,
+                a.channel,
+                a.audience or "all",
+                ",".join(a.events),
+                a.last_campaign_at,
+            ]
+            for a in automations
+        ],
+    )
+
+
+@automation_app.command("show")
+def automation_show(name: str, fmt: FormatOpt = Format.table) -> None:
+    """Show one automation, with how many items wait for its next campaign."""
+    store = State.store()
+    automation = store.get_automation(name)
+    data = _automation_dict(automation)
+    data["queued_items"] = store.queued_items(automation, 0)[1]
+    data["audience_size"] = store.audience_size(automation)
+    if fmt == Format.json:
+        _print_json(data)
+        return
+    _table(["field", "value"], [[k, " ".join(v) if isinstance(v, tuple) else v] for k, v in data.items()])
+
+
+@automation_app.command("remove")
+def automation_remove(name: str) -> None:
+    """Remove an automation (its campaigns stay in the history)."""
+    State.store().remove_automation(name)
+    out.print(f"removed automation {name}", markup=False)
+
+
+@automation_app.command("pause")
+def automation_pause(name: str) -> None:
+    """Pause an automation."""
+    State.store().set_automation_status(name, "paused")
+    out.print(f"paused {name}", markup=False)
+
+
+@automation_app.command("resume")
+def automation_resume(name: str) -> None:
+    """Resume a paused automation."""
+    State.store().set_automation_status(name, "active")
+    out.print(f"resumed {name}", markup=False)
+
+
+# --------------------------------------------------------------------------- send
+
+
+@app.command("send")
+def send_command(
+    automation: Annotated[str, typer.Argument(help="The automation to send.")],
+    deadline: Annotated[
+        float | None,
+        typer.Option(
+            "--deadline",
+            metavar="S",
+            help="Stop starting deliveries after S seconds (the rest stays pending).",
+        ),
+    ] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Send an automation now: finish its unfinished campaigns, then build one from the
+    items it has not sent yet and deliver it to every active subscriber of its audience."""
+    from feedcast.delivery import BuildResult, SendSettings, send_automation
+
+    store = State.store()
+    store.get_automation(automation)
+    notes: list[BuildResult] = []
+    show_progress = fmt == Format.table and err.is_terminal
+    with Progress(
+        TextColumn("sending"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not show_progress,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("send", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        results = send_automation(
+            store,
+            automation,
+            settings=SendSettings(deadline=deadline),
+            progress=progress,
+            on_build=notes.append,
+        )
+    if fmt == Format.json:
+        _print_json(
+            {
+                "campaigns": [
+                    {
+                        **asdict(r.campaign),
+                        "duration": round(r.duration, 3),
+                        "resumed": r.resumed,
+                        "rate": round(r.rate, 1),
+                    }
+                    for r in results
+                ],
+                "note": notes[0].reason if notes and notes[0].campaign_id is None else None,
+                "warnings": list(notes[0].warnings) if notes else [],
+            }
+        )
+    else:
+        for note in notes:
+            for warning in note.warnings:
+                err.print(f"warning: {warning}", markup=False, highlight=False)
+            if note.campaign_id is None and note.reason:
+                out.print(f"{automation}: {note.reason}", markup=False)
+        if results:
+            _table(
+                [
+                    "campaign",
+                    "status",
+                    "items",
+                    "recipients",
+                    "sent",
+                    "failed",
+                    "skipped",
+                    "pending",
+                    "seconds",
+                    "per s",
+                ],
+                [
+                    [
+                        f"{r.campaign.id}{' (resumed)' if r.resumed else ''}",
+                        r.campaign.status,
+                        r.campaign.items,
+                        r.campaign.recipients,
+                        r.campaign.sent,
+                        r.campaign.failed,
+                        r.campaign.skipped,
+                        r.campaign.pending,
+                        f"{r.duration:.1f}",
+                        f"{r.rate:.1f}",
+                    ]
+                    for r in results
+                ],
+            )
+    stopped = [r for r in results if r.campaign.status == "stopped"]
+    if stopped:
+        raise FeedcastError(
+            f"campaign {stopped[-1].campaign.id} stopped: {stopped[-1].campaign.error}; its other deliveries stay pending (fix it, then send again)"
+        )
