@@ -1,0 +1,346 @@
+"""Telegram: the Bot API (``POST {api}/bot<TOKEN>/<method>``, JSON).
+
+One call of a campaign (``sendMessage``, ``sendPhoto``, ``sendMediaGroup``...) becomes one
+request with the recipient's ``chat_id`` added; :func:`classify` maps every answer of the
+Bot API (``docs/channels.md``, "Errors and the sender's reaction") to a :class:`Result`:
+
+=====================================================  ===========================================
+answer                                                 result
+=====================================================  ===========================================
+``ok: true``                                           sent, the (first) message's id
+429 ``retry after N``                                  transient, ``retry_after`` N, pause the bot
+403 blocked / kicked / can't initiate / not a member   recipient, ``unsubscribed``
+403 user is deactivated (and any other 403)            recipient, ``unreachable``
+400 ``chat not found`` (and the like)                  recipient, ``removed``
+400 with ``migrate_to_chat_id``                        transient, ``migrate_to`` the supergroup id
+400 anything else (too long, can't parse entities...)  content: never retried as is
+401 / 404                                              fatal: the bot token is refused
+409                                                    fatal: a webhook / getUpdates conflict
+5xx, a malformed answer, a network error               transient
+=====================================================  ===========================================
+
+The token is part of every URL, so it is kept out of every error text (httpx exceptions
+carry the URL): errors go through :meth:`Channel.error_text`, which scrubs secrets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from channels.base import (
+    REDACTOR,
+    Channel,
+    ChannelError,
+    Option,
+    Outcome,
+    RateRule,
+    Recipient,
+    Result,
+    Secrets,
+    SendContext,
+    network_result,
+    one_line,
+)
+from feedcast.errors import InvalidValue
+from feedcast.models import ProviderCall
+
+__all__ = ["DEFAULT_API_URL", "TIMEOUT", "TelegramChannel", "classify"]
+
+log = logging.getLogger(__name__)
+log.addFilter(REDACTOR)  # logger filters are not inherited from "channels"
+
+DEFAULT_API_URL = "https://api.telegram.org"
+# a hung Bot API never blocks a campaign: 30 s for an answer, 10 s to connect
+TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+# our pacing: one under the published figures, so jitter never lands one too many
+BOT_PER_SECOND = 29
+CHAT_PER_SECOND = 1
+GROUP_PER_MINUTE = 19
+
+_CHAT_ID = re.compile(r"-?[0-9]{1,19}")
+_USERNAME = re.compile(r"@[A-Za-z][A-Za-z0-9_]{3,31}")
+_UNSUBSCRIBED = (
+    "blocked",
+    "kicked",
+    "can't initiate",
+    "not a member",
+    "have no rights to send",
+    "not enough rights",
+)
+_GONE = (
+    "chat not found",
+    "user not found",
+    "peer_id_invalid",
+    "chat_id is empty",
+    "group chat was deactivated",
+    "chat was deleted",
+)
+
+
+def classify(status: int, payload: object) -> Result:
+    """A Bot API answer (HTTP status, decoded JSON body or None) as a :class:`Result`."""
+    if not isinstance(payload, Mapping) or "ok" not in payload:
+        return Result(
+            Outcome.TRANSIENT, error=f"malformed answer from the Bot API (HTTP {status})", code=str(status)
+        )
+    if payload.get("ok") is True and 200 <= status < 300:
+        return Result.sent(_message_id(payload.get("result")))
+    raw_code = payload.get("error_code")
+    code = raw_code if isinstance(raw_code, int) and not isinstance(raw_code, bool) else status
+    description = one_line(payload.get("description") or f"HTTP {status}")
+    raw_parameters = payload.get("parameters")
+    parameters: Mapping[str, Any] = raw_parameters if isinstance(raw_parameters, Mapping) else {}
+    text = description.lower()
+    migrate_to = parameters.get("migrate_to_chat_id")
+    if migrate_to is not None:
+        return Result(Outcome.TRANSIENT, error=description, code=str(code), migrate_to=str(migrate_to))
+    retry_after = parameters.get("retry_after")
+    if code == 429 or retry_after is not None:
+        seconds = _seconds(retry_after)
+        if seconds is None:
+            match = re.search(r"retry after (\d+)", text)
+            seconds = float(match.group(1)) if match else 1.0
+        return Result(
+            Outcome.TRANSIENT,
+            error=description,
+            code="429",
+            retry_after=max(1.0, seconds),
+            pause_channel=True,
+        )
+    if code in (401, 404):
+        return Result(
+            Outcome.FATAL, error=f"the bot token was refused ({code} {description})", code=str(code)
+        )
+    if code == 409:
+        return Result(Outcome.FATAL, error=f"configuration conflict ({description})", code="409")
+    if code == 403:
+        status_after = "unsubscribed" if any(s in text for s in _UNSUBSCRIBED) else "unreachable"
+        return Result(Outcome.RECIPIENT, error=description, code="403", subscriber_status=status_after)
+    if code == 400 and any(s in text for s in _GONE):
+        return Result(Outcome.RECIPIENT, error=description, code="400", subscriber_status="removed")
+    if 400 <= code < 500:
+        return Result(Outcome.CONTENT, error=description, code=str(code))
+    return Result(Outcome.TRANSIENT, error=description, code=str(code))
+
+
+def _message_id(result: object) -> str | None:
+    if isinstance(result, list) and result:
+        result = result[0]  # an album: its first message
+    if isinstance(result, Mapping) and result.get("message_id") is not None:
+        return str(result["message_id"])
+    return None
+
+
+def _seconds(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+class TelegramChannel(Channel):
+    """A Telegram bot: ``feedcast channel add NAME --kind telegram --token env:TELEGRAM_TOKEN``."""
+
+    kind: ClassVar[str] = "telegram"
+    description: ClassVar[str] = "Telegram Bot API: messages, photos, albums and inline keyboards"
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("token", "the bot token from @BotFather, as env:VAR", required=True, secret=True),
+        Option(
+            "api_url",
+            "the Bot API's base URL (a local Bot API server, the sandbox)",
+            default=DEFAULT_API_URL,
+        ),
+        Option(
+            "disable_notification",
+            "deliver silently (no sound on the recipient's phone)",
+            default="false",
+            choices=("true", "false"),
+        ),
+        Option("thread_id", "forum topic to post in (message_thread_id) when the chat is a forum"),
+    )
+    max_in_flight: ClassVar[int] = 32
+
+    def __init__(self, name: str, settings: Mapping[str, Any], *, secrets: Secrets | None = None) -> None:
+        super().__init__(name, settings, secrets=secrets)
+        self._token: str | None = None
+        self._own_client: httpx.AsyncClient | None = None
+
+    # ----------------------------------------------------------------- configuration
+
+    @classmethod
+    def validate_settings(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        out = super().validate_settings(settings)
+        api = str(out.get("api_url") or DEFAULT_API_URL).rstrip("/")
+        parts = urlsplit(api)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise InvalidValue(f"--api-url must be an http(s) URL such as {DEFAULT_API_URL}, not {api!r}")
+        out["api_url"] = api
+        thread = out.get("thread_id")
+        if thread is not None:
+            if not re.fullmatch(r"[0-9]{1,19}", str(thread)) or int(thread) <= 0:
+                raise InvalidValue(f"--thread-id must be a forum topic's positive integer id, not {thread!r}")
+            out["thread_id"] = str(int(thread))
+        return out
+
+    def validate_recipient(self, address: str) -> str:
+        address = address.strip()
+        if _CHAT_ID.fullmatch(address) and int(address) != 0:
+            return str(int(address))
+        if _USERNAME.fullmatch(address):
+            return address
+        raise InvalidValue(
+            "a Telegram recipient is a chat id (123456789, or -1001234567890 for a group or channel) "
+            f"or a public @channelusername, not {address!r}"
+        )
+
+    # ----------------------------------------------------------------- sending
+
+    @property
+    def api_url(self) -> str:
+        return str(self.settings.get("api_url") or DEFAULT_API_URL).rstrip("/")
+
+    def _resolve_token(self) -> str:
+        if self._token is None:
+            self._token = self.setting("token", secret=True)
+        return self._token
+
+    def _url(self, method: str) -> str:
+        return f"{self.api_url}/bot{self._resolve_token()}/{method}"
+
+    async def open(self, client: httpx.AsyncClient | None) -> None:
+        await super().open(client)
+        self._resolve_token()
+        if client is None:
+            self._own_client = httpx.AsyncClient(timeout=TIMEOUT)
+            self.client = self._own_client
+
+    async def close(self) -> None:
+        if self._own_client is not None:
+            await self._own_client.aclose()
+            self._own_client = None
+            self.client = None
+
+    @property
+    def _bot_key(self) -> str:
+        """The bot in rate-limit keys: a digest of its token, never the token."""
+        basis = self._token or str(self.settings.get("token", self.name))
+        return "telegram:" + hashlib.sha256(basis.encode()).hexdigest()[:16]
+
+    def rate_rules(self, recipient: Recipient, call: ProviderCall) -> Sequence[RateRule]:
+        """29 messages per second per bot (an album of n counts n); per chat 1 per second;
+        groups and channels also 19 per minute."""
+        cost = 1
+        if call.method == "sendMediaGroup":
+            media = call.body.get("media")
+            cost = max(1, len(media)) if isinstance(media, list | tuple) else 1
+        bot = self._bot_key
+        chat = recipient.address
+        rules = [
+            RateRule(bot, BOT_PER_SECOND, 1, cost),
+            RateRule(f"{bot}:chat:{chat}", CHAT_PER_SECOND, 1),
+        ]
+        if _is_group(chat):
+            rules.append(RateRule(f"{bot}:group:{chat}", GROUP_PER_MINUTE, 60, cost))
+        return rules
+
+    def _body(self, recipient: Recipient, call: ProviderCall) -> dict[str, Any]:
+        body = dict(call.body)
+        address = recipient.address.strip()
+        body["chat_id"] = int(address) if _CHAT_ID.fullmatch(address) else address
+        if str(self.settings.get("disable_notification", "false")).lower() == "true":
+            body["disable_notification"] = True
+        thread = self.settings.get("thread_id")
+        if thread:
+            body["message_thread_id"] = int(thread)
+        return body
+
+    async def send(
+        self, recipient: Recipient, call: ProviderCall, context: SendContext, position: int
+    ) -> Result:
+        if self.client is None:
+            await self.open(None)
+        client = self.client
+        assert client is not None
+        try:
+            response = await client.post(
+                self._url(call.method), json=self._body(recipient, call), timeout=TIMEOUT
+            )
+        except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+            result = network_result(self, exc)
+        else:
+            result = self._classify(response)
+        log.debug(
+            "telegram %s to %s: %s%s",
+            call.method,
+            recipient.address,
+            result.outcome.value,
+            f" ({result.code}: {result.error})" if result.error else f" message {result.message_id}",
+        )
+        return result
+
+    def _classify(self, response: httpx.Response) -> Result:
+        try:
+            payload: object = response.json()
+        except ValueError:
+            payload = None
+        result = classify(response.status_code, payload)
+        if result.error is not None:
+            scrubbed = one_line(REDACTOR.scrub(self.secrets.redact(result.error)))
+            if scrubbed != result.error:
+                result = Result(
+                    result.outcome,
+                    message_id=result.message_id,
+                    error=scrubbed,
+                    code=result.code,
+                    retry_after=result.retry_after,
+                    pause_channel=result.pause_channel,
+                    subscriber_status=result.subscriber_status,
+                    migrate_to=result.migrate_to,
+                )
+        return result
+
+    async def check(self) -> str:
+        """``getMe``: "bot @username (id N)"; ChannelError when the token is refused or
+        the Bot API cannot be reached."""
+        where = f"telegram channel {self.name!r}"
+        url = self._url("getMe")
+        client = self.client
+        own = client is None
+        if client is None:
+            client = httpx.AsyncClient(timeout=TIMEOUT)
+        try:
+            response = await client.post(url, timeout=TIMEOUT)
+        except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+            raise ChannelError(
+                f"{where}: the Bot API at {self.api_url} is unreachable ({self.error_text(exc)})"
+            ) from None
+        finally:
+            if own:
+                await client.aclose()
+        result = self._classify(response)
+        if result.outcome is Outcome.SENT:
+            bot = response.json().get("result") or {}
+            return f"bot @{bot.get('username', '?')} (id {bot.get('id', '?')})"
+        if result.code in ("401", "404"):
+            reason = "401 Unauthorized" if result.code == "401" else "404 Not Found"
+            raise ChannelError(f"{where}: the bot token was refused ({reason})")
+        raise ChannelError(f"{where}: getMe failed ({result.code}: {result.error})")
+
+
+def _is_group(address: str) -> bool:
+    address = address.strip()
+    return address.startswith(("@", "-"))

@@ -1,0 +1,1134 @@
+"""A Telegram Bot API emulator over real HTTP, for tests, the demo, rehearsals and benchmarks.
+
+``POST|GET /bot<TOKEN>/<method>`` with parameters as JSON, urlencoded form or multipart
+(nested objects such as ``reply_markup`` or ``media`` as JSON strings in forms), answered
+with Telegram's envelope: ``{"ok": true, "result": ...}`` or ``{"ok": false, "error_code":
+N, "description": "...", "parameters": {...}}`` with HTTP status ``N``.
+
+What it reproduces (see ``docs/channels.md``):
+
+- methods ``getMe``, ``sendMessage``, ``sendPhoto``, ``sendVideo``, ``sendAudio``,
+  ``sendDocument``, ``sendMediaGroup`` (``getUpdates`` answers ``[]``: the inbox comes later,
+  updates will be queued per bot by a ``push_update`` hook); results shaped like real
+  ``Message`` objects, ``message_id`` increasing per chat;
+- content checks with Telegram's wording: the HTML parse mode (``layouts.html``, the same
+  parser the layouts are checked with), text 1..4096 and captions 0..1024 characters after
+  entity parsing, inline keyboards, albums of 2..10 items (photos and videos mix, audio and
+  documents only with their own kind, no ``reply_markup``: Telegram silently ignores one,
+  the emulator refuses it so a lost keyboard shows in tests);
+- recipients: private chats, groups, supergroups and channels that are active, blocked,
+  deactivated, kicked, never started or migrated to a supergroup; unknown chats;
+- flood control when ``limits`` is on: 30 messages per sliding second per bot (an album of
+  ``n`` counts ``n``), per chat a token bucket of 3 refilled at 1 per second (short bursts
+  pass, a steady rate above 1/s does not), 20 messages per sliding minute per group,
+  supergroup or channel; over a limit: 429 ``Too Many Requests: retry after N``;
+- faults: ``fault_rate`` of the requests get a transient 5xx (a JSON 500 or an nginx-style
+  HTML 502, chosen at random), ``drop_rate`` get their connection dropped without a byte of
+  answer (the emulator aborts the TCP connection, the client sees ``RemoteProtocolError:
+  Server disconnected``). ``seed`` makes the choices repeatable.
+
+Every accepted message is recorded per chat (method, parameters, message ids, time), and
+statistics are kept per bot and per chat: requests, accepted, rate limited, the most
+sending requests seen in any sliding second (rejected ones included) and the requests that
+arrived over a limit (counted even with ``limits`` off, so a benchmark can tell whether a
+sender would have been throttled). Bookkeeping is O(1) amortised per request: deques of
+timestamps, token buckets, no sleeps.
+
+Python API: :class:`TelegramEmulator` (``add_bot``, ``add_chat``, ``received``, ``stats``,
+``reset``, ``configure``). HTTP control API (JSON), for another process:
+
+- ``POST /_sandbox/bots`` ``{"token", "username"?, "id"?}``; ``GET /_sandbox/bots``;
+- ``POST /_sandbox/chats`` one chat ``{"chat_id", "kind"?, "status"?, "migrate_to"?,
+  "username"?, "title"?}`` or ``{"chats": [...]}``; ``GET /_sandbox/chats``;
+- ``GET /_sandbox/received?chat_id=ID`` (one chat) or without ``chat_id`` (every chat);
+- ``GET /_sandbox/stats`` (``?chats=1`` adds per-chat figures);
+- ``POST /_sandbox/reset`` (``{"everything": true}`` also forgets bots and chats);
+- ``POST /_sandbox/config`` ``{"limits"?, "fault_rate"?, "drop_rate"?, "seed"?, "auto_chats"?}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import random
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from feedcast.sandbox.asgi import AsgiServer
+from layouts.html import TelegramHtmlError, telegram_visible_text, validate_telegram_html
+from layouts.text import utf16_len
+
+__all__ = ["CHAT_KINDS", "CHAT_STATUSES", "TelegramEmulator"]
+
+CHAT_KINDS = ("private", "group", "supergroup", "channel")
+CHAT_STATUSES = ("active", "blocked", "deactivated", "kicked", "never_started", "migrated")
+
+TEXT_LIMIT = 4096
+CAPTION_LIMIT = 1024
+ALBUM_MIN, ALBUM_MAX = 2, 10
+BOT_PER_SECOND = 30
+CHAT_BURST = 3
+CHAT_PER_SECOND = 1.0
+GROUP_PER_MINUTE = 20
+
+_PATH = re.compile(r"/bot([^/]+)/([A-Za-z]+)/?")
+_MEDIA_FIELDS = {"sendphoto": "photo", "sendvideo": "video", "sendaudio": "audio", "senddocument": "document"}
+_SEND_METHODS = frozenset({*_MEDIA_FIELDS, "sendmessage", "sendmediagroup"})
+_METHODS = frozenset({*_SEND_METHODS, "getme", "getupdates"})
+_CANONICAL = {
+    "sendmessage": "sendMessage",
+    "sendphoto": "sendPhoto",
+    "sendvideo": "sendVideo",
+    "sendaudio": "sendAudio",
+    "senddocument": "sendDocument",
+    "sendmediagroup": "sendMediaGroup",
+    "getme": "getMe",
+    "getupdates": "getUpdates",
+}
+_BUTTON_ACTIONS = frozenset(
+    {
+        "url",
+        "callback_data",
+        "web_app",
+        "login_url",
+        "switch_inline_query",
+        "switch_inline_query_current_chat",
+        "switch_inline_query_chosen_chat",
+        "copy_text",
+        "callback_game",
+        "pay",
+    }
+)
+_STATUS_ERRORS: dict[str, tuple[int, str]] = {
+    "blocked": (403, "Forbidden: bot was blocked by the user"),
+    "deactivated": (403, "Forbidden: user is deactivated"),
+    "kicked": (403, "Forbidden: bot was kicked from the group chat"),
+    "never_started": (403, "Forbidden: bot can't initiate conversation with a user"),
+}
+_BAD_GATEWAY = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.18.0</center>\r\n</body>\r\n</html>\r\n"
+)
+
+
+class _ApiError(Exception):
+    def __init__(self, code: int, description: str, parameters: Mapping[str, Any] | None = None) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
+        self.parameters = dict(parameters or {})
+
+
+def _bad(description: str) -> _ApiError:
+    return _ApiError(400, f"Bad Request: {description}")
+
+
+# --------------------------------------------------------------------------- state
+
+
+class _Window:
+    """Weighted events in a sliding window of ``period`` seconds: O(1) amortised."""
+
+    __slots__ = ("events", "period", "total")
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self.events: deque[tuple[float, int]] = deque()
+        self.total = 0
+
+    def prune(self, now: float) -> None:
+        events, edge = self.events, now - self.period
+        while events and events[0][0] <= edge:
+            self.total -= events.popleft()[1]
+
+    def add(self, now: float, cost: int = 1) -> int:
+        self.prune(now)
+        self.events.append((now, cost))
+        self.total += cost
+        return self.total
+
+    def wait(self, now: float, cost: int, limit: int) -> float:
+        """Seconds until ``cost`` more fits under ``limit`` (0: it fits now)."""
+        self.prune(now)
+        excess = self.total + cost - limit
+        if excess <= 0:
+            return 0.0
+        for stamp, weight in self.events:
+            excess -= weight
+            if excess <= 0:
+                return stamp + self.period - now
+        return self.period
+
+
+class _Bucket:
+    """A token bucket: ``capacity`` tokens refilled at ``rate`` per second."""
+
+    __slots__ = ("stamp", "tokens")
+
+    def __init__(self, capacity: float, now: float) -> None:
+        self.tokens = capacity
+        self.stamp = now
+
+    def wait(self, now: float, capacity: float, rate: float) -> float:
+        self.tokens = min(capacity, self.tokens + (now - self.stamp) * rate)
+        self.stamp = now
+        return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / rate
+
+    def take(self) -> None:
+        self.tokens -= 1.0
+
+
+@dataclass(slots=True)
+class _Counters:
+    requests: int = 0  # sending requests (bots: every request)
+    accepted: int = 0
+    rate_limited: int = 0
+    over_limit: int = 0
+    max_per_second: int = 0
+    seen: _Window = field(default_factory=lambda: _Window(1.0))
+
+    def saw(self, now: float) -> None:
+        count = self.seen.add(now)
+        if count > self.max_per_second:
+            self.max_per_second = count
+
+
+@dataclass(slots=True)
+class _Bot:
+    id: int
+    token: str
+    username: str
+    first_name: str
+    counters: _Counters = field(default_factory=_Counters)
+    sends: int = 0
+    errors: int = 0  # 4xx other than 429
+    faults: int = 0
+    dropped: int = 0
+    max_messages_per_second: int = 0
+    seen_messages: _Window = field(default_factory=lambda: _Window(1.0))
+    window: _Window = field(default_factory=lambda: _Window(1.0))  # accepted messages
+
+    def user(self) -> dict[str, Any]:
+        return {"id": self.id, "is_bot": True, "first_name": self.first_name, "username": self.username}
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "username": self.username, "first_name": self.first_name}
+
+
+@dataclass(slots=True)
+class _Chat:
+    id: int
+    kind: str = "private"
+    status: str = "active"
+    migrate_to: int | None = None
+    username: str | None = None
+    title: str | None = None
+    registered: bool = True
+    next_message_id: int = 1
+    received: list[dict[str, Any]] = field(default_factory=list)
+    counters: _Counters = field(default_factory=_Counters)
+
+    def obj(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "type": self.kind}
+        if self.kind == "private":
+            out["first_name"] = self.title or f"User {self.id}"
+        else:
+            out["title"] = self.title or f"{self.kind.capitalize()} {self.id}"
+        if self.username:
+            out["username"] = self.username
+        return out
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "chat_id": self.id,
+            "kind": self.kind,
+            "status": self.status,
+            "migrate_to": self.migrate_to,
+            "username": self.username,
+            "title": self.title,
+            "received": len(self.received),
+        }
+
+
+@dataclass(slots=True)
+class _ChatRate:
+    bucket: _Bucket
+    minute: _Window = field(default_factory=lambda: _Window(60.0))
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+async def _read_params(request: Request) -> tuple[dict[str, Any], dict[str, tuple[str, int]]]:
+    """Query, then JSON / urlencoded / multipart body parameters; file parts by name."""
+    params: dict[str, Any] = dict(request.query_params)
+    files: dict[str, tuple[str, int]] = {}
+    if request.method != "POST":
+        return params, files
+    body = await request.body()
+    if not body:
+        return params, files
+    ctype = request.headers.get("content-type", "")
+    mime = ctype.split(";", 1)[0].strip().lower()
+    if mime == "application/json":
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise _bad("can't parse JSON object") from None
+        if not isinstance(data, dict):
+            raise _bad("can't parse JSON object: expected an object")
+        params.update(data)
+    elif mime == "application/x-www-form-urlencoded":
+        params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    elif mime == "multipart/form-data":
+        message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + body)
+        if not message.is_multipart():
+            raise _bad("can't parse multipart/form-data")
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if not isinstance(name, str):
+                continue
+            raw = part.get_payload(decode=True)
+            payload = raw if isinstance(raw, bytes) else b""
+            filename = part.get_filename()
+            if filename is not None:
+                files[name] = (filename, len(payload))
+            else:
+                params[name] = payload.decode("utf-8", "replace")
+    return params, files
+
+
+def _json_param(value: Any, error: str) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise _bad(error) from None
+    return value
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,19}", value.strip()):
+        return int(value)
+    return None
+
+
+def _web_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _text(value: Any, parse_mode: Any, *, limit: int, too_long: str, required: bool) -> str:
+    """The visible text of a text or caption parameter, checked as Telegram does."""
+    text = "" if value is None else value if isinstance(value, str) else json.dumps(value)
+    mode = parse_mode.strip().lower() if isinstance(parse_mode, str) else ""
+    if mode == "html":
+        try:
+            validate_telegram_html(text)
+        except TelegramHtmlError as err:
+            raise _ApiError(400, err.description) from None
+        visible = telegram_visible_text(text)
+    elif mode in ("", "markdown", "markdownv2"):
+        visible = text  # Markdown is taken as is: feedcast only sends HTML
+    else:
+        raise _bad("unsupported parse_mode")
+    visible = visible.strip()
+    if required and not visible:
+        raise _bad("message text is empty")
+    if utf16_len(visible) > limit:
+        raise _bad(too_long)
+    return visible
+
+
+def _keyboard(value: Any) -> dict[str, Any]:
+    markup = _json_param(value, "can't parse reply keyboard markup JSON object")
+    if not isinstance(markup, dict):
+        raise _bad("can't parse reply keyboard markup JSON object")
+    if "inline_keyboard" not in markup:
+        if {"keyboard", "remove_keyboard", "force_reply"} & markup.keys():
+            return markup
+        raise _bad("can't parse reply keyboard markup JSON object")
+    rows = markup["inline_keyboard"]
+    if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+        raise _bad('can\'t parse inline keyboard button: Field "inline_keyboard" must be an Array of Arrays')
+    count = 0
+    for row in rows:
+        for button in row:
+            if not isinstance(button, dict):
+                raise _bad("can't parse inline keyboard button: InlineKeyboardButton must be an Object")
+            text = button.get("text")
+            if not isinstance(text, str) or not text.strip():
+                raise _bad('can\'t parse inline keyboard button: Field "text" must be of type String')
+            actions = _BUTTON_ACTIONS & button.keys()
+            if not actions:
+                raise _bad(
+                    "can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard"
+                )
+            if "url" in button:
+                url = button["url"]
+                ok = isinstance(url, str) and (_web_url(url) or urlsplit(url).scheme == "tg")
+                if not ok:
+                    raise _bad(f"inline keyboard button URL '{url}' is invalid: Wrong HTTP URL")
+            if "callback_data" in button:
+                data = button["callback_data"]
+                if not isinstance(data, str) or not 1 <= len(data.encode("utf-8")) <= 64:
+                    raise _bad("BUTTON_DATA_INVALID")
+            count += 1
+    if count > 100:
+        raise _bad("reply markup is too long")
+    return markup
+
+
+def _file_id(url: str, kind: str) -> tuple[str, str]:
+    digest = hashlib.blake2b(f"{kind}:{url}".encode(), digest_size=16).hexdigest()
+    return f"{kind[:2].upper()}{digest}", digest[:16]
+
+
+# --------------------------------------------------------------------------- the emulator
+
+
+class _App(Starlette):
+    """The control API as Starlette routes; Bot API requests go straight to the emulator
+    (no middleware in between: it keeps the request path fast, and it needs uvicorn's own
+    ``send`` to drop a connection)."""
+
+    def __init__(self, emulator: TelegramEmulator, routes: list[Route]) -> None:
+        super().__init__(routes=routes)
+        self.emulator = emulator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith("/_sandbox/"):
+            await self.emulator._bot_api(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+class TelegramEmulator:
+    """The Bot API on loopback: ``with TelegramEmulator().serve() as server: ...``.
+
+    ``limits``: enforce Telegram's flood control (off: count only, for throughput
+    benchmarks). ``auto_chats``: an unregistered positive chat id is an active private
+    chat (else ``chat not found``). ``fault_rate`` / ``drop_rate``: fractions of Bot API
+    requests answered with a 5xx / dropped without an answer. ``seed``: repeatable faults.
+    """
+
+    def __init__(
+        self,
+        *,
+        limits: bool = True,
+        auto_chats: bool = True,
+        fault_rate: float = 0.0,
+        drop_rate: float = 0.0,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limits = limits
+        self.auto_chats = auto_chats
+        self.fault_rate = fault_rate
+        self.drop_rate = drop_rate
+        self._rng = random.Random(seed)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._bots: dict[str, _Bot] = {}
+        self._chats: dict[int, _Chat] = {}
+        self._usernames: dict[str, int] = {}
+        self._rates: dict[tuple[int, int], _ChatRate] = {}
+        self._file_ids: set[str] = set()
+        self._bad_urls: set[str] = set()
+        self._next_bot_id = 7_000_000_001
+        self._media_group_id = 13_000_000_000_000_000
+        self.requests = 0  # every Bot API request
+        self.unauthorized = 0
+        self.not_found = 0
+        self.app = _App(
+            self,
+            [
+                Route("/_sandbox/bots", self._http_bots, methods=["GET", "POST"]),
+                Route("/_sandbox/chats", self._http_chats, methods=["GET", "POST"]),
+                Route("/_sandbox/received", self._http_received, methods=["GET"]),
+                Route("/_sandbox/stats", self._http_stats, methods=["GET"]),
+                Route("/_sandbox/reset", self._http_reset, methods=["POST"]),
+                Route("/_sandbox/config", self._http_config, methods=["GET", "POST"]),
+            ],
+        )
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> AsgiServer:
+        """An :class:`AsgiServer` for this emulator (``with emulator.serve() as server``)."""
+        return AsgiServer(self.app, host, port, name="telegram")
+
+    # ------------------------------------------------------------- Python API
+
+    def add_bot(
+        self, token: str, username: str = "feedcast_bot", *, bot_id: int | None = None
+    ) -> dict[str, Any]:
+        """Register a bot token (several bots may share the emulator). The bot id is the
+        token's numeric prefix (``123456:ABC...``) unless given."""
+        if not token or "/" in token or any(c.isspace() for c in token):
+            raise ValueError("a bot token is a non-empty string without '/' or spaces")
+        with self._lock:
+            if bot_id is None:
+                prefix = token.split(":", 1)[0]
+                if prefix.isdigit() and ":" in token:
+                    bot_id = int(prefix)
+                else:
+                    bot_id = self._next_bot_id
+                    self._next_bot_id += 1
+            existing = self._bots.get(token)
+            if existing is not None:
+                existing.username = username
+                return existing.public()
+            first_name = username.removesuffix("_bot").removesuffix("bot").replace("_", " ").strip().title()
+            bot = _Bot(bot_id, token, username, first_name or username)
+            self._bots[token] = bot
+            return bot.public()
+
+    def add_chat(
+        self,
+        chat_id: int,
+        kind: str = "private",
+        status: str = "active",
+        migrate_to: int | None = None,
+        *,
+        username: str | None = None,
+        title: str | None = None,
+    ) -> dict[str, Any]:
+        """Register a chat, or update one (what it received is kept). A ``migrated``
+        group needs ``migrate_to``, the supergroup's id, registered too when unknown."""
+        if kind not in CHAT_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(CHAT_KINDS)}, not {kind!r}")
+        if status not in CHAT_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(CHAT_STATUSES)}, not {status!r}")
+        if status == "migrated" and migrate_to is None:
+            raise ValueError("a migrated chat needs migrate_to (the supergroup's chat id)")
+        chat_id = int(chat_id)
+        if kind == "private" and chat_id <= 0:
+            raise ValueError("a private chat has a positive id")
+        if kind != "private" and chat_id >= 0:
+            raise ValueError("groups, supergroups and channels have negative ids")
+        with self._lock:
+            chat = self._chats.get(chat_id)
+            if chat is None:
+                chat = self._chats[chat_id] = _Chat(chat_id)
+            if chat.username:
+                self._usernames.pop(chat.username.lower(), None)
+            chat.kind, chat.status, chat.title, chat.registered = kind, status, title, True
+            chat.migrate_to = None if migrate_to is None else int(migrate_to)
+            chat.username = username.lstrip("@") if username else None
+            if chat.username:
+                self._usernames[chat.username.lower()] = chat_id
+            if chat.migrate_to is not None and chat.migrate_to not in self._chats:
+                self._chats[chat.migrate_to] = _Chat(chat.migrate_to, kind="supergroup", title=title)
+            return chat.public()
+
+    def add_bad_url(self, url: str) -> None:
+        """Media at ``url`` cannot be fetched by Telegram (``failed to get HTTP URL content``)."""
+        with self._lock:
+            self._bad_urls.add(url)
+
+    def chats(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [chat.public() for chat in self._chats.values()]
+
+    def received(self, chat_id: int | str) -> list[dict[str, Any]]:
+        """What a chat received, oldest first: ``{"method", "params", "message_id",
+        "message_ids", "time", "bot_id"}`` per accepted request."""
+        with self._lock:
+            chat = self._lookup(chat_id)
+            return [dict(entry) for entry in chat.received] if chat else []
+
+    def all_received(self) -> dict[str, list[dict[str, Any]]]:
+        with self._lock:
+            return {str(c.id): [dict(e) for e in c.received] for c in self._chats.values() if c.received}
+
+    def stats(self, *, chats: bool = False) -> dict[str, Any]:
+        """Totals, per-bot figures (keyed by bot id) and, with ``chats``, per-chat ones."""
+        with self._lock:
+            now = self._clock()
+            bots: dict[str, Any] = {}
+            for bot in self._bots.values():
+                c = bot.counters
+                bots[str(bot.id)] = {
+                    "username": bot.username,
+                    "requests": c.requests,
+                    "sends": bot.sends,
+                    "accepted": c.accepted,
+                    "rate_limited": c.rate_limited,
+                    "over_limit": c.over_limit,
+                    "errors": bot.errors,
+                    "faults": bot.faults,
+                    "dropped": bot.dropped,
+                    "max_per_second": c.max_per_second,
+                    "max_messages_per_second": bot.max_messages_per_second,
+                    "messages_last_second": _recent(bot.window, now),
+                }
+            out: dict[str, Any] = {
+                "limits": {
+                    "enabled": self.limits,
+                    "bot_per_second": BOT_PER_SECOND,
+                    "chat_burst": CHAT_BURST,
+                    "chat_per_second": CHAT_PER_SECOND,
+                    "group_per_minute": GROUP_PER_MINUTE,
+                },
+                "requests": self.requests,
+                "unauthorized": self.unauthorized,
+                "not_found": self.not_found,
+                "accepted": sum(b["accepted"] for b in bots.values()),
+                "rate_limited": sum(b["rate_limited"] for b in bots.values()),
+                "over_limit": sum(b["over_limit"] for b in bots.values()),
+                "faults": sum(b["faults"] for b in bots.values()),
+                "dropped": sum(b["dropped"] for b in bots.values()),
+                "max_per_second": max((b["max_per_second"] for b in bots.values()), default=0),
+                "bots": bots,
+            }
+            if chats:
+                out["chats"] = {
+                    str(chat.id): {
+                        "requests": chat.counters.requests,
+                        "accepted": chat.counters.accepted,
+                        "rate_limited": chat.counters.rate_limited,
+                        "over_limit": chat.counters.over_limit,
+                        "max_per_second": chat.counters.max_per_second,
+                    }
+                    for chat in self._chats.values()
+                    if chat.counters.requests
+                }
+            return out
+
+    def reset(self, *, everything: bool = False) -> None:
+        """Forget what was received, the statistics and the flood-control state; with
+        ``everything``, the bots and chats too."""
+        with self._lock:
+            self.requests = self.unauthorized = self.not_found = 0
+            self._rates.clear()
+            if everything:
+                self._bots.clear()
+                self._chats.clear()
+                self._usernames.clear()
+                self._file_ids.clear()
+                self._bad_urls.clear()
+                return
+            for token, bot in list(self._bots.items()):
+                self._bots[token] = _Bot(bot.id, bot.token, bot.username, bot.first_name)
+            for chat_id, chat in list(self._chats.items()):
+                if not chat.registered:
+                    del self._chats[chat_id]
+                else:
+                    chat.received = []
+                    chat.counters = _Counters()
+                    chat.next_message_id = 1
+
+    def configure(
+        self,
+        *,
+        limits: bool | None = None,
+        fault_rate: float | None = None,
+        drop_rate: float | None = None,
+        seed: int | None = None,
+        auto_chats: bool | None = None,
+    ) -> dict[str, Any]:
+        with self._lock:
+            if limits is not None:
+                self.limits = bool(limits)
+            if fault_rate is not None:
+                self.fault_rate = min(1.0, max(0.0, float(fault_rate)))
+            if drop_rate is not None:
+                self.drop_rate = min(1.0, max(0.0, float(drop_rate)))
+            if seed is not None:
+                self._rng = random.Random(seed)
+            if auto_chats is not None:
+                self.auto_chats = bool(auto_chats)
+            return self._config()
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "limits": self.limits,
+            "fault_rate": self.fault_rate,
+            "drop_rate": self.drop_rate,
+            "auto_chats": self.auto_chats,
+        }
+
+    # ------------------------------------------------------------- Bot API over HTTP
+
+    async def _bot_api(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        match = _PATH.fullmatch(scope["path"])
+        if match is None:
+            with self._lock:
+                self.requests += 1
+                self.not_found += 1
+            await self._envelope(404, "Not Found")(scope, receive, send)
+            return
+        token, method = match.group(1), match.group(2).lower()
+        parse_error: _ApiError | None = None
+        try:
+            params, files = await _read_params(request)
+        except _ApiError as err:
+            params, files, parse_error = {}, {}, err
+        with self._lock:
+            answer = self._handle(token, method, params, files, parse_error)
+        if answer is None:
+            await _drop(send)
+            return
+        await answer(scope, receive, send)
+
+    @staticmethod
+    def _envelope(code: int, description: str, parameters: Mapping[str, Any] | None = None) -> Response:
+        body: dict[str, Any] = {"ok": False, "error_code": code, "description": description}
+        if parameters:
+            body["parameters"] = dict(parameters)
+        return JSONResponse(body, status_code=code)
+
+    def _handle(
+        self,
+        token: str,
+        method: str,
+        params: dict[str, Any],
+        files: dict[str, tuple[str, int]],
+        parse_error: _ApiError | None,
+    ) -> Response | None:
+        """One Bot API request, under the lock. None: drop the connection."""
+        self.requests += 1
+        bot = self._bots.get(token)
+        if bot is None:
+            self.unauthorized += 1
+            return self._envelope(401, "Unauthorized")
+        now = self._clock()
+        bot.counters.requests += 1
+        sending = method in _SEND_METHODS
+        if sending:
+            bot.sends += 1
+            bot.counters.saw(now)
+            size = _album_size(params) if method == "sendmediagroup" else 1
+            seen = bot.seen_messages.add(now, size)
+            if seen > bot.max_messages_per_second:
+                bot.max_messages_per_second = seen
+        if self.drop_rate and self._rng.random() < self.drop_rate:
+            bot.dropped += 1
+            return None
+        if self.fault_rate and self._rng.random() < self.fault_rate:
+            bot.faults += 1
+            if self._rng.random() < 0.5:
+                return self._envelope(500, "Internal Server Error")
+            return HTMLResponse(_BAD_GATEWAY, status_code=502)
+        if method not in _METHODS:
+            self.not_found += 1
+            return self._envelope(404, "Not Found")
+        try:
+            if parse_error is not None:
+                raise parse_error
+            if method == "getme":
+                result: Any = {
+                    **bot.user(),
+                    "can_join_groups": True,
+                    "can_read_all_group_messages": False,
+                    "supports_inline_queries": False,
+                }
+            elif method == "getupdates":
+                result = []  # the inbox comes later (push_update)
+            else:
+                result = self._send(bot, method, params, files, now)
+        except _ApiError as err:
+            if err.code == 429:
+                bot.counters.rate_limited += 1
+            else:
+                bot.errors += 1
+            return self._envelope(err.code, err.description, err.parameters)
+        return JSONResponse({"ok": True, "result": result})
+
+    def _lookup(self, chat_id: Any) -> _Chat | None:
+        number = _int(chat_id)
+        if number is None and isinstance(chat_id, str) and chat_id.startswith("@"):
+            number = self._usernames.get(chat_id[1:].lower())
+        return None if number is None else self._chats.get(number)
+
+    def _chat(self, raw: Any) -> _Chat:
+        if raw is None or raw == "":
+            raise _bad("chat_id is empty")
+        chat = self._lookup(raw)
+        if chat is None:
+            number = _int(raw)
+            if number is None or number <= 0 or not self.auto_chats:
+                raise _bad("chat not found")
+            chat = self._chats[number] = _Chat(number, registered=False)
+        if chat.status == "migrated":
+            raise _ApiError(
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                {"migrate_to_chat_id": chat.migrate_to},
+            )
+        status_error = _STATUS_ERRORS.get(chat.status)
+        if status_error is not None:
+            code, description = status_error
+            if chat.status == "kicked" and chat.kind == "supergroup":
+                description = "Forbidden: bot was kicked from the supergroup chat"
+            elif chat.status == "kicked" and chat.kind == "channel":
+                description = "Forbidden: bot is not a member of the channel chat"
+            raise _ApiError(code, description)
+        return chat
+
+    def _media(self, value: Any, kind: str, files: Mapping[str, tuple[str, int]]) -> dict[str, Any]:
+        """A media reference: an http(s) URL, ``attach://part`` or a file_id we issued."""
+        if not isinstance(value, str) or not value.strip():
+            raise _bad(f"there is no {kind} in the request")
+        value = value.strip()
+        if value.startswith("attach://"):
+            upload = files.get(value.removeprefix("attach://"))
+            if upload is None:
+                raise _bad("can't parse InputMedia: media not found")
+            return {"upload": upload[0], "size": upload[1]}
+        if _web_url(value):
+            if value in self._bad_urls:
+                raise _bad("failed to get HTTP URL content")
+            return {"url": value}
+        if value in self._file_ids:
+            return {"file_id": value}
+        raise _bad("wrong file identifier/HTTP URL specified")
+
+    def _send(
+        self,
+        bot: _Bot,
+        method: str,
+        params: dict[str, Any],
+        files: dict[str, tuple[str, int]],
+        now: float,
+    ) -> Any:
+        chat = self._chat(params.get("chat_id"))
+        chat.counters.requests += 1
+        chat.counters.saw(now)
+        markup: dict[str, Any] | None = None
+        # (kind, media reference or None, visible text, raw item) per message to create
+        contents: list[tuple[str, dict[str, Any] | None, str, Mapping[str, Any]]] = []
+        if method == "sendmessage":
+            visible = _text(
+                params.get("text"),
+                params.get("parse_mode"),
+                limit=TEXT_LIMIT,
+                too_long="message is too long",
+                required=True,
+            )
+            contents.append(("text", None, visible, params))
+        elif method == "sendmediagroup":
+            if "reply_markup" in params:
+                raise _bad("reply_markup is not supported by sendMediaGroup: an album cannot carry buttons")
+            items = _json_param(params.get("media"), "can't parse media JSON object")
+            if not isinstance(items, list) or not items:
+                raise _bad("there are no messages to send")
+            if len(items) > ALBUM_MAX:
+                raise _bad("too many messages to send as an album")
+            if len(items) < ALBUM_MIN:
+                raise _bad(f"media must include {ALBUM_MIN}-{ALBUM_MAX} items")
+            kinds: list[str] = []
+            for item in items:
+                if not isinstance(item, dict):
+                    raise _bad("can't parse InputMedia JSON object")
+                kind = item.get("type")
+                if kind not in ("photo", "video", "audio", "document"):
+                    raise _bad(f'can\'t parse InputMedia: type "{kind}" is unsupported')
+                visible = _text(
+                    item.get("caption"),
+                    item.get("parse_mode"),
+                    limit=CAPTION_LIMIT,
+                    too_long="message caption is too long",
+                    required=False,
+                )
+                contents.append((kind, self._media(item.get("media"), kind, files), visible, item))
+                kinds.append(kind)
+            for kind in kinds:
+                if kind in ("audio", "document") and any(k != kind for k in kinds):
+                    raise _bad(f"{kind} can't be mixed with other media types")
+        else:
+            kind = _MEDIA_FIELDS[method]
+            visible = _text(
+                params.get("caption"),
+                params.get("parse_mode"),
+                limit=CAPTION_LIMIT,
+                too_long="message caption is too long",
+                required=False,
+            )
+            value = params.get(kind)
+            if value is None and kind in files:
+                value = f"attach://{kind}"
+            contents.append((kind, self._media(value, kind, files), visible, params))
+        if method != "sendmediagroup" and params.get("reply_markup") not in (None, ""):
+            markup = _keyboard(params["reply_markup"])
+        self._flood_control(bot, chat, len(contents), now)
+        # accepted
+        bot.counters.accepted += 1
+        chat.counters.accepted += 1
+        date = int(time.time())
+        group_id = None
+        if len(contents) > 1:
+            self._media_group_id += 1
+            group_id = str(self._media_group_id)
+        messages = [
+            self._message(bot, chat, kind, ref, visible, raw, params, date, group_id, markup)
+            for kind, ref, visible, raw in contents
+        ]
+        chat.received.append(
+            {
+                "method": _CANONICAL[method],
+                "params": {k: v for k, v in params.items() if k != "chat_id"},
+                "message_id": messages[0]["message_id"],
+                "message_ids": [m["message_id"] for m in messages],
+                "time": time.time(),
+                "bot_id": bot.id,
+            }
+        )
+        return messages if method == "sendmediagroup" else messages[0]
+
+    def _flood_control(self, bot: _Bot, chat: _Chat, cost: int, now: float) -> None:
+        """Raise 429 when the message would go over a limit (when limits are on); the
+        arrival is counted as over the limit either way."""
+        rate = self._rates.get((bot.id, chat.id))
+        if rate is None:
+            rate = self._rates[(bot.id, chat.id)] = _ChatRate(_Bucket(CHAT_BURST, now))
+        group = chat.kind != "private"
+        wait = max(
+            bot.window.wait(now, cost, BOT_PER_SECOND),
+            rate.bucket.wait(now, CHAT_BURST, CHAT_PER_SECOND),
+            rate.minute.wait(now, cost, GROUP_PER_MINUTE) if group else 0.0,
+        )
+        if wait > 0:
+            bot.counters.over_limit += 1
+            chat.counters.over_limit += 1
+            if self.limits:
+                chat.counters.rate_limited += 1
+                retry = max(1, math.ceil(wait))
+                raise _ApiError(429, f"Too Many Requests: retry after {retry}", {"retry_after": retry})
+        bot.window.add(now, cost)
+        rate.bucket.take()
+        if group:
+            rate.minute.add(now, cost)
+
+    def _message(
+        self,
+        bot: _Bot,
+        chat: _Chat,
+        kind: str,
+        ref: dict[str, Any] | None,
+        visible: str,
+        item: Mapping[str, Any],
+        params: Mapping[str, Any],
+        date: int,
+        group_id: str | None,
+        markup: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        message: dict[str, Any] = {"message_id": chat.next_message_id}
+        chat.next_message_id += 1
+        if chat.kind == "channel":
+            message["sender_chat"] = chat.obj()
+        else:
+            message["from"] = bot.user()
+        message["chat"] = chat.obj()
+        message["date"] = date
+        thread = _int(params.get("message_thread_id"))
+        if thread is not None and chat.kind == "supergroup":
+            message["message_thread_id"] = thread
+            message["is_topic_message"] = True
+        if group_id is not None:
+            message["media_group_id"] = group_id
+        if kind == "text":
+            message["text"] = visible
+            preview = params.get("link_preview_options")
+            if preview not in (None, ""):
+                message["link_preview_options"] = _json_param(preview, "can't parse link preview options")
+        else:
+            source = (ref or {}).get("url") or (ref or {}).get("upload") or (ref or {}).get("file_id") or ""
+            file_id, unique = _file_id(str(source), kind)
+            self._file_ids.add(file_id)
+            name = urlsplit(str(source)).path.rsplit("/", 1)[-1] or "file"
+            if kind == "photo":
+                message["photo"] = [
+                    {"file_id": file_id + "s", "file_unique_id": unique + "s", "width": 90, "height": 90},
+                    {"file_id": file_id, "file_unique_id": unique, "width": 800, "height": 800},
+                ]
+                self._file_ids.add(file_id + "s")
+            elif kind == "video":
+                message["video"] = {
+                    "file_id": file_id,
+                    "file_unique_id": unique,
+                    "width": 1280,
+                    "height": 720,
+                    "duration": 0,
+                    "mime_type": "video/mp4",
+                }
+            elif kind == "audio":
+                message["audio"] = {
+                    "file_id": file_id,
+                    "file_unique_id": unique,
+                    "duration": 0,
+                    "file_name": name,
+                    "mime_type": "audio/mpeg",
+                }
+            else:
+                message["document"] = {"file_id": file_id, "file_unique_id": unique, "file_name": name}
+            if visible:
+                message["caption"] = visible
+            if _flag(item.get("has_spoiler", False)):
+                message["has_media_spoiler"] = True
+        if markup is not None and "inline_keyboard" in markup:
+            message["reply_markup"] = {"inline_keyboard": markup["inline_keyboard"]}
+        return message
+
+    # ------------------------------------------------------------- control API
+
+    async def _http_bots(self, request: Request) -> Response:
+        if request.method == "GET":
+            with self._lock:
+                return JSONResponse({"ok": True, "bots": [bot.public() for bot in self._bots.values()]})
+        body = await _control_body(request)
+        if isinstance(body, Response):
+            return body
+        token = body.get("token")
+        if not isinstance(token, str):
+            return _control_error("a bot needs a token")
+        try:
+            bot = self.add_bot(
+                token, str(body.get("username") or "feedcast_bot"), bot_id=_int(body.get("id"))
+            )
+        except ValueError as err:
+            return _control_error(str(err))
+        return JSONResponse({"ok": True, "bot": bot})
+
+    async def _http_chats(self, request: Request) -> Response:
+        if request.method == "GET":
+            chat_id = request.query_params.get("chat_id")
+            if chat_id is not None:
+                with self._lock:
+                    chat = self._lookup(chat_id)
+                    if chat is None:
+                        return _control_error(f"unknown chat {chat_id}", 404)
+                    return JSONResponse({"ok": True, "chat": chat.public()})
+            return JSONResponse({"ok": True, "chats": self.chats()})
+        body = await _control_body(request)
+        if isinstance(body, Response):
+            return body
+        entries = body.get("chats", [body])
+        if not isinstance(entries, list):
+            return _control_error("chats must be a list")
+        done = []
+        for entry in entries:
+            if not isinstance(entry, dict) or _int(entry.get("chat_id")) is None:
+                return _control_error("each chat needs an integer chat_id")
+            try:
+                done.append(
+                    self.add_chat(
+                        int(entry["chat_id"]),
+                        kind=str(entry.get("kind", "private")),
+                        status=str(entry.get("status", "active")),
+                        migrate_to=_int(entry.get("migrate_to")),
+                        username=entry.get("username"),
+                        title=entry.get("title"),
+                    )
+                )
+            except ValueError as err:
+                return _control_error(str(err))
+        return JSONResponse({"ok": True, "chats": done})
+
+    async def _http_received(self, request: Request) -> Response:
+        chat_id = request.query_params.get("chat_id")
+        if chat_id is None:
+            return JSONResponse({"ok": True, "received": self.all_received()})
+        return JSONResponse({"ok": True, "chat_id": chat_id, "messages": self.received(chat_id)})
+
+    async def _http_stats(self, request: Request) -> Response:
+        chats = _flag(request.query_params.get("chats", "false"))
+        return JSONResponse({"ok": True, **self.stats(chats=chats)})
+
+    async def _http_reset(self, request: Request) -> Response:
+        body = await _control_body(request)
+        if isinstance(body, Response):
+            return body
+        self.reset(everything=_flag(body.get("everything", False)))
+        return JSONResponse({"ok": True})
+
+    async def _http_config(self, request: Request) -> Response:
+        if request.method == "GET":
+            with self._lock:
+                return JSONResponse({"ok": True, **self._config()})
+        body = await _control_body(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            config = self.configure(
+                limits=None if body.get("limits") is None else _flag(body["limits"]),
+                fault_rate=body.get("fault_rate"),
+                drop_rate=body.get("drop_rate"),
+                seed=_int(body.get("seed")),
+                auto_chats=None if body.get("auto_chats") is None else _flag(body["auto_chats"]),
+            )
+        except (TypeError, ValueError) as err:
+            return _control_error(str(err))
+        return JSONResponse({"ok": True, **config})
+
+
+def _recent(window: _Window, now: float) -> int:
+    window.prune(now)
+    return window.total
+
+
+def _album_size(params: Mapping[str, Any]) -> int:
+    media = params.get("media")
+    if isinstance(media, str):
+        try:
+            media = json.loads(media)
+        except ValueError:
+            return 1
+    return max(1, len(media)) if isinstance(media, list) else 1
+
+
+async def _control_body(request: Request) -> dict[str, Any] | Response:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return _control_error("the body must be a JSON object")
+    return body if isinstance(body, dict) else _control_error("the body must be a JSON object")
+
+
+def _control_error(message: str, status: int = 400) -> Response:
+    return JSONResponse({"ok": False, "error": message}, status_code=status)
+
+
+async def _drop(send: Send) -> None:
+    """Drop the connection without answering: abort uvicorn's transport (an RST, no bytes),
+    as a proxy or a crashed server does. When the transport cannot be reached (another
+    server), start an answer and abandon it, so the client still sees a broken connection."""
+    cycle: Any = getattr(send, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if cycle is not None and transport is not None and hasattr(transport, "abort"):
+        transport.abort()
+        if hasattr(cycle, "disconnected"):
+            cycle.disconnected = True  # uvicorn would otherwise answer 500 on the dead socket
+        await asyncio.sleep(0)
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"64")]})
+    raise ConnectionAbortedError("connection dropped on purpose")
