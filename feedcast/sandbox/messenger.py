@@ -84,6 +84,7 @@ import contextlib
 import json
 import random
 import re
+import socket
 import string
 import threading
 from collections import deque
@@ -95,9 +96,11 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 __all__ = [
     "GRAPH_VERSION",
@@ -232,6 +235,30 @@ class _Window:
         }
 
 
+def _transport(receive: Any) -> Any:
+    """uvicorn's transport for this connection: ``receive`` is a bound method of its
+    request cycle, which holds it (None under another server)."""
+    return getattr(getattr(receive, "__self__", None), "transport", None)
+
+
+class _NoDelay:
+    """Sets TCP_NODELAY on each connection: asyncio does so only for sockets created
+    with ``proto=IPPROTO_TCP``, and :class:`AsgiServer`'s listening socket has proto 0,
+    so without this every keep-alive response waits ~40 ms for a delayed ACK (Nagle)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            transport = _transport(receive)
+            sock = transport.get_extra_info("socket") if transport is not None else None
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await self.app(scope, receive, send)
+
+
 def _utf16(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
@@ -286,6 +313,7 @@ class MessengerEmulator:
         self._seed_rngs(seed)
         self._clear()
         self.app = Starlette(
+            middleware=[Middleware(_NoDelay)],
             routes=[
                 Route("/{version}/me/messages", self._messages_endpoint, methods=["POST"]),
                 Route("/me/messages", self._messages_endpoint, methods=["POST"]),
@@ -298,7 +326,7 @@ class MessengerEmulator:
                 Route("/_sandbox/reset", self._reset_endpoint, methods=["POST"]),
                 Route("/_sandbox/config", self._config_endpoint, methods=["GET", "POST"]),
                 Route("/_sandbox/errors", self._errors_endpoint, methods=["POST"]),
-            ]
+            ],
         )
 
     # ------------------------------------------------------------------ python API
@@ -523,7 +551,7 @@ class MessengerEmulator:
         # drop: abort the TCP connection (uvicorn's receive is a bound method of its
         # request cycle, which holds the transport); wait until uvicorn noticed, so the
         # response returned below is discarded instead of written
-        transport = getattr(getattr(request.receive, "__self__", None), "transport", None)
+        transport = _transport(request.receive)
         if transport is None:
             raise RuntimeError("drop_rate needs uvicorn: this server gives no access to the connection")
         transport.abort()
