@@ -422,7 +422,12 @@ class WebhookChannel(Channel):
             )
         if self.client is None:
             return Result(Outcome.FATAL, error=f"channel {self.name!r} was not opened", code="config")
-        body = json.dumps(call.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        try:
+            body = json.dumps(call.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            return Result(
+                Outcome.CONTENT, error=f"the payload is not JSON: {self.error_text(exc)}", code="payload"
+            )
         target = httpx.URL(url)
         if self.format == "discord":
             target = target.copy_merge_params({"wait": "true"})

@@ -440,6 +440,13 @@ def test_validate_settings() -> None:
     assert header["header"] == "X-Auth: env:TOK"
 
 
+def test_a_payload_that_is_not_json_is_content(receiver: WebhookReceiver, base: str) -> None:
+    hook = receiver.add_json("strict")
+    result = send_one(channel(base + hook.path, "json"), {"when": object()})
+    assert result.outcome is Outcome.CONTENT and result.code == "payload"
+    assert receiver.stats(hook.name)["requests"] == 0
+
+
 def test_extra_header_is_resolved_and_sent(receiver: WebhookReceiver, base: str) -> None:
     hook = receiver.add_json("bearer")
     ch = channel(
