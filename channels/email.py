@@ -35,7 +35,7 @@ import re
 import smtplib
 import socket
 import ssl
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address, HeaderRegistry
@@ -60,6 +60,7 @@ from channels.base import (
     SendContext,
     one_line,
 )
+from channels.ratelimit import RateGate
 from feedcast.errors import InvalidValue
 from feedcast.models import ProviderCall
 
@@ -299,8 +300,18 @@ class _Pool:
         for index in range(size):
             self._slots.put_nowait(conns[index] if index < len(conns) else None)
 
-    async def run(self, work: Callable[[smtplib.SMTP | None], tuple[smtplib.SMTP | None, Result]]) -> Result:
+    async def run(
+        self,
+        work: Callable[[smtplib.SMTP | None], tuple[smtplib.SMTP | None, Result]],
+        pace: Callable[[], Awaitable[None]] | None = None,
+    ) -> Result:
         conn = await self._slots.get()
+        if pace is not None:
+            try:
+                await pace()
+            except BaseException:
+                self._slots.put_nowait(conn)
+                raise
         try:
             conn, result = await asyncio.to_thread(work, conn)
         except BaseException:
@@ -357,6 +368,10 @@ class EmailChannel(Channel):
     def __init__(self, name: str, settings: Mapping[str, Any], *, secrets: Secrets | None = None) -> None:
         super().__init__(name, settings, secrets=secrets)
         self._pool: _Pool | None = None
+        # The engine's gate paces calls into send(); this one paces them onto the wire,
+        # once a pooled session is free: waiting for a session must not bunch messages
+        # into a burst the relay would count against its limit.
+        self._wire: RateGate | None = None
         self._target: SmtpTarget | None = None
         self._context: ssl.SSLContext | None = None
         self._user: str | None = None
@@ -542,6 +557,7 @@ class EmailChannel(Channel):
                 raise unexpected[0]
             raise ChannelError(f"channel {self.name!r}: {fatal[0].error}")
         self._pool = _Pool(size, conns)
+        self._wire = RateGate()
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -589,7 +605,10 @@ class EmailChannel(Channel):
         def deliver(conn: smtplib.SMTP | None) -> tuple[smtplib.SMTP | None, Result]:
             return self._deliver(conn, msg, envelope_from, to, msg_id)
 
-        result = await self._pool.run(deliver)
+        if self._wire is None:
+            self._wire = RateGate()
+        wire, rules = self._wire, self.rate_rules(recipient, call)
+        result = await self._pool.run(deliver, lambda: wire.acquire(rules))
         log.debug(
             "smtp send channel=%s campaign=%s subscriber=%s position=%s outcome=%s code=%s",
             self.name,
