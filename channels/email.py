@@ -584,6 +584,12 @@ class EmailChannel(Channel):
                 Outcome.CONTENT, error=f"email channels send smtp calls, not {call.method!r}", code="format"
             )
         try:
+            to = parse_address(recipient.address, what="email address", name_allowed=False).addr_spec
+        except InvalidValue as exc:  # subscribed before it was validated, or edited since
+            return Result(
+                Outcome.RECIPIENT, error=one_line(str(exc)), code="address", subscriber_status="unreachable"
+            )
+        try:
             msg = build_email(
                 call,
                 recipient,
@@ -593,7 +599,6 @@ class EmailChannel(Channel):
                 reply_to=self.settings.get("reply_to") or None,
                 unsubscribe_mailto=self.settings.get("unsubscribe_mailto") or None,
             )
-            to = parse_address(recipient.address, what="recipient", name_allowed=False).addr_spec
         except (InvalidValue, ValueError) as exc:
             return Result(Outcome.CONTENT, error=self.error_text(exc), code="message")
         if self._pool is None:

@@ -551,3 +551,20 @@ def test_sink_certificate_verifies_for_loopback() -> None:
         conn.quit()
         ca_file = sink.ca_file
     assert not ca_file.exists()  # the throwaway CA goes with the sink
+
+
+def test_a_stored_address_that_is_not_one_and_a_call_that_is_not_email(sink: SmtpSink) -> None:
+    ch = channel(sink)
+
+    async def scenario() -> tuple[Result, Result]:
+        await ch.open(None)
+        bad = await ch.send(Recipient(9, "not-an-address"), campaign_call(), CTX, 0)
+        wrong = await ch.send(recipient(1), ProviderCall("sendMessage", {"text": "hi"}), CTX, 0)
+        await ch.close()
+        return bad, wrong
+
+    bad, wrong = asyncio.run(scenario())
+    assert bad.outcome is Outcome.RECIPIENT
+    assert bad.subscriber_status == "unreachable"
+    assert wrong.outcome is Outcome.CONTENT
+    assert sink.messages == []
