@@ -191,13 +191,16 @@ class Secrets:
 
 
 class SecretRedactor(logging.Filter):
-    """A logging filter that replaces known secret values with ``****`` in every record
-    (installed on the ``httpx`` and ``httpcore`` loggers, which log request URLs, and on
-    ``feedcast`` and ``channels``): a Telegram token is part of every request URL."""
+    """Replaces known secret values with ``****`` in every log record of the process,
+    whatever the logger (``httpx`` logs request URLs, and a Telegram token is part of
+    every Bot API URL): installed as the log record factory, so no handler, child
+    logger or third-party library sees a secret once it has been resolved."""
 
     def __init__(self) -> None:
         super().__init__()
         self._values: set[str] = set()
+        self._base = logging.getLogRecordFactory()
+        logging.setLogRecordFactory(self._record)
 
     def add(self, value: str) -> None:
         self._values.add(value)
@@ -208,18 +211,24 @@ class SecretRedactor(logging.Filter):
                 text = text.replace(value, "****")
         return text
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def _record(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self._base(*args, **kwargs)
         if self._values:
-            message = record.getMessage()
+            try:
+                message = record.getMessage()
+            except Exception:  # a malformed log call: leave it to logging's own handling
+                return record
             scrubbed = self.scrub(message)
             if scrubbed != message:
                 record.msg, record.args = scrubbed, None
+        return record
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Also usable as a logging filter (records are already scrubbed at creation)."""
         return True
 
 
 REDACTOR = SecretRedactor()
-for _name in ("httpx", "httpcore", "feedcast", "channels", "flows", "prefect"):
-    logging.getLogger(_name).addFilter(REDACTOR)
 
 
 class Channel(abc.ABC):

@@ -1,10 +1,12 @@
 """Pace calls to a provider's published limits, and pause a whole channel on a 429.
 
-A sliding (moving) window per rule key, from the ``limits`` library: no 1-second window
-ever holds more than the limit, unlike a token bucket that lets a full bucket burst on
-top of the refill. Callers ``await gate.acquire(rules)``; the gate waits until every
-rule has room, then takes it for all at once (one event loop: no other caller runs
-between the check and the take).
+A sliding (moving) window per rule key, from the ``limits`` library: no window ever
+holds more than the limit, unlike a token bucket that lets a full bucket burst on top of
+the refill. Calls are also spread evenly (at least ``period / limit`` apart per key):
+a window filled in one burst and refilled in the next would let network jitter push
+a few requests of one burst into the provider's next window. Callers ``await
+gate.acquire(rules)``; the gate waits until every rule has room, then takes it for all
+at once (one event loop: no other caller runs between the check and the take).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class RateGate:
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._items: dict[tuple[int, int], RateLimitItem] = {}
         self._paused_until = 0.0
+        self._next: dict[str, float] = {}  # key -> earliest monotonic time of its next call
         self.waited = 0.0  # seconds spent waiting for room (for reports)
         self.pauses = 0
 
@@ -56,7 +59,8 @@ class RateGate:
                 continue
             if not self.enabled or not rules:
                 break
-            wait = 0.0
+            now = time.monotonic()
+            wait = max(self._next.get(rule.key, 0.0) - now for rule in rules)
             for rule in rules:
                 item = self._item(rule)
                 cost = min(rule.cost, rule.limit)
@@ -66,6 +70,7 @@ class RateGate:
             if wait <= 0:
                 for rule in rules:
                     self._limiter.hit(self._item(rule), rule.key, cost=min(rule.cost, rule.limit))
+                    self._next[rule.key] = now + rule.period * min(rule.cost, rule.limit) / rule.limit
                 break
             # the window's oldest hit expires at reset_time; a few ms more avoids spinning
             await asyncio.sleep(min(max(wait, 0.002), 1.0))

@@ -521,4 +521,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m feedcast.cli`: run the imported module's app, on which the other
+    # command modules registered their commands (this __main__ copy has none of them)
+    from feedcast.cli import main as _main
+
+    _main()

@@ -390,6 +390,8 @@ class _Engine:
         self.fatal: str | None = None
         # asyncio primitives bind to the running loop on first use (Python 3.10+)
         self.stopping = asyncio.Event()
+        self.finished = asyncio.Event()
+        self.flushes: set[asyncio.Future[None]] = set()
         self.db_lock = asyncio.Lock()
         self.slots = asyncio.Semaphore(self.in_flight)
         self.buffer: list[DeliveryUpdate] = []
@@ -436,13 +438,19 @@ class _Engine:
                 if tasks:
                     await asyncio.gather(*tasks)
             finally:
-                flusher.cancel()
+                self.finished.set()
+                await flusher  # never cancelled mid-write: its thread would go on writing
+                if self.flushes:
+                    await asyncio.gather(*self.flushes)
                 await self._flush()
                 await self.channel.close()
 
     async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.flush_interval)
+        while not self.finished.is_set():
+            try:
+                await asyncio.wait_for(self.finished.wait(), self.settings.flush_interval)
+            except TimeoutError:
+                pass
             await self._flush()
 
     async def _flush(self) -> None:
@@ -460,7 +468,9 @@ class _Engine:
     def _finish(self, update: DeliveryUpdate) -> None:
         self.buffer.append(update)
         if len(self.buffer) >= self.settings.flush_rows:
-            asyncio.ensure_future(self._flush())  # noqa: RUF006 - awaited through db_lock by the next flush
+            task = asyncio.ensure_future(self._flush())
+            self.flushes.add(task)
+            task.add_done_callback(self.flushes.discard)
 
     def _recipient(self, pending: PendingDelivery) -> Recipient:
         url = None

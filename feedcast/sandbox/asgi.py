@@ -25,7 +25,9 @@ class AsgiServer:
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, *, name: str = "emulator") -> None:
         self.app = app
         self.name = name
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP: asyncio then sets TCP_NODELAY on accepted connections (else
+        # each keep-alive answer waits ~40 ms for a delayed ACK)
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.host, self.port = self._socket.getsockname()[:2]
