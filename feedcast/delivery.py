@@ -22,6 +22,7 @@ Pacing: every call passes the channel's :class:`~channels.ratelimit.RateGate`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -447,10 +448,8 @@ class _Engine:
 
     async def _flush_loop(self) -> None:
         while not self.finished.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.finished.wait(), self.settings.flush_interval)
-            except TimeoutError:
-                pass
             await self._flush()
 
     async def _flush(self) -> None:

@@ -62,7 +62,17 @@ def _items(prefix: str, n: int, start: datetime = T0) -> tuple[Item, ...]:
 def _poll(store: Store, items: tuple[Item, ...], when: datetime) -> None:
     source = store.get_source("blog")
     store.record_polls(
-        [PollOutcome(source_id=source.id, url=source.url, started_at=when, duration=0.01, outcome="ok", status=200, items=items)],
+        [
+            PollOutcome(
+                source_id=source.id,
+                url=source.url,
+                started_at=when,
+                duration=0.01,
+                outcome="ok",
+                status=200,
+                items=items,
+            )
+        ],
         now=when,
     )
 
@@ -83,7 +93,9 @@ def _history(store: Store) -> list[dict[str, object]]:
     return store.query("SELECT * FROM send_history ORDER BY delivery_id")[1]
 
 
-def test_a_campaign_reaches_every_active_subscriber_once(tmp_path: Path, tg: tuple[TelegramEmulator, str]) -> None:
+def test_a_campaign_reaches_every_active_subscriber_once(
+    tmp_path: Path, tg: tuple[TelegramEmulator, str]
+) -> None:
     emulator, url = tg
     store = _store(tmp_path, url, ["101", "102", "103"])
     _poll(store, _items("new", 1, T0 + timedelta(hours=1)), T0 + timedelta(hours=1))
@@ -109,7 +121,7 @@ def test_a_campaign_reaches_every_active_subscriber_once(tmp_path: Path, tg: tup
 def test_the_queue_takes_items_oldest_first_and_never_repeats_one(
     tmp_path: Path, tg: tuple[TelegramEmulator, str]
 ) -> None:
-    emulator, url = tg
+    _emulator, url = tg
     store = _store(tmp_path, url, ["201"], max_items=2)
     when = T0 + timedelta(hours=1)
     _poll(store, _items("n", 3, when), when)  # three new posts in one poll
@@ -120,7 +132,9 @@ def test_the_queue_takes_items_oldest_first_and_never_repeats_one(
     assert (first.items, first.waiting) == (2, 1)
     assert (second.items, second.waiting) == (1, 0)
     assert third.campaign_id is None and third.reason == "no new items since the last campaign"
-    _, rows = store.query("SELECT campaign_id, count(*) AS n, count(DISTINCT item_id) AS d FROM campaign_items GROUP BY 1 ORDER BY 1")
+    _, rows = store.query(
+        "SELECT campaign_id, count(*) AS n, count(DISTINCT item_id) AS d FROM campaign_items GROUP BY 1 ORDER BY 1"
+    )
     assert [(r["n"], r["d"]) for r in rows] == [(2, 2), (1, 1)]
     _, all_items = store.query("SELECT count(DISTINCT item_id) AS n FROM campaign_items")
     assert all_items[0]["n"] == 3
@@ -132,12 +146,27 @@ def test_a_price_drop_queues_an_item_again(tmp_path: Path, tg: tuple[TelegramEmu
     _emulator, url = tg
     store = _store(tmp_path, url, ["301"], layout="product", events=["new", "price_drop"])
     when = T0 + timedelta(hours=1)
-    shoe = Item(key="shoe", title="Trail shoe", url="https://shop.example/shoe", price=Decimal("80"), currency="EUR", availability="in_stock")
+    shoe = Item(
+        key="shoe",
+        title="Trail shoe",
+        url="https://shop.example/shoe",
+        price=Decimal("80"),
+        currency="EUR",
+        availability="in_stock",
+    )
     _poll(store, (shoe,), when)
     automation = store.get_automation("news")
     assert build_campaign(store, automation, environ=ENV).items == 1
     assert build_campaign(store, automation, environ=ENV).campaign_id is None
-    cheaper = Item(key="shoe", title="Trail shoe", url="https://shop.example/shoe", price=Decimal("80"), sale_price=Decimal("60"), currency="EUR", availability="in_stock")
+    cheaper = Item(
+        key="shoe",
+        title="Trail shoe",
+        url="https://shop.example/shoe",
+        price=Decimal("80"),
+        sale_price=Decimal("60"),
+        currency="EUR",
+        availability="in_stock",
+    )
     _poll(store, (cheaper,), when + timedelta(hours=1))
     again = build_campaign(store, automation, environ=ENV)
     assert again.items == 1
@@ -169,8 +198,16 @@ def test_provider_errors_change_subscribers(tmp_path: Path, tg: tuple[TelegramEm
     assert len(emulator.received(-1009406)) == 1
     failed = {r["recipient"]: r for r in _history(store) if r["status"] == "failed"}
     assert "blocked" in str(failed["402"]["error"]) and failed["402"]["error_code"] == "403"
-    _, events = store.query("SELECT event, source FROM subscription_events WHERE source = 'provider' ORDER BY id")
-    assert sorted(e["event"] for e in events) == ["migrated", "unreachable", "unreachable", "unsubscribe", "unsubscribe"]
+    _, events = store.query(
+        "SELECT event, source FROM subscription_events WHERE source = 'provider' ORDER BY id"
+    )
+    assert sorted(e["event"] for e in events) == [
+        "migrated",
+        "unreachable",
+        "unreachable",
+        "unsubscribe",
+        "unsubscribe",
+    ]
     # the next campaign goes to the active ones only
     _poll(store, _items("y", 1, T0 + timedelta(hours=2)), T0 + timedelta(hours=2))
     [nxt] = send_automation(store, "news", settings=FAST, environ=ENV)
@@ -184,7 +221,9 @@ def test_a_bad_token_stops_the_campaign_and_a_fixed_one_resumes_it(
     store = _store(tmp_path, url, ["501", "502", "503"])
     _poll(store, _items("z", 1, T0 + timedelta(hours=1)), T0 + timedelta(hours=1))
 
-    [stopped] = send_automation(store, "news", settings=FAST, environ={"TG_TOKEN": "999:WRONG-token-zzzzzzzz"})
+    [stopped] = send_automation(
+        store, "news", settings=FAST, environ={"TG_TOKEN": "999:WRONG-token-zzzzzzzz"}
+    )
     assert stopped.campaign.status == "stopped"
     assert stopped.campaign.pending == 3 and stopped.campaign.sent == 0
     assert "token" in (stopped.campaign.error or "").lower()
@@ -209,14 +248,18 @@ def test_a_missing_secret_stops_the_campaign_with_a_clear_error(
     assert "TG_TOKEN" in (stopped.campaign.error or "") and "not set" in (stopped.campaign.error or "")
 
 
-def test_transient_faults_are_retried_without_duplicates(tmp_path: Path, tg: tuple[TelegramEmulator, str]) -> None:
+def test_transient_faults_are_retried_without_duplicates(
+    tmp_path: Path, tg: tuple[TelegramEmulator, str]
+) -> None:
     emulator, url = tg
     emulator.configure(fault_rate=0.3, seed=7)
     chats = [str(700 + i) for i in range(20)]
     store = _store(tmp_path, url, chats)
     _poll(store, _items("f", 1, T0 + timedelta(hours=1)), T0 + timedelta(hours=1))
 
-    [result] = send_automation(store, "news", settings=SendSettings(backoff=0.01, backoff_cap=0.05, max_attempts=10), environ=ENV)
+    [result] = send_automation(
+        store, "news", settings=SendSettings(backoff=0.01, backoff_cap=0.05, max_attempts=10), environ=ENV
+    )
 
     assert result.campaign.sent == 20
     assert all(len(emulator.received(c)) == 1 for c in chats)
@@ -233,7 +276,9 @@ def test_a_429_pauses_the_bot_and_every_message_still_arrives(
     _poll(store, _items("r", 1, T0 + timedelta(hours=1)), T0 + timedelta(hours=1))
 
     # our own pacing off: the emulator's flood control answers 429 retry_after
-    [result] = send_automation(store, "news", settings=SendSettings(limits=False, max_in_flight=45), environ=ENV)
+    [result] = send_automation(
+        store, "news", settings=SendSettings(limits=False, max_in_flight=45), environ=ENV
+    )
 
     stats = emulator.stats()
     assert stats["rate_limited"] > 0 and result.pauses > 0
@@ -241,7 +286,9 @@ def test_a_429_pauses_the_bot_and_every_message_still_arrives(
     assert all(len(emulator.received(c)) == 1 for c in chats)
 
 
-def test_pacing_keeps_every_window_under_telegrams_limits(tmp_path: Path, tg: tuple[TelegramEmulator, str]) -> None:
+def test_pacing_keeps_every_window_under_telegrams_limits(
+    tmp_path: Path, tg: tuple[TelegramEmulator, str]
+) -> None:
     emulator, url = tg
     chats = [str(900 + i) for i in range(70)]
     store = _store(tmp_path, url, chats)
@@ -282,7 +329,9 @@ def test_messenger_skips_people_outside_the_24_hour_window(tmp_path: Path) -> No
         store = Store(tmp_path / "feedcast.duckdb")
         store.add_source("blog", "https://blog.example/feed.xml")
         _poll(store, _items("old", 1), T0)
-        store.add_channel("fb", "messenger", {"page_token": "env:FB_TOKEN", "api_url": server.base_url + "/v25.0"})
+        store.add_channel(
+            "fb", "messenger", {"page_token": "env:FB_TOKEN", "api_url": server.base_url + "/v25.0"}
+        )
         now = datetime.now(UTC)
         store.add_subscribers(
             "fb",
@@ -295,9 +344,18 @@ def test_messenger_skips_people_outside_the_24_hour_window(tmp_path: Path) -> No
         emulator.add_person("5001", last_inbound=now - timedelta(hours=2))
         emulator.add_person("5002", last_inbound=now - timedelta(days=3))
         emulator.add_person("5003", last_inbound=None)
-        store.add_automation("fbnews", channel="fb", layout="single", sources=["blog"], max_items=1, since=T0 + timedelta(minutes=1))
+        store.add_automation(
+            "fbnews",
+            channel="fb",
+            layout="single",
+            sources=["blog"],
+            max_items=1,
+            since=T0 + timedelta(minutes=1),
+        )
         _poll(store, _items("w", 1, T0 + timedelta(hours=1)), T0 + timedelta(hours=1))
-        [result] = send_automation(store, "fbnews", settings=FAST, environ={"FB_TOKEN": "PAGE-TOKEN-abcdef123456"})
+        [result] = send_automation(
+            store, "fbnews", settings=FAST, environ={"FB_TOKEN": "PAGE-TOKEN-abcdef123456"}
+        )
         assert (result.campaign.sent, result.campaign.skipped) == (1, 2)
         skipped = [r for r in _history(store) if r["status"] == "skipped"]
         assert all("24-hour" in str(r["error"]) for r in skipped)
@@ -311,17 +369,27 @@ def test_email_campaigns_carry_a_personal_unsubscribe_link_and_bounces_are_recor
         store.add_source("blog", "https://blog.example/feed.xml")
         _poll(store, _items("old", 1), T0)
         store.add_channel(
-            "mail", "email", {"smtp": sink.url, "from_addr": "News <news@shop.example>", "unsubscribe_mailto": "unsubscribe@shop.example"}
+            "mail",
+            "email",
+            {
+                "smtp": sink.url,
+                "from_addr": "News <news@shop.example>",
+                "unsubscribe_mailto": "unsubscribe@shop.example",
+            },
         )
         store.add_subscribers("mail", [NewSubscriber("ann@example.org"), NewSubscriber("gone@example.org")])
-        store.add_automation("letter", channel="mail", layout="digest", sources=["blog"], since=T0 + timedelta(minutes=1))
+        store.add_automation(
+            "letter", channel="mail", layout="digest", sources=["blog"], since=T0 + timedelta(minutes=1)
+        )
         _poll(store, _items("e", 2, T0 + timedelta(hours=1)), T0 + timedelta(hours=1))
         env = {"FEEDCAST_SECRET_KEY": "k" * 32, "FEEDCAST_PUBLIC_URL": "https://news.shop.example"}
         [result] = send_automation(store, "letter", settings=FAST, environ=env)
         assert (result.campaign.sent, result.campaign.failed) == (1, 1)
         [message] = sink.messages_for("ann@example.org")
         unsubscribe = message.message["List-Unsubscribe"]
-        assert "https://news.shop.example/u/" in unsubscribe and "mailto:unsubscribe@shop.example" in unsubscribe
+        assert (
+            "https://news.shop.example/u/" in unsubscribe and "mailto:unsubscribe@shop.example" in unsubscribe
+        )
         assert message.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert message.message.get_content_type() == "multipart/alternative"
         status = {s.recipient: s.status for s in store.list_subscribers("mail")}
@@ -337,8 +405,11 @@ def test_a_campaign_killed_midway_resumes_without_loss_and_with_bounded_duplicat
     store = _store(tmp_path, url, chats)
     _poll(store, _items("k", 1, T0 + timedelta(hours=1)), T0 + timedelta(hours=1))
     env = {**os.environ, **ENV, "FEEDCAST_DB": str(tmp_path / "feedcast.duckdb")}
-    process = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "feedcast.cli", "send", "news"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    process = subprocess.Popen(
+        [sys.executable, "-m", "feedcast.cli", "send", "news"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 30
     while emulator.stats()["accepted"] < 40 and time.monotonic() < deadline and process.poll() is None:
