@@ -633,3 +633,87 @@ def send_command(
         raise FeedcastError(
             f"campaign {stopped[-1].campaign.id} stopped: {stopped[-1].campaign.error}; its other deliveries stay pending (fix it, then send again)"
         )
+
+
+# --------------------------------------------------------------------------- sandbox
+
+
+@app.command("sandbox")
+def sandbox_command(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    telegram_port: Annotated[
+        int, typer.Option("--telegram-port", help="Telegram Bot API emulator (0: any free port).")
+    ] = 8081,
+    messenger_port: Annotated[
+        int, typer.Option("--messenger-port", help="Messenger Send API emulator.")
+    ] = 8082,
+    webhooks_port: Annotated[
+        int, typer.Option("--webhooks-port", help="Slack, Discord and JSON webhook receivers.")
+    ] = 8083,
+    smtp_port: Annotated[int, typer.Option("--smtp-port", help="SMTP sink.")] = 8025,
+    no_limits: Annotated[
+        bool, typer.Option("--no-limits", help="Do not enforce the providers' rate limits.")
+    ] = False,
+    fault_rate: Annotated[
+        float, typer.Option("--fault-rate", help="Fraction of requests answered with a transient error.")
+    ] = 0.0,
+    drop_rate: Annotated[
+        float, typer.Option("--drop-rate", help="Fraction of requests whose connection is dropped.")
+    ] = 0.0,
+    seed: Annotated[int | None, typer.Option("--seed", help="Make faults repeatable.")] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Run local emulators of Telegram, Messenger, SMTP and webhooks for rehearsals
+    without real tokens, until Ctrl-C. --format json prints their URLs as one JSON line."""
+    import json
+    import signal
+    import threading
+
+    from feedcast.sandbox.run import SANDBOX_ENV, Sandbox, SandboxPorts
+
+    for flag, rate in (("--fault-rate", fault_rate), ("--drop-rate", drop_rate)):
+        if not 0.0 <= rate <= 1.0:
+            raise InvalidValue(f"{flag} must be between 0 and 1")
+    ports = SandboxPorts(
+        telegram=telegram_port, messenger=messenger_port, smtp=smtp_port, webhooks=webhooks_port
+    )
+    try:
+        sandbox = Sandbox(
+            host, ports, limits=not no_limits, fault_rate=fault_rate, drop_rate=drop_rate, seed=seed
+        )
+        sandbox.start()
+    except OSError as exc:
+        raise UserError(
+            f"cannot listen on {host}: {exc.strerror or exc} (choose other ports, or 0 for any)"
+        ) from None
+    try:
+        if fmt == Format.json:
+            print(json.dumps({"urls": sandbox.urls, "env": SANDBOX_ENV}), flush=True)
+        else:
+            _table(["emulator", "url"], [[k, v] for k, v in sandbox.urls.items()], title="feedcast sandbox")
+            out.print("Rehearse with these credentials (not secret) and channels:", markup=False)
+            for key, value in SANDBOX_ENV.items():
+                out.print(f"  export {key}={value}", markup=False, highlight=False)
+            for line in sandbox.channel_commands():
+                out.print(f"  {line}", markup=False, highlight=False)
+            out.print(
+                "Each emulator shows what it received at /_sandbox/received and /_sandbox/stats. Ctrl-C stops.",
+                markup=False,
+            )
+
+        def interrupt(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, interrupt)  # `kill` stops it as cleanly as Ctrl-C
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stats = sandbox.stats()
+        sandbox.stop()
+        if fmt != Format.json:
+            out.print(
+                f"sandbox stopped: telegram {stats['telegram']['accepted']} accepted, "
+                f"messenger {stats['messenger']['accepted']}, email {stats['smtp']['accepted']}",
+                markup=False,
+            )
