@@ -1,0 +1,273 @@
+"""The sending side of the command line: channel, subscriber, automation, send, preview
+AUTOMATION, against sample sources and the Telegram emulator on loopback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import feedcast.cli as cli_module
+from feedcast.sandbox import AsgiServer, SampleServer, sample_text
+from feedcast.sandbox.telegram import TelegramEmulator
+from tests.test_cli import Cli
+
+TOKEN = "424242:CLI-test-token-qwertyuiop"
+
+
+@pytest.fixture
+def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    monkeypatch.setattr(cli_module.out, "width", 400)
+    monkeypatch.setenv("TG_TOKEN", TOKEN)
+    monkeypatch.setenv("FEEDCAST_ALLOW_PRIVATE_NETWORKS", "1")
+    return Cli(tmp_path / "cli.duckdb", capsys)
+
+
+@pytest.fixture(scope="module")
+def telegram() -> Iterator[tuple[TelegramEmulator, AsgiServer]]:
+    emulator = TelegramEmulator(seed=2)
+    with AsgiServer(emulator.app) as server:
+        yield emulator, server
+
+
+@pytest.fixture
+def tg(telegram: tuple[TelegramEmulator, AsgiServer]) -> tuple[TelegramEmulator, str]:
+    emulator, server = telegram
+    emulator.reset(everything=True)
+    emulator.add_bot(TOKEN, "cli_bot")
+    return emulator, server.base_url
+
+
+@pytest.fixture
+def samples() -> Iterator[SampleServer]:
+    with SampleServer() as server:
+        server.put(
+            "/blog.rss", sample_text("blog.rss").replace("{base}", server.base_url), "application/rss+xml"
+        )
+        yield server
+
+
+def test_channel_add_list_show_and_remove_never_show_a_secret(
+    cli: Cli, tg: tuple[TelegramEmulator, str]
+) -> None:
+    _emulator, url = tg
+    out = cli("channel", "add", "tg", "telegram", "--token", "env:TG_TOKEN", "--api-url", url)
+    assert "added telegram channel tg" in out
+    [channel] = cli.json("channel", "list")  # type: ignore[misc]
+    assert channel["settings"]["token"] == "env:TG_TOKEN" and channel["kind"] == "telegram"
+    shown = cli("channel", "show", "tg")
+    assert "env:TG_TOKEN" in shown and TOKEN not in shown
+    assert "bot @cli_bot" in cli("channel", "test", "tg")
+    assert "test message sent to 77" in cli("channel", "test", "tg", "--to", "77")
+    assert len(_emulator.received(77)) == 1
+    assert "removed channel tg" in cli("channel", "remove", "tg")
+    assert cli.json("channel", "list") == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["channel", "add", "tg", "telegram", "--token", TOKEN], "give it as env:VAR"),
+        (["channel", "add", "tg", "telegram"], "need --token"),
+        (["channel", "add", "tg", "pigeon"], "unknown channel kind 'pigeon'"),
+        (["channel", "add", "tg", "telegram", "--token", "env:T", "--colour", "red"], "take no --colour"),
+        (["channel", "add", "tg", "telegram", "--token"], "--token needs a value"),
+        (["channel", "add", "bad name", "telegram", "--token", "env:T"], "invalid name"),
+        (["channel", "add", "m", "email", "--smtp", "smtp://u:pw@host", "--from", "a@b.example"], "password"),
+        (["channel", "show", "nope"], "no channel named 'nope'"),
+        (["subscriber", "add", "nope", "1"], "no channel named 'nope'"),
+    ],
+)
+def test_channel_mistakes_are_one_line(cli: Cli, args: list[str], message: str) -> None:
+    err = cli(*args, code=2)
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_bad_token_is_reported_by_channel_test(
+    cli: Cli, tg: tuple[TelegramEmulator, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _emulator, url = tg
+    monkeypatch.setenv("TG_TOKEN", "1:not-the-right-token-at-all")
+    cli("channel", "add", "tg", "telegram", "--token", "env:TG_TOKEN", "--api-url", url)
+    err = cli("channel", "test", "tg", code=1)
+    assert "refused" in err and "not-the-right" not in err
+
+
+def test_subscriber_import_reports_bad_rows_and_keeps_the_good_ones(
+    cli: Cli, tg: tuple[TelegramEmulator, str], tmp_path: Path
+) -> None:
+    _emulator, url = tg
+    cli("channel", "add", "tg", "telegram", "--token", "env:TG_TOKEN", "--api-url", url)
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text(
+        "chat_id,name,tags\n101,Ann,vip;fr\nnot-a-chat,Bob,\n102,Cy,\n101,Ann again,\n-100123,Group,\n",
+        encoding="utf-8",
+    )
+    cli.capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        cli_module.main(
+            ["--db", str(cli.db), "subscriber", "import", "tg", str(csv_file), "--tag", "import1"]
+        )
+    assert exited.value.code in (0, None)
+    result = cli.capsys.readouterr()
+    assert "3 added, 0 updated, 0 unchanged, 2 skipped" in result.out
+    assert "line 3: a Telegram recipient is a chat id" in result.err
+    assert "line 5: '101' is already on line 2" in result.err
+    subs = cli.json("subscriber", "list", "--channel", "tg")
+    assert isinstance(subs, list)
+    assert {s["recipient"]: s["tags"] for s in subs} == {
+        "101": ["fr", "import1", "vip"],
+        "102": ["import1"],
+        "-100123": ["import1"],
+    }
+    # importing again: tags merge, statuses stay
+    csv_file.write_text("chat_id,tags\n101,new\n", encoding="utf-8")
+    assert "0 added, 1 updated, 0 unchanged, 0 skipped" in cli("subscriber", "import", "tg", str(csv_file))
+    assert cli.json("subscriber", "list", "--tag", "vip", "--channel", "tg")[0]["tags"] == [
+        "fr",
+        "import1",
+        "new",
+        "vip",
+    ]  # type: ignore[index]
+    cli("subscriber", "remove", "tg", "102")
+    assert len(cli.json("subscriber", "list")) == 2  # type: ignore[arg-type]
+    assert "already a subscriber" in cli("subscriber", "add", "tg", "101", code=2)
+    assert "a Telegram recipient is a chat id" in cli("subscriber", "add", "tg", "bob smith", code=2)
+
+
+def test_automation_add_refuses_what_could_never_send(
+    cli: Cli, tg: tuple[TelegramEmulator, str], samples: SampleServer
+) -> None:
+    _emulator, url = tg
+    cli("source", "add", "blog", samples.base_url + "/blog.rss")
+    cli("channel", "add", "tg", "telegram", "--token", "env:TG_TOKEN", "--api-url", url)
+    base = ["automation", "add", "news", "--source", "blog", "--channel", "tg"]
+    assert "unknown layout 'nope'" in cli(*base, "--layout", "nope", code=2)
+    assert "--message-tag is for Messenger" in cli(
+        *base, "--layout", "single", "--message-tag", "ACCOUNT_UPDATE", code=2
+    )
+    assert "--events" in cli(*base, "--layout", "single", "--events", "new,gossip", code=2)
+    assert "unknown" in cli(*base, "--layout", "single", "--timezone", "Mars/Olympus", code=2).lower()
+    assert "no source named 'other'" in cli(
+        "automation", "add", "n2", "--source", "other", "--layout", "single", "--channel", "tg", code=2
+    )
+
+
+def test_send_delivers_and_records_then_preview_uses_the_automation(
+    cli: Cli, tg: tuple[TelegramEmulator, str], samples: SampleServer
+) -> None:
+    emulator, url = tg
+    cli("source", "add", "blog", samples.base_url + "/blog.rss")
+    cli("channel", "add", "tg", "telegram", "--token", "env:TG_TOKEN", "--api-url", url)
+    cli("subscriber", "add", "tg", "501", "--tag", "vip")
+    cli("subscriber", "add", "tg", "502")
+    out = cli(
+        "automation",
+        "add",
+        "news",
+        "--source",
+        "blog",
+        "--layout",
+        "digest",
+        "--channel",
+        "tg",
+        "--audience",
+        "vip",
+        "--backfill",
+        "2",
+    )
+    assert "added automation news: blog → digest → tg" in out
+    shown = cli.json("automation", "show", "news")
+    assert isinstance(shown, dict) and shown["queued_items"] == 2 and shown["audience_size"] == 1
+
+    preview = cli.json("preview", "news")
+    assert isinstance(preview, list) and preview and preview[0]["method"] == "sendMessage"
+
+    sent = json.loads(cli("send", "news", "--format", "json"))
+    [campaign] = sent["campaigns"]
+    assert (campaign["status"], campaign["items"], campaign["recipients"], campaign["sent"]) == (
+        "sent",
+        2,
+        1,
+        1,
+    )
+    assert len(emulator.received(501)) >= 1 and emulator.received(502) == []
+    history = json.loads(
+        cli("sql", "SELECT automation, channel, recipient, status FROM send_history", "--format", "json")
+    )
+    assert history == [{"automation": "news", "channel": "tg", "recipient": "501", "status": "sent"}]
+    assert "no new items since the last campaign" in cli("send", "news")
+
+    cli("automation", "pause", "news")
+    assert cli.json("automation", "list")[0]["status"] == "paused"  # type: ignore[index]
+    cli("automation", "resume", "news")
+    assert "used by automation 'news'" in cli("channel", "remove", "tg", code=2)
+    cli("automation", "remove", "news")
+    assert cli.json("automation", "list") == []
+    # the history outlives the automation
+    assert len(json.loads(cli("sql", "SELECT * FROM send_history", "--format", "json"))) == 1
+
+
+def test_send_exits_1_with_one_line_when_the_channel_is_broken(
+    cli: Cli, tg: tuple[TelegramEmulator, str], samples: SampleServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _emulator, url = tg
+    cli("source", "add", "blog", samples.base_url + "/blog.rss")
+    cli("channel", "add", "tg", "telegram", "--token", "env:TG_TOKEN", "--api-url", url)
+    cli("subscriber", "add", "tg", "601")
+    cli(
+        "automation",
+        "add",
+        "news",
+        "--source",
+        "blog",
+        "--layout",
+        "single",
+        "--channel",
+        "tg",
+        "--backfill",
+        "1",
+    )
+    monkeypatch.setenv("TG_TOKEN", "7:revoked-token-xxxxxxxx")
+    err = cli("send", "news", code=1)
+    assert "stopped" in err and "pending" in err and "revoked" not in err
+    monkeypatch.setenv("TG_TOKEN", TOKEN)
+    out = cli("send", "news")
+    assert "(resumed)" in out and "sent" in out
+
+
+def test_sending_with_nobody_subscribed_keeps_the_items_queued(
+    cli: Cli, tg: tuple[TelegramEmulator, str], samples: SampleServer
+) -> None:
+    _emulator, url = tg
+    cli("source", "add", "blog", samples.base_url + "/blog.rss")
+    cli("channel", "add", "tg", "telegram", "--token", "env:TG_TOKEN", "--api-url", url)
+    cli(
+        "automation",
+        "add",
+        "news",
+        "--source",
+        "blog",
+        "--layout",
+        "single",
+        "--channel",
+        "tg",
+        "--backfill",
+        "1",
+    )
+    assert "no active subscriber" in cli("send", "news")
+    assert cli.json("automation", "show", "news")["queued_items"] == 1  # type: ignore[index]
+
+
+def test_webhook_and_outbox_channels_subscribe_their_recipient(cli: Cli, tmp_path: Path) -> None:
+    cli("channel", "add", "hook", "webhook", "--url", "https://hooks.example/x", "--format", "json")
+    cli("channel", "add", "review", "outbox", "--dir", str(tmp_path / "outbox"))
+    subs = cli.json("subscriber", "list")
+    assert isinstance(subs, list)
+    assert sorted((s["channel"], s["recipient"]) for s in subs) == [("hook", "webhook"), ("review", "review")]
+    kinds = cli.json("channel", "kinds")
+    assert isinstance(kinds, list) and {"telegram", "messenger", "email", "webhook", "outbox"} <= {
+        k["kind"] for k in kinds
+    }
