@@ -232,7 +232,7 @@ class TelegramChannel(Channel):
         if self._own_client is not None:
             await self._own_client.aclose()
             self._own_client = None
-            self.client = None
+        self.client = None  # the engine's client is the engine's to close; check() opens its own
 
     @property
     def _bot_key(self) -> str:
@@ -243,10 +243,7 @@ class TelegramChannel(Channel):
     def rate_rules(self, recipient: Recipient, call: ProviderCall) -> Sequence[RateRule]:
         """29 messages per second per bot (an album of n counts n); per chat 1 per second;
         groups and channels also 19 per minute."""
-        cost = 1
-        if call.method == "sendMediaGroup":
-            media = call.body.get("media")
-            cost = max(1, len(media)) if isinstance(media, list | tuple) else 1
+        cost = _cost(call)
         bot = self._bot_key
         chat = recipient.address
         rules = [
@@ -277,7 +274,7 @@ class TelegramChannel(Channel):
         assert client is not None
         try:
             response = await client.post(
-                self._url(call.method), json=self._body(recipient, call), timeout=TIMEOUT
+                self._url(call.method), json=self._body(recipient, call), timeout=_timeout(client)
             )
         except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
             result = network_result(self, exc)
@@ -323,7 +320,7 @@ class TelegramChannel(Channel):
         if client is None:
             client = httpx.AsyncClient(timeout=TIMEOUT)
         try:
-            response = await client.post(url, timeout=TIMEOUT)
+            response = await client.post(url, timeout=_timeout(client))
         except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
             raise ChannelError(
                 f"{where}: the Bot API at {self.api_url} is unreachable ({self.error_text(exc)})"
@@ -339,6 +336,23 @@ class TelegramChannel(Channel):
             reason = "401 Unauthorized" if result.code == "401" else "404 Not Found"
             raise ChannelError(f"{where}: the bot token was refused ({reason})")
         raise ChannelError(f"{where}: getMe failed ({result.code}: {result.error})")
+
+
+def _timeout(client: httpx.AsyncClient) -> httpx.Timeout:
+    """The client's own timeouts (the engine sets them), :data:`TIMEOUT` where it has none."""
+    own = client.timeout
+    if own.read is None or own.connect is None or own.pool is None:
+        return TIMEOUT
+    return own
+
+
+def _cost(call: ProviderCall) -> int:
+    """Messages a call sends: an album of n is n."""
+    if call.method == "sendMediaGroup":
+        media = call.body.get("media")
+        if isinstance(media, list | tuple):
+            return max(1, len(media))
+    return 1
 
 
 def _is_group(address: str) -> bool:

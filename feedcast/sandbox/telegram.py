@@ -163,8 +163,13 @@ class _Window:
         self.total += cost
         return self.total
 
+    def fits(self, now: float, cost: int, limit: int) -> bool:
+        self.prune(now)
+        return self.total + cost <= limit
+
     def wait(self, now: float, cost: int, limit: int) -> float:
-        """Seconds until ``cost`` more fits under ``limit`` (0: it fits now)."""
+        """Seconds until ``cost`` more fits under ``limit`` (0: it fits now); walks the
+        window, so only for a refusal (a refused request is never added: <= limit)."""
         self.prune(now)
         excess = self.total + cost - limit
         if excess <= 0:
@@ -191,7 +196,7 @@ class _Bucket:
         return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / rate
 
     def take(self) -> None:
-        self.tokens -= 1.0
+        self.tokens = max(0.0, self.tokens - 1.0)  # limits off: over, yet never in debt
 
 
 @dataclass(slots=True)
@@ -909,16 +914,19 @@ class TelegramEmulator:
         if rate is None:
             rate = self._rates[(bot.id, chat.id)] = _ChatRate(_Bucket(CHAT_BURST, now))
         group = chat.kind != "private"
-        wait = max(
-            bot.window.wait(now, cost, BOT_PER_SECOND),
-            rate.bucket.wait(now, CHAT_BURST, CHAT_PER_SECOND),
-            rate.minute.wait(now, cost, GROUP_PER_MINUTE) if group else 0.0,
-        )
-        if wait > 0:
+        bucket_wait = rate.bucket.wait(now, CHAT_BURST, CHAT_PER_SECOND)
+        bot_fits = bot.window.fits(now, cost, BOT_PER_SECOND)
+        group_fits = not group or rate.minute.fits(now, cost, GROUP_PER_MINUTE)
+        if bucket_wait > 0 or not bot_fits or not group_fits:
             bot.counters.over_limit += 1
             chat.counters.over_limit += 1
             if self.limits:
                 chat.counters.rate_limited += 1
+                wait = max(
+                    bucket_wait,
+                    0.0 if bot_fits else bot.window.wait(now, cost, BOT_PER_SECOND),
+                    0.0 if group_fits else rate.minute.wait(now, cost, GROUP_PER_MINUTE),
+                )
                 retry = max(1, math.ceil(wait))
                 raise _ApiError(429, f"Too Many Requests: retry after {retry}", {"retry_after": retry})
         bot.window.add(now, cost)
