@@ -29,9 +29,10 @@ What it reproduces (see ``docs/channels.md``):
 
 Every accepted message is recorded per chat (method, parameters, message ids, time), and
 statistics are kept per bot and per chat: requests, accepted, rate limited, the most
-sending requests seen in any sliding second (rejected ones included) and the requests that
-arrived over a limit (counted even with ``limits`` off, so a benchmark can tell whether a
-sender would have been throttled). Bookkeeping is O(1) amortised per request: deques of
+sending requests seen in any sliding second (``max_per_second``, alias ``max_window``;
+rejected ones included; ``max_messages_per_second`` weighs albums) and the requests that
+arrived over a limit (``over_limit``, counted even with ``limits`` off, so a benchmark can
+tell whether a sender would have been throttled). Bookkeeping is O(1) amortised per request: deques of
 timestamps, token buckets, no sleeps.
 
 Python API: :class:`TelegramEmulator` (``add_bot``, ``add_chat``, ``received``, ``stats``,
@@ -589,6 +590,7 @@ class TelegramEmulator:
                     "faults": bot.faults,
                     "dropped": bot.dropped,
                     "max_per_second": c.max_per_second,
+                    "max_window": c.max_per_second,  # the name the other emulators use
                     "max_messages_per_second": bot.max_messages_per_second,
                     "messages_last_second": _recent(bot.window, now),
                 }
@@ -609,6 +611,7 @@ class TelegramEmulator:
                 "faults": sum(b["faults"] for b in bots.values()),
                 "dropped": sum(b["dropped"] for b in bots.values()),
                 "max_per_second": max((b["max_per_second"] for b in bots.values()), default=0),
+                "max_window": max((b["max_per_second"] for b in bots.values()), default=0),
                 "bots": bots,
             }
             if chats:
