@@ -123,7 +123,8 @@ from layouts.validate import (
 __all__ = ["BUTTONS_TEXT", "ELLIPSIS", "PayloadError", "json_document", "provider_calls"]
 
 ELLIPSIS = "…"
-BUTTONS_TEXT = "🔗"  # the text a button template or message carries when its module has none
+BUTTONS_TEXT = "🔗"
+OPEN_LABEL = "Open"  # the button of a carousel card that has nothing but a title and a link  # the text a button template or message carries when its module has none
 
 Sizes = Mapping[str, int]
 JsonObj = dict[str, Any]
@@ -523,8 +524,13 @@ class _Messenger:
         if url:
             element["default_action"] = {"type": "web_url", "url": url}
         buttons = _fb_buttons(card.buttons)[:MESSENGER_BUTTONS]
+        if not buttons and url and not subtitle and "image_url" not in element:
+            # Messenger refuses an element with only a title (100/2018035): give it a way in
+            buttons = _fb_buttons([Button(OPEN_LABEL, url)])
         if buttons:
             element["buttons"] = buttons
+        elif not subtitle and "image_url" not in element:
+            element["subtitle"] = _cut_utf16(_name(url) if url else title, MESSENGER_SUBTITLE)
         return element
 
 

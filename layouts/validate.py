@@ -659,6 +659,11 @@ def _fb_attachment(value: Any) -> None:
                     )
                 for b, button in enumerate(buttons):
                     _fb_button(button, f"{what}.buttons[{b}]")
+            if not any(element.get(k) for k in ("subtitle", "image_url", "buttons")):
+                _fail(
+                    "messenger.generic.incomplete",
+                    f"{what} has only a title: Messenger needs a subtitle, image_url or buttons too",
+                )
     else:
         _fail("messenger.attachment", f"template_type {template!r} is not button/generic")
 

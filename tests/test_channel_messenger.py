@@ -349,6 +349,27 @@ def test_invalid_messages_are_content_errors(sandbox: Sandbox) -> None:
     assert sandbox.emulator.stats()["errors"] == {"100": len(INVALID)}
 
 
+def test_a_card_with_only_a_title_is_refused_like_graph_does(sandbox: Sandbox) -> None:
+    bare = {
+        "attachment": {
+            "type": "template",
+            "payload": {"template_type": "generic", "elements": [{"title": "t"}]},
+        }
+    }
+    [result] = send(sandbox, [call(bare)])
+    assert result.outcome is Outcome.CONTENT
+    assert "Incomplete element data" in (result.error or "")
+    assert sandbox.emulator.stats()["errors"] == {"100/2018035": 1}
+    # what the layouts build for such a card passes: a link becomes an "Open" button
+    cards = provider_calls(
+        Message(
+            format="messenger",
+            modules=(Module(kind="cards", cards=(Card("t", url="https://x.example/t"), Card("u"))),),
+        )
+    )
+    assert [r.outcome for r in send(sandbox, cards)] == [Outcome.SENT]
+
+
 def test_invalid_tag_is_refused_by_the_provider(sandbox: Sandbox) -> None:
     bodies = [
         {"messaging_type": "MESSAGE_TAG", "message": {"text": "x"}},

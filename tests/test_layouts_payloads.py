@@ -1763,3 +1763,21 @@ def test_golden(name: str) -> None:
 
 def test_golden_covers_every_format() -> None:
     assert {m.format for m in GOLDEN_CASES.values()} == set(FORMATS)
+
+
+def test_messenger_cards_never_carry_only_a_title() -> None:
+    """Graph refuses an element with nothing but a title (100/2018035): a linked card gets
+    an "Open" button, a bare one a subtitle; the validator enforces the rule."""
+    message = Message(
+        format="messenger",
+        modules=(Module(kind="cards", cards=(Card("Linked", url="https://x.example/a"), Card("Bare"))),),
+    )
+    [call] = provider_calls(message)
+    linked, bare = call.body["message"]["attachment"]["payload"]["elements"]
+    assert linked["buttons"] == [{"type": "web_url", "url": "https://x.example/a", "title": "Open"}]
+    assert bare["subtitle"] == "Bare"
+    validate_call("messenger", call)
+    bare_only = copy.deepcopy(dict(call.body))
+    bare_only["message"]["attachment"]["payload"]["elements"] = [{"title": "t"}]
+    with pytest.raises(PayloadError, match="only a title"):
+        validate_call("messenger", ProviderCall("messages", bare_only))

@@ -987,6 +987,14 @@ def _check_element(element: Any, at: str) -> None:
         _url(action.get("url"), f"{at}[default_action][url]")
     if "buttons" in element:
         _check_buttons(element["buttons"], f"{at}[buttons]", required=False)
+    if not any(element.get(k) for k in ("subtitle", "image_url", "buttons")):
+        raise _GraphError(
+            400,
+            100,
+            "(#100) Incomplete element data: title and at least one other field "
+            "(image url, subtitle or buttons) is required with non-empty value",
+            2018035,
+        )
 
 
 def _check_buttons(buttons: Any, at: str, *, required: bool) -> None:
