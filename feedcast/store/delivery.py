@@ -365,6 +365,21 @@ class DeliveryStore:
         FROM subscribers s JOIN channels c ON c.id = s.channel_id
     """
 
+    @staticmethod
+    def _subscriber(r: Sequence[Any]) -> Subscriber:
+        return Subscriber(
+            id=r[0],
+            channel=r[1],
+            recipient=r[2],
+            status=r[3],
+            tags=tuple(r[4] or ()),
+            name=r[5],
+            status_reason=r[6],
+            last_inbound_at=_utc(r[7]),
+            created_at=_utc(r[8]),
+            updated_at=_utc(r[9]),
+        )
+
     def list_subscribers(
         self,
         channel: str | None = None,
@@ -389,21 +404,7 @@ class DeliveryStore:
             sql += f" LIMIT {int(limit)}"
         with self.connect(read_only=True) as con:
             rows = con.execute(sql, params).fetchall()
-        return [
-            Subscriber(
-                id=r[0],
-                channel=r[1],
-                recipient=r[2],
-                status=r[3],
-                tags=tuple(r[4] or ()),
-                name=r[5],
-                status_reason=r[6],
-                last_inbound_at=_utc(r[7]),
-                created_at=_utc(r[8]),
-                updated_at=_utc(r[9]),
-            )
-            for r in rows
-        ]
+        return [self._subscriber(r) for r in rows]
 
     def get_subscriber(self, channel: str, recipient: str) -> Subscriber:
         with self.connect(read_only=True) as con:
@@ -413,28 +414,14 @@ class DeliveryStore:
         if row is None:
             self.get_channel(channel)
             raise NotFound(f"{recipient!r} is not a subscriber of {channel!r}")
-        return self.list_subscribers_by_id([int(row[0])])[0]
+        return self._subscriber(row)
 
     def list_subscribers_by_id(self, ids: Sequence[int]) -> list[Subscriber]:
         with self.connect(read_only=True) as con:
             rows = con.execute(
                 self._SUBSCRIBER_SQL + " WHERE s.id IN (SELECT unnest(?)) ORDER BY s.id", [list(ids)]
             ).fetchall()
-        return [
-            Subscriber(
-                id=r[0],
-                channel=r[1],
-                recipient=r[2],
-                status=r[3],
-                tags=tuple(r[4] or ()),
-                name=r[5],
-                status_reason=r[6],
-                last_inbound_at=_utc(r[7]),
-                created_at=_utc(r[8]),
-                updated_at=_utc(r[9]),
-            )
-            for r in rows
-        ]
+        return [self._subscriber(r) for r in rows]
 
     def remove_subscriber(self, channel: str, recipient: str) -> None:
         sub = self.get_subscriber(channel, recipient)
