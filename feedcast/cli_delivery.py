@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,8 +30,6 @@ app.add_typer(channel_app, name="channel")
 app.add_typer(subscriber_app, name="subscriber")
 app.add_typer(automation_app, name="automation")
 
-EVENTS = ("new", "changed", "price_drop", "back_in_stock")
-MESSAGE_TAGS = ("CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE", "ACCOUNT_UPDATE", "HUMAN_AGENT")
 _FLAG_ALIASES = {"from": "from_addr"}
 
 
@@ -364,34 +362,67 @@ def _automation_dict(a: Automation) -> dict[str, Any]:
     return asdict(a)
 
 
-def check_automation(
-    *,
-    channel: str,
-    layout: str,
-    timezone: str,
-    locale: str,
-    events: list[str],
-    message_tag: str | None,
-    max_items: int | None,
-) -> None:
-    """Refuse an automation that could never send (one line naming what is wrong)."""
-    from feedcast.delivery import make_channel
-    from layouts.render import MAX_ITEMS_LIMIT, RenderContext, load_layout, search_path_from_env
+Schedule = Annotated[
+    str | None,
+    typer.Option("--schedule", metavar="CRON", help="A cron expression, in --timezone (e.g. '0 9 * * 1-5')."),
+]
+Every = Annotated[
+    str | None,
+    typer.Option(
+        "--every", metavar="DURATION", help="An interval: 30m, 6h, 1d (whole days keep the local time)."
+    ),
+]
+OnNew = Annotated[bool, typer.Option("--on-new", help="Send as soon as new items arrive.")]
+Audience = Annotated[
+    str | None,
+    typer.Option("--audience", metavar="TAG", help="Only subscribers with this tag (default: all active)."),
+]
+MaxItems = Annotated[
+    int | None,
+    typer.Option(
+        "--max-items", metavar="N", help="Items per campaign (default: the layout's; 5 for per-item layouts)."
+    ),
+]
+MinItems = Annotated[
+    int | None,
+    typer.Option("--min-items", metavar="N", help="Send nothing until N items are queued (default 1)."),
+]
+Where = Annotated[
+    str | None,
+    typer.Option(
+        "--where",
+        metavar="SQL",
+        help="A DuckDB boolean expression over item columns, e.g. \"price < 50 AND title ILIKE '%shoe%'\".",
+    ),
+]
+Events = Annotated[
+    str | None,
+    typer.Option(
+        "--events", help="Which item events to send: new,changed,price_drop,back_in_stock (default: new)."
+    ),
+]
+Backfill = Annotated[
+    int | None, typer.Option("--backfill", metavar="N", help="Also send the N newest items already known.")
+]
+MessageTag = Annotated[
+    str | None,
+    typer.Option(
+        "--message-tag", help="Messenger: a permitted tag for recipients outside the 24-hour window."
+    ),
+]
+Timezone = Annotated[
+    str | None,
+    typer.Option(
+        "--timezone", metavar="TZ", help="IANA time zone of the schedule and of dates (default UTC)."
+    ),
+]
+Locale = Annotated[
+    str | None, typer.Option("--locale", help="Locale of dates and prices, e.g. fr_FR (default en).")
+]
 
-    config = State.store().get_channel(channel)
-    fmt = make_channel(config).format
-    load_layout(layout, search_path_from_env()).require(fmt)
-    RenderContext(timezone=timezone, locale=locale)
-    unknown = [e for e in events if e not in EVENTS]
-    if unknown or not events:
-        raise InvalidValue(f"--events takes a comma-separated list of {', '.join(EVENTS)}")
-    if message_tag is not None:
-        if config.kind != "messenger":
-            raise InvalidValue("--message-tag is for Messenger channels")
-        if message_tag not in MESSAGE_TAGS:
-            raise InvalidValue(f"--message-tag must be a non-promotional tag: {', '.join(MESSAGE_TAGS)}")
-    if max_items is not None and not 1 <= max_items <= MAX_ITEMS_LIMIT:
-        raise InvalidValue(f"--max-items must be between 1 and {MAX_ITEMS_LIMIT}")
+
+def _events(text: str | None) -> list[str] | None:
+    return None if text is None else [e.strip() for e in text.split(",") if e.strip()]
 
 
 @automation_app.command("add")
@@ -400,72 +431,123 @@ def automation_add(
     source: Annotated[list[str], typer.Option("--source", metavar="S", help="A source (repeatable).")],
     layout: Annotated[str, typer.Option("--layout", metavar="L", help="A layout name or folder.")],
     channel: Annotated[str, typer.Option("--channel", metavar="C", help="The channel to send on.")],
-    audience: Annotated[
-        str | None,
-        typer.Option(
-            "--audience", metavar="TAG", help="Only subscribers with this tag (default: all active)."
-        ),
-    ] = None,
-    on_new: Annotated[bool, typer.Option("--on-new", help="Send as soon as new items arrive.")] = False,
-    max_items: Annotated[
-        int | None,
-        typer.Option(
-            "--max-items",
-            metavar="N",
-            help="Items per campaign (default: the layout's; 5 for per-item layouts).",
-        ),
-    ] = None,
-    events: Annotated[
-        str, typer.Option("--events", help="Which item events to send: new,changed,price_drop,back_in_stock.")
-    ] = "new",
-    backfill: Annotated[
-        int, typer.Option("--backfill", metavar="N", help="Also send the N newest items already known.")
-    ] = 0,
-    message_tag: Annotated[
-        str | None,
-        typer.Option(
-            "--message-tag", help="Messenger: a permitted tag for recipients outside the 24-hour window."
-        ),
-    ] = None,
-    timezone: Annotated[
-        str, typer.Option("--timezone", metavar="TZ", help="IANA time zone for dates.")
-    ] = "UTC",
-    locale: Annotated[str, typer.Option("--locale", help="Locale of dates and prices, e.g. fr_FR.")] = "en",
+    audience: Audience = None,
+    schedule: Schedule = None,
+    every: Every = None,
+    on_new: OnNew = False,
+    timezone: Timezone = None,
+    max_items: MaxItems = None,
+    min_items: MinItems = None,
+    where: Where = None,
+    events: Events = None,
+    backfill: Backfill = None,
+    message_tag: MessageTag = None,
+    locale: Locale = None,
 ) -> None:
-    """Register an automation: items of its sources, rendered with a layout, sent on a channel."""
-    from feedcast.watch import validate_name
+    """Register an automation: items of its sources, rendered with a layout, sent on a
+    channel, on a schedule (cron or interval in a time zone), on new items, or when told."""
+    from feedcast.automations import AutomationSpec, add_automation
+    from feedcast.schedule import describe
 
-    validate_name(name)
-    event_list = [e.strip() for e in events.split(",") if e.strip()]
-    check_automation(
-        channel=channel,
+    spec = AutomationSpec(
+        sources=list(source),
         layout=layout,
-        timezone=timezone,
-        locale=locale,
-        events=event_list,
-        message_tag=message_tag,
-        max_items=max_items,
-    )
-    if backfill < 0:
-        raise InvalidValue("--backfill must be 0 or more")
-    automation = State.store().add_automation(
-        name,
         channel=channel,
-        layout=layout,
-        sources=source,
         audience=audience,
+        schedule=schedule,
+        every=every,
         on_new=on_new,
+        timezone=timezone or "UTC",
+        locale=locale or "en",
         max_items=max_items,
-        events=event_list,
-        backfill=backfill,
+        min_items=min_items or 1,
+        where=where,
+        events=_events(events) or ["new"],
+        backfill=backfill or 0,
         message_tag=message_tag,
-        timezone=timezone,
-        locale=locale,
     )
+    automation = add_automation(State.store(), name, spec)
+    from feedcast.automations import schedule_of
+
     out.print(
-        f"added automation {automation.name}: {', '.join(automation.sources)} → {automation.layout} → {automation.channel}",
+        f"added automation {automation.name}: {', '.join(automation.sources)} → {automation.layout} → "
+        f"{automation.channel}, {describe(schedule_of(automation))}",
         markup=False,
     )
+
+
+@automation_app.command("edit")
+def automation_edit(
+    name: Annotated[str, typer.Argument(help="The automation to change.")],
+    source: Annotated[
+        list[str] | None, typer.Option("--source", metavar="S", help="Replace the sources (repeatable).")
+    ] = None,
+    layout: Annotated[
+        str | None, typer.Option("--layout", metavar="L", help="A layout name or folder.")
+    ] = None,
+    channel: Annotated[
+        str | None, typer.Option("--channel", metavar="C", help="The channel to send on.")
+    ] = None,
+    audience: Audience = None,
+    all_subscribers: Annotated[
+        bool, typer.Option("--all-subscribers", help="Send to every active subscriber (drop --audience).")
+    ] = False,
+    schedule: Schedule = None,
+    every: Every = None,
+    on_new: OnNew = False,
+    manual: Annotated[bool, typer.Option("--manual", help="No schedule: only `feedcast send`.")] = False,
+    timezone: Timezone = None,
+    max_items: MaxItems = None,
+    min_items: MinItems = None,
+    where: Where = None,
+    no_where: Annotated[bool, typer.Option("--no-where", help="Drop the --where filter.")] = False,
+    events: Events = None,
+    backfill: Backfill = None,
+    message_tag: MessageTag = None,
+    locale: Locale = None,
+) -> None:
+    """Change an automation. Items it already sent stay sent."""
+    from feedcast.automations import edit_automation
+
+    changes: dict[str, Any] = {}
+    for key, value in (
+        ("sources", list(source) if source else None),
+        ("layout", layout),
+        ("channel", channel),
+        ("audience", audience),
+        ("timezone", timezone),
+        ("max_items", max_items),
+        ("min_items", min_items),
+        ("where", where),
+        ("events", _events(events)),
+        ("backfill", backfill),
+        ("message_tag", message_tag),
+        ("locale", locale),
+    ):
+        if value is not None:
+            changes[key] = value
+    if all_subscribers:
+        changes["audience"] = None
+    if no_where:
+        changes["where"] = None
+    chosen = [
+        flag
+        for flag, on in (
+            ("--schedule", schedule),
+            ("--every", every),
+            ("--on-new", on_new),
+            ("--manual", manual),
+        )
+        if on
+    ]
+    if len(chosen) > 1:
+        raise InvalidValue(f"choose one of {', '.join(chosen)}")
+    if chosen:
+        changes.update(schedule=schedule, every=every, on_new=on_new)
+    if not changes:
+        raise InvalidValue("nothing to change: give the options to change (see --help)")
+    _automation, changed = edit_automation(State.store(), name, changes)
+    out.print(f"{name}: " + (f"changed {', '.join(changed)}" if changed else "nothing changed"), markup=False)
 
 
 @automation_app.command("list")
@@ -478,12 +560,28 @@ def automation_list(fmt: FormatOpt = Format.table) -> None:
     if not automations:
         out.print("no automations yet: feedcast automation add NAME --source S --layout L --channel C")
         return
+    from feedcast.automations import schedule_of
+    from feedcast.schedule import describe
+
     _table(
-        ["name", "status", "sources", "layout", "channel", "audience", "events", "last campaign"],
+        [
+            "name",
+            "status",
+            "schedule",
+            "next run (UTC)",
+            "sources",
+            "layout",
+            "channel",
+            "audience",
+            "events",
+            "last campaign",
+        ],
         [
             [
                 a.name,
                 a.status,
+                describe(schedule_of(a)),
+                a.next_run_at if a.status == "active" else None,
                 " ".join(a.sources),
                 a.layout,
                 a.channel,
@@ -501,7 +599,10 @@ def automation_show(name: str, fmt: FormatOpt = Format.table) -> None:
     """Show one automation, with how many items wait for its next campaign."""
     store = State.store()
     automation = store.get_automation(name)
+    from feedcast.automations import next_runs
+
     data = _automation_dict(automation)
+    data.update(next_runs(automation))
     data["queued_items"] = store.queued_items(automation, 0)[1]
     data["audience_size"] = store.audience_size(automation)
     if fmt == Format.json:
@@ -534,9 +635,31 @@ def automation_resume(name: str) -> None:
 # --------------------------------------------------------------------------- send
 
 
+def _parse_at(text: str, timezone: str) -> datetime:
+    from zoneinfo import ZoneInfo
+
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidValue(
+            f"--at {text!r} is not an ISO date-time (e.g. 2026-12-01T09:00 or 2026-12-01T09:00+01:00)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=ZoneInfo(timezone))  # the automation's own time zone
+    return when.astimezone(UTC)
+
+
 @app.command("send")
 def send_command(
     automation: Annotated[str, typer.Argument(help="The automation to send.")],
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            metavar="ISO_DATETIME",
+            help="Send once at this time (the automation's time zone unless the time has an offset); `feedcast run` or `feedcast serve` sends it.",
+        ),
+    ] = None,
     deadline: Annotated[
         float | None,
         typer.Option(
@@ -552,7 +675,20 @@ def send_command(
     from feedcast.delivery import BuildResult, SendSettings, send_automation
 
     store = State.store()
-    store.get_automation(automation)
+    auto = store.get_automation(automation)
+    if at is not None:
+        from zoneinfo import ZoneInfo
+
+        when = _parse_at(at, auto.timezone)
+        if when < datetime.now(UTC) - timedelta(minutes=1):
+            raise InvalidValue(f"--at {at!r} is in the past")
+        store.add_scheduled_send(automation, when)
+        local = when.astimezone(ZoneInfo(auto.timezone))
+        out.print(
+            f"{automation} will be sent at {local.isoformat()} ({when.isoformat()} UTC) by `feedcast run` or `feedcast serve`",
+            markup=False,
+        )
+        return
     notes: list[BuildResult] = []
     show_progress = fmt == Format.table and err.is_terminal
     with Progress(
@@ -717,3 +853,68 @@ def sandbox_command(
                 f"messenger {stats['messenger']['accepted']}, email {stats['smtp']['accepted']}",
                 markup=False,
             )
+
+
+# --------------------------------------------------------------------------- run
+
+
+@app.command("run")
+def run_command(
+    no_poll: Annotated[
+        bool, typer.Option("--no-poll", help="Only run due automations, do not poll sources.")
+    ] = False,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """One pass of due work, for cron or a quick check: poll the due sources, then run
+    every due automation (its schedule has come, new items for --on-new, a send --at)."""
+    from feedcast import watch
+    from feedcast.automations import run_due
+
+    store = State.store()
+    polled = [] if no_poll else watch.poll(store)
+    results = run_due(store)
+    if fmt == Format.json:
+        _print_json(
+            {
+                "polled": [asdict(p) for p in polled],
+                "automations": [
+                    {
+                        "automation": r.automation,
+                        "trigger": r.trigger,
+                        "note": r.note,
+                        "error": r.error,
+                        "campaigns": [asdict(c.campaign) for c in r.campaigns],
+                    }
+                    for r in results
+                ],
+            }
+        )
+    else:
+        if not no_poll:
+            new = sum(p.new for p in polled)
+            out.print(f"polled {len(polled)} due source(s): {new} new item(s)", markup=False)
+        if not results:
+            out.print("no automation due", markup=False)
+        rows: list[list[Any]] = []
+        for r in results:
+            if not r.campaigns:
+                rows.append([r.automation, r.trigger, "", "", "", "", r.error or r.note])
+            for c in r.campaigns:
+                rows.append(
+                    [
+                        r.automation,
+                        r.trigger,
+                        c.campaign.id,
+                        c.campaign.status,
+                        c.campaign.sent,
+                        c.campaign.failed + c.campaign.skipped,
+                        c.campaign.error or "",
+                    ]
+                )
+        if rows:
+            _table(["automation", "trigger", "campaign", "status", "sent", "failed/skipped", "note"], rows)
+    errors = [r for r in results if r.error]
+    if errors:
+        raise FeedcastError(
+            f"{len(errors)} automation(s) failed; first: {errors[0].automation}: {errors[0].error}"
+        )

@@ -227,6 +227,12 @@ def build_campaign(
     queued, waiting = store.queued_items(automation, limit)
     if not queued:
         return BuildResult(None, "no new items since the last campaign")
+    if waiting < automation.min_items:
+        return BuildResult(
+            None,
+            f"{waiting} item(s) queued; this automation waits for {automation.min_items}",
+            waiting=waiting,
+        )
     audience = store.audience_size(automation)
     if audience == 0:
         who = f"tagged {automation.audience!r} " if automation.audience else ""

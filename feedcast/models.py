@@ -371,6 +371,13 @@ class Automation:
     since: datetime | None = None  # items' events from this time on are this automation's
     created_at: datetime | None = None
     last_campaign_at: datetime | None = None
+    schedule: str = "manual"  # cron | every | on-new | manual
+    cron: str | None = None
+    every: timedelta | None = None
+    min_items: int = 1
+    where: str | None = None  # a DuckDB boolean expression over the item columns
+    next_run_at: datetime | None = None
+    last_run_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -53,6 +53,7 @@ def m002(con: Connection) -> None:
         CREATE SEQUENCE automations_id_seq START 1;
         CREATE SEQUENCE campaigns_id_seq START 1;
         CREATE SEQUENCE deliveries_id_seq START 1;
+        CREATE SEQUENCE scheduled_sends_id_seq START 1;
         CREATE TABLE channels (
             id            BIGINT PRIMARY KEY DEFAULT nextval('channels_id_seq'),
             name          VARCHAR NOT NULL UNIQUE,
@@ -100,7 +101,24 @@ def m002(con: Connection) -> None:
             locale       VARCHAR NOT NULL DEFAULT 'en',
             status       VARCHAR NOT NULL DEFAULT 'active',
             since        TIMESTAMPTZ NOT NULL,
-            created_at   TIMESTAMPTZ NOT NULL DEFAULT now()
+            created_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+            schedule     VARCHAR NOT NULL DEFAULT 'manual',
+            cron         VARCHAR,
+            every_seconds INTEGER,
+            min_items    INTEGER NOT NULL DEFAULT 1,
+            where_sql    VARCHAR,
+            next_run_at  TIMESTAMPTZ,
+            last_run_at  TIMESTAMPTZ
+        );
+        CREATE TABLE scheduled_sends (
+            id            BIGINT PRIMARY KEY DEFAULT nextval('scheduled_sends_id_seq'),
+            automation_id BIGINT NOT NULL,
+            run_at        TIMESTAMPTZ NOT NULL,
+            status        VARCHAR NOT NULL DEFAULT 'pending',
+            campaign_id   BIGINT,
+            note          VARCHAR,
+            created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+            done_at       TIMESTAMPTZ
         );
         CREATE TABLE automation_sources (
             automation_id BIGINT NOT NULL,
@@ -170,6 +188,67 @@ def m002(con: Connection) -> None:
                    c.layout, c.format, c.trigger, c.created_at AS campaign_created_at
             FROM deliveries d JOIN campaigns c ON c.id = d.campaign_id;
     """)
+
+
+# what an automation's --where predicate sees: one row per queued item
+FILTER_COLUMNS = {
+    "title": "VARCHAR",
+    "url": "VARCHAR",
+    "summary": "VARCHAR",
+    "content": "VARCHAR",
+    "author": "VARCHAR",
+    "published_at": "TIMESTAMPTZ",
+    "updated_at": "TIMESTAMPTZ",
+    "first_seen_at": "TIMESTAMPTZ",
+    "tags": "VARCHAR[]",
+    "price": "DECIMAL(18, 4)",
+    "sale_price": "DECIMAL(18, 4)",
+    "effective_price": "DECIMAL(18, 4)",
+    "currency": "VARCHAR",
+    "availability": "VARCHAR",
+    "sku": "VARCHAR",
+    "gtin": "VARCHAR",
+    "mpn": "VARCHAR",
+    "brand": "VARCHAR",
+    "group_id": "VARCHAR",
+    "source": "VARCHAR",
+    "event": "VARCHAR",
+    "old_price": "DECIMAL(18, 4)",
+    "new_price": "DECIMAL(18, 4)",
+}
+
+
+def validate_where(predicate: str) -> str:
+    """Check an automation's ``--where``: one boolean expression over the item columns
+    (:data:`FILTER_COLUMNS`), bound by DuckDB in an empty in-memory database that holds
+    nothing else. Returns it tidied; InvalidValue with DuckDB's reason otherwise."""
+    import duckdb
+
+    text = predicate.strip()
+    if not text:
+        raise InvalidValue("--where is empty")
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute(
+            "CREATE TABLE item (" + ", ".join(f"{name} {kind}" for name, kind in FILTER_COLUMNS.items()) + ")"
+        )
+        try:
+            statements = con.extract_statements(f"SELECT * FROM item WHERE ({text})")
+            if len(statements) != 1:
+                raise InvalidValue("--where must be one boolean expression, not several statements")
+            described = con.execute(f"DESCRIBE SELECT ({text}) AS keep FROM item").fetchall()
+            con.execute(f"SELECT count(*) FROM item WHERE ({text})").fetchall()
+        except duckdb.Error as exc:
+            reason = " ".join(str(exc).split())
+            raise InvalidValue(
+                f"--where {text!r} is not a boolean expression over the item columns: {reason}"
+            ) from None
+        if len(described) != 1 or str(described[0][1]).upper() not in {"BOOLEAN", '"NULL"', "NULL"}:
+            kind = described[0][1] if described else "nothing"
+            raise InvalidValue(f"--where {text!r} is {kind}, not a boolean expression (e.g. price < 50)")
+    finally:
+        con.close()
+    return text
 
 
 def _tags(values: Sequence[str]) -> list[str]:
@@ -462,49 +541,83 @@ class DeliveryStore:
 
     # ----------------------------------------------------------------- automations
 
+    # automation fields stored as they are (name -> column)
+    _AUTOMATION_COLUMNS = (
+        "layout",
+        "audience",
+        "on_new",
+        "max_items",
+        "events",
+        "backfill",
+        "message_tag",
+        "timezone",
+        "locale",
+        "since",
+        "schedule",
+        "cron",
+        "every_seconds",
+        "min_items",
+        "where_sql",
+        "next_run_at",
+        "status",
+    )
+
+    @classmethod
+    def _automation_values(cls, fields: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(fields) - set(cls._AUTOMATION_COLUMNS))
+        if unknown:
+            raise InvalidValue(f"unknown automation field {unknown[0]!r}")
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in fields.items()}
+
     def add_automation(
-        self,
-        name: str,
-        *,
-        channel: str,
-        layout: str,
-        sources: Sequence[str],
-        audience: str | None = None,
-        on_new: bool = False,
-        max_items: int | None = None,
-        events: Sequence[str] = ("new",),
-        backfill: int = 0,
-        message_tag: str | None = None,
-        timezone: str = "UTC",
-        locale: str = "en",
-        since: datetime | None = None,
+        self, name: str, *, channel: str, sources: Sequence[str], layout: str, **fields: Any
     ) -> Automation:
+        """Register an automation. ``fields`` are columns of ``automations`` (events,
+        schedule, cron, every_seconds, where_sql, next_run_at...)."""
         ch = self.get_channel(channel)
         found = self.list_sources(list(sources))  # NotFound for an unknown source
+        values = self._automation_values({"layout": layout, **fields})
+        values.setdefault("since", datetime.now(UTC))
         with self.transaction() as con:
             if con.execute("SELECT 1 FROM automations WHERE name = ?", [name]).fetchone():
                 raise AlreadyExists(f"an automation named {name!r} already exists")
+            columns = ["name", "channel_id", *values]
             row = con.execute(
-                "INSERT INTO automations (name, channel_id, layout, audience, on_new, max_items, events,"
-                " backfill, message_tag, timezone, locale, since)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                [
-                    name,
-                    ch.id,
-                    layout,
-                    audience,
-                    on_new,
-                    max_items,
-                    list(events),
-                    backfill,
-                    message_tag,
-                    timezone,
-                    locale,
-                    since or datetime.now(UTC),
-                ],
+                f"INSERT INTO automations ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+                " RETURNING id",
+                [name, ch.id, *values.values()],
             ).fetchone()
             assert row is not None
             con.execute("INSERT INTO automation_sources SELECT ?, unnest(?)", [row[0], [s.id for s in found]])
+        return self.get_automation(name)
+
+    def update_automation(
+        self,
+        name: str,
+        *,
+        channel: str | None = None,
+        sources: Sequence[str] | None = None,
+        **fields: Any,
+    ) -> Automation:
+        """Change an automation's fields (its cursor stays: nothing is sent twice)."""
+        automation = self.get_automation(name)
+        values = self._automation_values(fields)
+        ch = self.get_channel(channel) if channel is not None else None
+        found = self.list_sources(list(sources)) if sources is not None else None
+        with self.transaction() as con:
+            if ch is not None:
+                values["channel_id"] = ch.id
+            if values:
+                con.execute(
+                    f"UPDATE automations SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?",
+                    [*values.values(), automation.id],
+                )
+            if found is not None:
+                con.execute("DELETE FROM automation_sources WHERE automation_id = ?", [automation.id])
+                con.execute(
+                    "INSERT INTO automation_sources SELECT ?, unnest(?)",
+                    [automation.id, [s.id for s in found]],
+                )
         return self.get_automation(name)
 
     _AUTOMATION_SQL = """
@@ -513,7 +626,8 @@ class DeliveryStore:
                 WHERE x.automation_id = a.id),
                a.audience, a.on_new, a.max_items, a.events, a.backfill, a.message_tag, a.timezone,
                a.locale, a.status, a.since, a.created_at,
-               (SELECT max(created_at) FROM campaigns k WHERE k.automation_id = a.id)
+               (SELECT max(created_at) FROM campaigns k WHERE k.automation_id = a.id),
+               a.schedule, a.cron, a.every_seconds, a.min_items, a.where_sql, a.next_run_at, a.last_run_at
         FROM automations a JOIN channels c ON c.id = a.channel_id
     """
 
@@ -537,6 +651,13 @@ class DeliveryStore:
             since=_utc(r[14]),
             created_at=_utc(r[15]),
             last_campaign_at=_utc(r[16]),
+            schedule=r[17],
+            cron=r[18],
+            every=timedelta(seconds=r[19]) if r[19] is not None else None,
+            min_items=r[20],
+            where=r[21],
+            next_run_at=_utc(r[22]),
+            last_run_at=_utc(r[23]),
         )
 
     def get_automation(self, name: str) -> Automation:
@@ -556,15 +677,60 @@ class DeliveryStore:
         automation = self.get_automation(name)
         with self.transaction() as con:
             con.execute("DELETE FROM automation_sources WHERE automation_id = ?", [automation.id])
+            con.execute(
+                "DELETE FROM scheduled_sends WHERE automation_id = ? AND status = 'pending'", [automation.id]
+            )
             con.execute("DELETE FROM automations WHERE id = ?", [automation.id])
 
     def set_automation_status(self, name: str, status: str) -> Automation:
         if status not in {"active", "paused"}:
             raise InvalidValue(f"unknown automation status {status!r}")
+        return self.update_automation(name, status=status)
+
+    def record_run(self, automation_id: int, *, ran_at: datetime, next_run_at: datetime | None) -> None:
+        """An automation ran (or was found with nothing to do): when it runs next."""
+        with self.transaction() as con:
+            con.execute(
+                "UPDATE automations SET last_run_at = ?, next_run_at = ? WHERE id = ?",
+                [ran_at, next_run_at, automation_id],
+            )
+
+    # ----------------------------------------------------------------- one-off sends
+
+    def add_scheduled_send(self, name: str, run_at: datetime) -> int:
         automation = self.get_automation(name)
         with self.transaction() as con:
-            con.execute("UPDATE automations SET status = ? WHERE id = ?", [status, automation.id])
-        return self.get_automation(name)
+            row = con.execute(
+                "INSERT INTO scheduled_sends (automation_id, run_at) VALUES (?, ?) RETURNING id",
+                [automation.id, run_at],
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def scheduled_sends(self, *, due_by: datetime | None = None) -> list[dict[str, Any]]:
+        """Pending one-off sends (those due by ``due_by`` when given), soonest first."""
+        sql = (
+            "SELECT x.id, a.name AS automation, x.run_at, x.status FROM scheduled_sends x"
+            " JOIN automations a ON a.id = x.automation_id WHERE x.status = 'pending'"
+        )
+        params: list[Any] = []
+        if due_by is not None:
+            sql += " AND x.run_at <= ?"
+            params.append(due_by)
+        with self.connect(read_only=True) as con:
+            cursor = con.execute(sql + " ORDER BY x.run_at, x.id", params)
+            columns = [d[0] for d in cursor.description or []]
+            return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+    def finish_scheduled_send(
+        self, send_id: int, *, campaign_id: int | None, note: str | None = None
+    ) -> None:
+        with self.transaction() as con:
+            con.execute(
+                "UPDATE scheduled_sends SET status = 'done', campaign_id = ?, note = ?, done_at = now()"
+                " WHERE id = ?",
+                [campaign_id, note, send_id],
+            )
 
     # ----------------------------------------------------------------- the queue
 
@@ -594,6 +760,10 @@ class DeliveryStore:
                 WHERE v.covered_at IS NULL OR c.event_at > v.covered_at
                 QUALIFY row_number() OVER (
                     PARTITION BY c.item_id ORDER BY {_EVENT_PRIORITY}, c.event_at DESC) = 1
+            ), filterable AS (
+                SELECT i.*, s.name AS source, coalesce(i.sale_price, i.price) AS effective_price
+                FROM items i JOIN sources s ON s.id = i.source_id
+                WHERE i.id IN (SELECT item_id FROM pending)
             )
         """
 
@@ -606,13 +776,19 @@ class DeliveryStore:
             "since": automation.since,
             "backfill": automation.backfill,
         }
+        where = f"WHERE ({automation.where})" if automation.where else ""
         with self.connect(read_only=True) as con:
-            total_row = con.execute(self._queue_sql() + " SELECT count(*) FROM pending", params).fetchone()
+            total_row = con.execute(
+                self._queue_sql()
+                + f" SELECT count(*) FROM pending p JOIN filterable i ON i.id = p.item_id {where}",
+                params,
+            ).fetchone()
             sql = (
                 self._queue_sql()
                 + f"""
                 SELECT p.item_id, p.event, p.event_at, p.old_price, p.new_price, {item_columns("i")}
-                FROM pending p JOIN items i ON i.id = p.item_id
+                FROM pending p JOIN filterable i ON i.id = p.item_id
+                {where}
                 ORDER BY p.event_at, i.position, i.id
                 """
             )
