@@ -26,8 +26,11 @@ import contextlib
 import logging
 import os
 import random
+import socket
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,7 +49,7 @@ from channels.base import (
     SendContext,
 )
 from channels.ratelimit import RateGate
-from feedcast.errors import InvalidValue, NotFound
+from feedcast.errors import FeedcastError, InvalidValue, NotFound
 from feedcast.models import (
     Automation,
     CampaignInfo,
@@ -64,6 +67,7 @@ from layouts.render import EventInfo, RenderContext, load_layout, render, search
 from layouts.validate import PayloadError, validate_call
 
 __all__ = [
+    "AutomationBusy",
     "BuildResult",
     "CampaignResult",
     "SendSettings",
@@ -76,6 +80,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+class AutomationBusy(FeedcastError):
+    """Another process is sending this automation right now."""
+
 
 PER_ITEM_DEFAULT = 5  # items in one campaign of a per-item layout without --max-items
 _STATUS_OF = {"unsubscribed": "unsubscribed", "unreachable": "unreachable", "bounced": "bounced"}
@@ -306,8 +315,73 @@ def send_automation(
     on_build: Callable[[BuildResult], None] | None = None,
 ) -> list[CampaignResult]:
     """Finish the automation's unfinished campaigns (a crash, a stop), then build and
-    deliver a new one from the items it has not sent yet."""
+    deliver a new one from the items it has not sent yet. One process at a time per
+    automation (a lease in the store, renewed while sending)."""
     automation = store.get_automation(name)
+    with _lease(store, automation):
+        return _send_automation(store, automation, settings, trigger, now, environ, progress, on_build)
+
+
+LEASE_SECONDS = 60.0
+
+
+@contextmanager
+def _lease(store: Store, automation: Automation) -> Iterator[None]:
+    owner = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+    held = store.claim_automation(automation.id, owner, LEASE_SECONDS)
+    if held is not None and _dead_here(held[0]):  # its holder crashed on this machine
+        held = store.claim_automation(automation.id, owner, LEASE_SECONDS, steal_from=held[0])
+    if held is not None:
+        holder, until = held
+        raise AutomationBusy(
+            f"automation {automation.name!r} is being sent by {holder} (lease until {until:%H:%M:%S} UTC); "
+            "it resumes any unfinished campaign itself"
+        )
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(LEASE_SECONDS / 3):
+            try:
+                store.claim_automation(automation.id, owner, LEASE_SECONDS)
+            except FeedcastError as exc:  # a busy file: the next renewal tries again
+                log.warning("automation %s: lease renewal failed: %s", automation.name, exc)
+
+    renewer = threading.Thread(target=renew, name=f"lease-{automation.name}", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join()
+        store.release_automation(automation.id, owner)
+
+
+def _dead_here(owner: str) -> bool:
+    """A lease holder (host:pid:thread) that was a process of this host, now gone."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _send_automation(
+    store: Store,
+    automation: Automation,
+    settings: SendSettings | None,
+    trigger: str,
+    now: datetime | None,
+    environ: Mapping[str, str] | None,
+    progress: Progress | None,
+    on_build: Callable[[BuildResult], None] | None,
+) -> list[CampaignResult]:
+    name = automation.name
     results = []
     for campaign_id in store.unfinished_campaigns(name):
         results.append(

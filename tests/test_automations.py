@@ -224,3 +224,21 @@ def test_paused_automations_are_never_due_and_edits_keep_the_cursor(store: Store
     assert local is not None and local.endswith("+01:00")
     run_due(store, now=T0 + timedelta(hours=10), settings=FAST)
     assert _campaign_items(store) == [["a"]]  # "a" was not sent again
+
+
+def test_one_process_at_a_time_sends_an_automation(store: Store) -> None:
+    import socket
+
+    from feedcast.delivery import AutomationBusy, send_automation
+
+    automation = add_automation(store, "news", _spec(), now=T0)
+    _poll(store, (_item("base"), _item("a")), T0 + timedelta(minutes=1))
+    assert store.claim_automation(automation.id, "other-host:4242:1", 60) is None
+    with pytest.raises(AutomationBusy, match="being sent by other-host:4242:1"):
+        send_automation(store, "news", settings=FAST)
+    store.release_automation(automation.id, "other-host:4242:1")
+    # a holder that crashed on this machine (its pid is gone) is taken over at once
+    assert store.claim_automation(automation.id, f"{socket.gethostname()}:999999999:1", 60) is None
+    [result] = send_automation(store, "news", settings=FAST)
+    assert result.campaign.sent == 1
+    assert store.query("SELECT lease_owner FROM automations")[1] == [{"lease_owner": None}]

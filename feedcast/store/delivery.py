@@ -108,7 +108,9 @@ def m002(con: Connection) -> None:
             min_items    INTEGER NOT NULL DEFAULT 1,
             where_sql    VARCHAR,
             next_run_at  TIMESTAMPTZ,
-            last_run_at  TIMESTAMPTZ
+            last_run_at  TIMESTAMPTZ,
+            lease_owner  VARCHAR,
+            lease_until  TIMESTAMPTZ
         );
         CREATE TABLE scheduled_sends (
             id            BIGINT PRIMARY KEY DEFAULT nextval('scheduled_sends_id_seq'),
@@ -686,6 +688,33 @@ class DeliveryStore:
         if status not in {"active", "paused"}:
             raise InvalidValue(f"unknown automation status {status!r}")
         return self.update_automation(name, status=status)
+
+    def claim_automation(
+        self, automation_id: int, owner: str, ttl: float, *, steal_from: str | None = None
+    ) -> tuple[str, datetime] | None:
+        """Take (or renew) the right to send this automation for ``ttl`` seconds: two
+        processes never send one automation at once. None when taken; else the holder
+        and its expiry when someone else holds it."""
+        with self.transaction() as con:
+            row = con.execute(
+                "UPDATE automations SET lease_owner = ?, lease_until = now() + to_microseconds(?::BIGINT)"
+                " WHERE id = ? AND (lease_until IS NULL OR lease_until < now() OR lease_owner IN (?, ?))"
+                " RETURNING id",
+                [owner, int(ttl * 1_000_000), automation_id, owner, steal_from or owner],
+            ).fetchone()
+            if row is not None:
+                return None
+            held = con.execute(
+                "SELECT lease_owner, lease_until FROM automations WHERE id = ?", [automation_id]
+            ).fetchone()
+        return (str(held[0]), _utc(held[1]) or datetime.now(UTC)) if held else None
+
+    def release_automation(self, automation_id: int, owner: str) -> None:
+        with self.transaction() as con:
+            con.execute(
+                "UPDATE automations SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?",
+                [automation_id, owner],
+            )
 
     def record_run(self, automation_id: int, *, ran_at: datetime, next_run_at: datetime | None) -> None:
         """An automation ran (or was found with nothing to do): when it runs next."""
