@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from feedcast.delivery import BuildResult, CampaignResult, SendSettings, send_automation
+from feedcast.delivery import AutomationBusy, BuildResult, CampaignResult, SendSettings, send_automation
 from feedcast.errors import FeedcastError, InvalidValue
 from feedcast.models import Automation
 from feedcast.schedule import Schedule, next_run, parse_schedule
@@ -277,6 +277,9 @@ def run_automation(
             progress=progress,
             on_build=notes.append,
         )
+    except AutomationBusy as exc:  # another process is on it: it will finish the job
+        result.note = str(exc)
+        return result
     except FeedcastError as exc:  # one broken automation never stops the others
         result.error = str(exc)
         log.warning("automation %s: %s", due.automation, exc)

@@ -918,3 +918,67 @@ def run_command(
         raise FeedcastError(
             f"{len(errors)} automation(s) failed; first: {errors[0].automation}: {errors[0].error}"
         )
+
+
+# --------------------------------------------------------------------------- serve
+
+
+@app.command("serve")
+def serve_command(
+    port: Annotated[
+        int,
+        typer.Option(
+            "--port", help="Port of the Prefect server (and UI) started when PREFECT_API_URL is not set."
+        ),
+    ] = 4200,
+    every: Annotated[
+        int,
+        typer.Option("--every", metavar="SECONDS", help="How often due sources and automations are checked."),
+    ] = 60,
+    limit: Annotated[
+        int, typer.Option("--limit", help="Flow runs at once (each automation runs in its own process).")
+    ] = 8,
+    prefect_home: Annotated[
+        Path | None,
+        typer.Option(
+            "--prefect-home",
+            help="Where the started Prefect server keeps its SQLite database (default: .feedcast/prefect beside the feedcast database).",
+        ),
+    ] = None,
+) -> None:
+    """Run feedcast unattended on this machine: a Prefect server (unless PREFECT_API_URL
+    names one) and the scheduled deployments, until Ctrl-C."""
+    import os
+    import signal
+
+    if every < 5:
+        raise InvalidValue("--every must be at least 5 seconds")
+    if limit < 1:
+        raise InvalidValue("--limit must be at least 1")
+
+    def log(line: str) -> None:
+        out.print(line, markup=False, highlight=False)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    db = State.db.resolve()
+    os.environ["FEEDCAST_DB"] = str(db)
+    from flows.serve import prefect_server, serve
+
+    try:
+        if os.environ.get("PREFECT_API_URL"):
+            log(f"using the Prefect server at {os.environ['PREFECT_API_URL']}")
+            serve(db, every=every, limit=limit, log=log)
+            return
+        home = prefect_home or db.parent / ".feedcast" / "prefect"
+        with prefect_server(home.resolve(), port, log=log) as api:
+            os.environ["PREFECT_API_URL"] = api
+            os.environ.setdefault("PREFECT_HOME", str(home.resolve()))
+            serve(db, every=every, limit=limit, log=log)
+    except KeyboardInterrupt:
+        pass
+    except RuntimeError as exc:
+        raise FeedcastError(str(exc)) from None
+    log("stopped")

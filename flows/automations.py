@@ -1,0 +1,137 @@
+"""Prefect flows ``run_automations`` and ``run_automation``: send what is due.
+
+``run_automations`` (scheduled every minute) finds the due automations (a cron or
+interval tick has come, new items for on-new ones, a one-off ``send --at``) and runs
+each as its own flow run named after the automation: a subflow in the same process, or
+with ``fan_out`` a run of the ``run-automation`` deployment, which a worker on any
+host picks up in its own process. The work is :func:`feedcast.automations.run_automation`
+(what ``feedcast run`` calls); the flow adds retries for a busy database and a Markdown
+artifact per campaign: its items, recipients and sent / failed / skipped.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from feedcast import automations
+from feedcast.delivery import CampaignResult
+from feedcast.errors import StoreBusy
+from feedcast.store import Store
+
+__all__ = ["run_automation", "run_automations"]
+
+
+def _artifact(store: Store, result: CampaignResult) -> None:
+    c = result.campaign
+    _, items = store.query(
+        "SELECT i.title, i.url, ci.event FROM campaign_items ci JOIN items i ON i.id = ci.item_id"
+        " WHERE ci.campaign_id = ? ORDER BY ci.position",
+        [c.id],
+    )
+    _, failures = store.query(
+        "SELECT error_code, any_value(error) AS error, count(*) AS n FROM deliveries"
+        " WHERE campaign_id = ? AND status IN ('failed', 'skipped') GROUP BY ALL ORDER BY n DESC LIMIT 10",
+        [c.id],
+    )
+    lines = [
+        f"### Campaign {c.id}: {c.automation} → {c.channel} ({c.channel_kind}, layout {c.layout})",
+        "",
+        "| recipients | sent | failed | skipped | pending | status | seconds | per second |",
+        "|---:|---:|---:|---:|---:|---|---:|---:|",
+        f"| {c.recipients} | {c.sent} | {c.failed} | {c.skipped} | {c.pending} | {c.status} "
+        f"| {result.duration:.1f} | {result.rate:.1f} |",
+        "",
+        "| item | event |",
+        "|---|---|",
+        *[
+            f"| [{(r['title'] or r['url'] or '').replace('|', '/')}]({r['url']}) | {r['event']} |"
+            for r in items
+        ],
+    ]
+    if c.error:
+        lines += ["", f"**Stopped:** {c.error}"]
+    if failures:
+        lines += ["", "| why not sent | code | deliveries |", "|---|---|---:|"]
+        lines += [f"| {str(r['error']).replace('|', '/')} | {r['error_code']} | {r['n']} |" for r in failures]
+    create_markdown_artifact(
+        "\n".join(lines), key=f"campaign-{c.id}", description=f"Campaign {c.id} of {c.automation}"
+    )
+
+
+def _busy_only(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a send only when the database file was busy: a stopped campaign (bad
+    token) would only stop again, and the engine already retried transient answers."""
+    return isinstance(getattr(state, "data", None), StoreBusy)
+
+
+@task(name="send", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_busy_only)
+def send(db: str, due: automations.Due) -> automations.RunResult:
+    return automations.run_automation(Store(Path(db)), due, now=datetime.now(UTC))
+
+
+@flow(name="run_automation", flow_run_name="{name}")
+def run_automation(
+    name: str, db: str = "feedcast.duckdb", trigger: str = "schedule", send_id: int | None = None
+) -> dict[str, Any]:
+    """Send one automation now: finish its unfinished campaigns, then one new campaign."""
+    logger = get_run_logger()
+    store = Store(Path(db))
+    result = automations.run_automation(store, automations.Due(name, trigger, send_id), now=datetime.now(UTC))
+    for campaign in result.campaigns:
+        _artifact(store, campaign)
+        c = campaign.campaign
+        logger.info(
+            "campaign %s: %s sent, %s failed, %s skipped, %s pending (%s)",
+            c.id,
+            c.sent,
+            c.failed,
+            c.skipped,
+            c.pending,
+            c.status,
+        )
+    if result.note:
+        logger.info("%s: %s", name, result.note)
+    stopped = [c.campaign for c in result.campaigns if c.campaign.status == "stopped"]
+    if result.error or stopped:
+        # a failed flow run is what the UI and notifications show; the store keeps the rest
+        raise RuntimeError(result.error or f"campaign {stopped[-1].id} stopped: {stopped[-1].error}")
+    return {
+        "automation": name,
+        "campaigns": [c.campaign.id for c in result.campaigns],
+        "sent": sum(c.campaign.sent for c in result.campaigns),
+        "note": result.note,
+    }
+
+
+@flow(name="run_automations")
+def run_automations(db: str = "feedcast.duckdb", fan_out: bool = False) -> list[dict[str, Any]]:
+    """Run every due automation, each in its own flow run named after it."""
+    logger = get_run_logger()
+    store = Store(Path(db))
+    due = automations.due_automations(store, datetime.now(UTC))
+    logger.info("%d automation(s) due", len(due))
+    outcomes: list[dict[str, Any]] = []
+    for item in due:
+        parameters = {"name": item.automation, "db": db, "trigger": item.trigger, "send_id": item.send_id}
+        if fan_out:
+            from prefect.deployments import run_deployment
+
+            run = run_deployment(
+                "run_automation/run-automation",
+                parameters=parameters,
+                timeout=0,
+                flow_run_name=item.automation,
+            )
+            outcomes.append({"automation": item.automation, "flow_run": str(getattr(run, "id", ""))})
+            continue
+        state = run_automation(**parameters, return_state=True)  # one failure never stops the others
+        if state.is_completed():
+            outcomes.append(state.result())
+        else:
+            outcomes.append({"automation": item.automation, "error": state.message})
+    return outcomes
