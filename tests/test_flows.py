@@ -47,3 +47,107 @@ def test_watch_sources_flow_polls_and_records(prefect_server: None, tmp_path: Pa
         assert watch_sources(db=str(store.path), force=True)["sources"] == 1
     _, rows = store.query("SELECT outcome FROM fetches ORDER BY id")
     assert [r["outcome"] for r in rows] == ["ok", "not_modified"]
+
+
+def _automation_store(tmp_path: Path, names: list[str], subscribers: int) -> Store:
+    from datetime import UTC, datetime, timedelta
+
+    from feedcast.automations import AutomationSpec, add_automation
+    from feedcast.models import Item, NewSubscriber, PollOutcome
+
+    store = Store(tmp_path / "flows.duckdb")
+    source = store.add_source("shop", "https://shop.example/feed.xml")
+    t0 = datetime.now(UTC) - timedelta(hours=1)
+    base = Item(key="base", title="Base", url="https://shop.example/base")
+    store.record_polls([PollOutcome(source.id, source.url, t0, 0.01, "ok", 200, items=(base,))], now=t0)
+    for name in names:
+        store.add_channel(name, "outbox", {"dir": str(tmp_path / "outbox" / name), "format": "json"})
+        store.add_subscribers(name, [NewSubscriber(f"r{i}") for i in range(subscribers)])
+        add_automation(
+            store, name, AutomationSpec(sources=["shop"], layout="plain", channel=name, on_new=True), now=t0
+        )
+    fresh = Item(key="new", title="Fresh", url="https://shop.example/new")
+    now = datetime.now(UTC)
+    store.record_polls(
+        [PollOutcome(source.id, source.url, now, 0.01, "ok", 200, items=(base, fresh))], now=now
+    )
+    return store
+
+
+def test_run_automations_runs_each_due_automation_as_a_named_flow_run(
+    prefect_server: None, tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+
+    from flows.automations import run_automations
+
+    store = _automation_store(tmp_path, ["alpha", "beta"], 3)
+    outcomes = run_automations(db=str(store.path))
+    assert sorted(o["automation"] for o in outcomes) == ["alpha", "beta"]
+    assert all(o["sent"] == 3 for o in outcomes)
+    assert run_automations(db=str(store.path)) == []  # nothing due any more
+
+    async def names_and_artifacts() -> tuple[set[str], list[str]]:
+        async with get_client() as client:
+            from prefect.client.schemas.filters import (
+                ArtifactFilter,
+                ArtifactFilterKey,
+                FlowRunFilter,
+                FlowRunFilterName,
+            )
+
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=["alpha", "beta"]))
+            )
+            artifacts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["campaign-1", "campaign-2"]))
+            )
+            return {r.name for r in runs}, [str(a.data) for a in artifacts]
+
+    import asyncio
+
+    names, artifacts = asyncio.run(names_and_artifacts())
+    assert names == {"alpha", "beta"}
+    assert len(artifacts) == 2 and all("| 3 | 3 | 0 | 0 | 0 | sent |" in a for a in artifacts)
+
+
+def test_flow_runs_in_separate_processes_and_an_analyst_share_one_duckdb_file(
+    prefect_server: None, tmp_path: Path
+) -> None:
+    """Four automations sent by four flow runs in four processes at once, while an analyst
+    queries the same file: nothing lost, nothing crashed."""
+    import subprocess
+    import sys
+    import time
+
+    from prefect.settings import PREFECT_API_URL
+
+    names = ["a1", "a2", "a3", "a4"]
+    store = _automation_store(tmp_path, names, 150)
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "FEEDCAST_LOCK_TIMEOUT": "120"}
+    code = "import sys; from flows.automations import run_automation; run_automation(name=sys.argv[1], db=sys.argv[2])"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, name, str(store.path)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for name in names
+    ]
+    queries = 0
+    while any(p.poll() is None for p in processes):
+        _, rows = store.query("SELECT status, count(*) AS n FROM send_history GROUP BY ALL")
+        assert all(r["status"] in ("pending", "sent") for r in rows)
+        queries += 1
+        time.sleep(0.05)
+    for process in processes:
+        output = process.communicate()[0].decode(errors="replace")
+        assert process.returncode == 0, output[-3000:]
+    assert queries > 3
+    _, rows = store.query(
+        "SELECT automation, count(*) FILTER (WHERE status = 'sent') AS sent, count(*) AS n FROM send_history GROUP BY ALL ORDER BY 1"
+    )
+    assert rows == [{"automation": name, "sent": 150, "n": 150} for name in names]
+    for name in names:
+        assert len(list((tmp_path / "outbox" / name).rglob("*.json"))) == 150
