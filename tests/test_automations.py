@@ -242,3 +242,22 @@ def test_one_process_at_a_time_sends_an_automation(store: Store) -> None:
     [result] = send_automation(store, "news", settings=FAST)
     assert result.campaign.sent == 1
     assert store.query("SELECT lease_owner FROM automations")[1] == [{"lease_owner": None}]
+
+
+def test_every_prefect_yaml_deployment_points_at_a_flow() -> None:
+    import importlib
+
+    import yaml
+    from prefect import Flow
+
+    config = yaml.safe_load((Path(__file__).parent.parent / "prefect.yaml").read_text(encoding="utf-8"))
+    names = []
+    for deployment in config["deployments"]:
+        path, _, function = deployment["entrypoint"].partition(":")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        flow = getattr(module, function)
+        assert isinstance(flow, Flow)
+        assert set(deployment.get("parameters", {})) <= set(flow.parameters.properties)
+        names.append(f"{flow.name}/{deployment['name']}")
+    # run_automations fans out to this deployment by name
+    assert "run_automation/run-automation" in names
