@@ -5,9 +5,9 @@ exactly as a real channel would make it (method, body) plus the recipient; with
 ``--format email`` an email call is written as the ``.eml`` the email channel would
 send (:func:`channels.email.build_email`), which any mail client opens.
 
-An outbox has no natural recipient: ``fixed_recipient`` stays None here, and the CLI
-subscribes a ``review`` recipient when the channel is added, so a campaign has someone
-to write for. Writes are atomic (a temporary file, then ``os.replace``): a reader never
+An outbox has no natural recipient: registering one subscribes ``review``
+(``fixed_recipient``) so that a campaign has someone to write for; more recipients can
+be added to rehearse an audience. Writes are atomic (a temporary file, then ``os.replace``): a reader never
 sees half a file, and a retried call overwrites its own file.
 """
 
@@ -53,6 +53,7 @@ class OutboxChannel(Channel):
         Option("from_addr", "the From address of .eml files", default="feedcast@localhost"),
     )
     max_in_flight = 4
+    fixed_recipient = "review"
 
     @classmethod
     def validate_settings(cls, settings: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-import csv
-import io
+import sys
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -89,13 +88,9 @@ def channel_add(
     validate_name(name)
     cls = channel_class(kind)
     settings = cls.validate_settings(_parse_options(list(ctx.args)))
-    config = State.store().add_channel(name, kind, settings, fixed_recipient=cls.fixed_recipient)
+    State.store().add_channel(name, kind, settings, fixed_recipient=cls.fixed_recipient)
     note = f" (subscriber {cls.fixed_recipient!r} added)" if cls.fixed_recipient else ""
     out.print(f"added {kind} channel {name}{note}", markup=False)
-    if kind == "outbox":
-        State.store().add_subscribers(name, [NewSubscriber("review")], source="channel")
-        out.print("subscribed the recipient 'review' (add more with `feedcast subscriber add`)", markup=False)
-    _ = config
 
 
 @channel_app.command("kinds")
@@ -226,39 +221,6 @@ def subscriber_add(
     out.print(f"subscribed {address} to {channel}", markup=False)
 
 
-_RECIPIENT_COLUMNS = ("recipient", "chat_id", "psid", "email", "address", "id")
-
-
-def _read_csv(path: Path) -> tuple[list[tuple[int, dict[str, str]]], str]:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not UTF-8 text") from None
-    sample = text[:4096]
-    try:
-        dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
-    fields = [f.strip().lower() for f in reader.fieldnames or []]
-    column = next((c for c in _RECIPIENT_COLUMNS if c in fields), None)
-    if column is None:
-        raise UserError(f"{path}: no recipient column (one of: {', '.join(_RECIPIENT_COLUMNS)})")
-    rows = []
-    for row in reader:
-        rows.append(
-            (
-                reader.line_num,
-                {(k or "").strip().lower(): (v or "").strip() for k, v in row.items() if isinstance(v, str)},
-            )
-        )
-    return rows, column
-
-
 @subscriber_app.command("import")
 def subscriber_import(
     channel: Annotated[str, typer.Argument(help="The channel.")],
@@ -275,35 +237,13 @@ def subscriber_import(
 ) -> None:
     """Import subscribers from a CSV file. Known recipients get new tags but keep their
     status (an import never resubscribes someone who left); bad rows are reported by line."""
+    from feedcast.audience import read_subscribers_csv
     from feedcast.delivery import make_channel
 
     store = State.store()
     ch = make_channel(store.get_channel(channel))
-    rows, column = _read_csv(file)
-    extra = tuple(tag or ())
-    news: dict[str, NewSubscriber] = {}
-    first_line: dict[str, int] = {}
-    bad: list[str] = []
-    for line, row in rows:
-        try:
-            address = ch.validate_recipient(row.get(column, ""))
-            tags = tuple(t for t in (row.get("tags") or "").replace("|", ";").split(";") if t.strip())
-            inbound = None
-            if row.get("last_inbound_at"):
-                try:
-                    inbound = datetime.fromisoformat(row["last_inbound_at"])
-                except ValueError:
-                    raise InvalidValue(
-                        f"last_inbound_at {row['last_inbound_at']!r} is not an ISO date-time"
-                    ) from None
-                if inbound.tzinfo is None:
-                    inbound = inbound.replace(tzinfo=UTC)
-            if address in news:
-                raise InvalidValue(f"{address!r} is already on line {first_line[address]}")
-            first_line[address] = line
-            news[address] = NewSubscriber(address, tags + extra, row.get("name") or None, inbound)
-        except UserError as exc:
-            bad.append(f"line {line}: {exc}")
+    subscribers, bad = read_subscribers_csv(file, ch, tuple(tag or ()))
+    news = {s.recipient: s for s in subscribers}
     counts = (
         store.add_subscribers(channel, list(news.values()), source="import")
         if news
@@ -982,3 +922,77 @@ def serve_command(
     except RuntimeError as exc:
         raise FeedcastError(str(exc)) from None
     log("stopped")
+
+
+# --------------------------------------------------------------------------- apply / export
+
+
+@app.command("apply")
+def apply_command(
+    file: Annotated[Path, typer.Argument(help="A YAML file: sources, channels, subscribers, automations.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would change, change nothing.")
+    ] = False,
+    prune: Annotated[
+        bool,
+        typer.Option("--prune", help="Also remove sources, channels and automations the file does not list."),
+    ] = False,
+    no_fetch: Annotated[
+        bool, typer.Option("--no-fetch", help="Register new sources without their baseline fetch.")
+    ] = False,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Make the set-up match a YAML file (idempotent): prints what it created, changed
+    and removed. Everything is checked first; errors name the file, entry and field."""
+    from feedcast.config import apply_config, load_config, plan_config
+
+    store = State.store()
+    config = load_config(file)
+    plan = plan_config(store, config, file, prune=prune)
+    notes = [] if dry_run else apply_config(store, plan, fetch=not no_fetch)
+    if fmt == Format.json:
+        _print_json(
+            {
+                "dry_run": dry_run,
+                "created": plan.created,
+                "changed": plan.changed,
+                "removed": plan.removed,
+                "unchanged": plan.unchanged,
+                "kept": plan.kept,
+                "notes": notes,
+            }
+        )
+        return
+    prefix = "would be " if dry_run else ""
+    for label, entries in (("created", plan.created), ("changed", plan.changed), ("removed", plan.removed)):
+        for entry in entries:
+            out.print(f"{prefix}{label}: {entry}", markup=False, highlight=False)
+    for note in notes:
+        out.print(f"  {note}", markup=False, highlight=False)
+    for entry in plan.kept:
+        out.print(f"kept (not in the file; --prune removes it): {entry}", markup=False, highlight=False)
+    if plan.empty:
+        out.print(f"{file}: nothing to change ({len(plan.unchanged)} entries up to date)", markup=False)
+    elif dry_run:
+        out.print("dry run: nothing was changed", markup=False)
+
+
+@app.command("export")
+def export_command(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write to FILE instead of stdout.")
+    ] = None,
+) -> None:
+    """Write the current sources, channels and automations as YAML for `feedcast apply`
+    (secrets stay env:VAR references; subscribers are data: see `feedcast subscriber list`)."""
+    from feedcast.config import export_config
+
+    text = export_config(State.store())
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
+    out.print(f"wrote {output}", markup=False)

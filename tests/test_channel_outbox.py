@@ -49,7 +49,7 @@ def test_settings_and_format(tmp_path: Path) -> None:
     assert ch.settings["dir"] == str(tmp_path / "out")
     assert ch.settings["from_addr"] == "feedcast@localhost"
     assert outbox(tmp_path).format == "json"
-    assert OutboxChannel.fixed_recipient is None
+    assert OutboxChannel.fixed_recipient == "review"  # registering an outbox subscribes it
     with pytest.raises(InvalidValue, match="--format must be one of"):
         OutboxChannel.validate_settings({"dir": str(tmp_path), "format": "fax"})
     with pytest.raises(InvalidValue, match="outbox channels need --dir"):

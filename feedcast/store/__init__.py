@@ -483,6 +483,50 @@ class Store(DeliveryStore):
             con.execute("DELETE FROM sources WHERE id = ?", [source.id])
         return source.item_count
 
+    def update_source(
+        self,
+        name: str,
+        *,
+        url: str | None = None,
+        kind: str | None = None,
+        every: timedelta | None = None,
+        backfill: int | None = None,
+        selectors: Mapping[str, str] | None = None,
+        clear_selectors: bool = False,
+    ) -> Source:
+        """Change a source's registration. A new URL starts over from a conditional-GET
+        point of view (validators dropped, due now); its items and history stay."""
+        source = self.get_source(name)
+        sets: list[str] = []
+        params: list[Any] = []
+        if url is not None and url != source.added_url:
+            sets += [
+                "url = ?",
+                "added_url = ?",
+                "site_url = NULL",
+                "etag = NULL",
+                "last_modified = NULL",
+                "body_hash = NULL",
+                "next_poll_at = now()",
+            ]
+            params += [url, url]
+        if kind is not None:
+            sets.append("kind = ?")
+            params.append(kind)
+        if every is not None:
+            sets.append("every_seconds = ?")
+            params.append(int(every.total_seconds()))
+        if backfill is not None:
+            sets.append("backfill = ?")
+            params.append(backfill)
+        if selectors is not None or clear_selectors:
+            sets.append("selectors = ?::JSON")
+            params.append(_json(selectors) if selectors else None)
+        if sets:
+            with self.transaction() as con:
+                con.execute(f"UPDATE sources SET {', '.join(sets)} WHERE id = ?", [*params, source.id])
+        return self.get_source(name)
+
     def set_source_status(self, name: str, status: str) -> Source:
         if status not in {"active", "paused"}:
             raise InvalidValue(f"unknown source status {status!r}")

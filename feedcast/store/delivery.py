@@ -344,6 +344,16 @@ class DeliveryStore:
             con.execute("DELETE FROM channels WHERE id = ?", [channel.id])
         return int(row[0]) if row else 0
 
+    def update_channel(self, name: str, settings: Mapping[str, Any]) -> ChannelConfig:
+        """Replace a channel's settings (already validated: secrets only as env:VAR)."""
+        channel = self.get_channel(name)
+        with self.transaction() as con:
+            con.execute(
+                "UPDATE channels SET settings = ?::JSON WHERE id = ?",
+                [json.dumps(dict(settings), sort_keys=True), channel.id],
+            )
+        return self.get_channel(name)
+
     def set_channel_error(self, channel_id: int, error: str | None) -> None:
         with self.transaction() as con:
             con.execute(
