@@ -48,6 +48,7 @@ from channels.base import (
     Result,
     SendContext,
 )
+from channels.http import sending_client
 from channels.ratelimit import RateGate
 from feedcast.errors import FeedcastError, InvalidValue, NotFound
 from feedcast.models import (
@@ -139,12 +140,7 @@ def make_channel(config: ChannelConfig, environ: Mapping[str, str] | None = None
 
 
 def _client(settings: SendSettings, in_flight: int) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.timeout, connect=min(10.0, settings.timeout)),
-        limits=httpx.Limits(max_connections=max(in_flight, 4), max_keepalive_connections=max(in_flight, 4)),
-        follow_redirects=False,
-        headers={"User-Agent": "feedcast"},
-    )
+    return sending_client(max(in_flight, 4), timeout=settings.timeout)
 
 
 def check_channel(store: Store, name: str, environ: Mapping[str, str] | None = None) -> str:

@@ -157,3 +157,16 @@ def test_errors_name_the_file_entry_and_field(cli: Cli, tmp_path: Path, text: st
     err = cli("apply", str(path), code=2)
     assert message in err and str(path) in err and len(err.strip().splitlines()) == 1
     assert cli.json("source", "list") == []  # nothing half-applied
+
+
+def test_the_readme_example_is_a_valid_file() -> None:
+    import yaml
+
+    from feedcast.config import ConfigFile
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = ConfigFile.model_validate(yaml.safe_load(block))
+    assert [a.name for a in config.automations] == ["deals"] and config.channels[0].options() == {
+        "token": "env:TG_TOKEN"
+    }
