@@ -1,38 +1,36 @@
 """``feedcast demo``: the pipeline end to end on bundled samples served on loopback.
 
-Day 1 registers a homepage (its feed is discovered), an Atom feed, a JSON Feed and a
-Google Merchant catalogue, each taking its baseline, and, on the sandbox's provider
-emulators, a Telegram bot and an email relay with a few subscribers (one has blocked the
-bot, one address bounces) and two automations. Day 2 the samples change (a new post, a
-new product, a price drop, a restock), one poll finds exactly that, and `send` delivers
-the two campaigns; the send history and the subscribers' new statuses come from DuckDB.
+It starts the sandbox (sample sources, the Telegram and Messenger emulators, an SMTP
+sink) and applies the bundled ``demo.yaml``: a homepage (its feed is discovered), an
+Atom feed, a JSON Feed and a Google Merchant catalogue, each taking its baseline; a
+Telegram bot, a Facebook Page and a newsletter with a few subscribers (one has blocked
+the bot, one the page, one is outside Messenger's 24-hour window, one address bounces);
+three automations. Day 1 sends the newsletter's welcome digest. Day 2 the samples
+change (a new post, a new product, a price drop, a restock) and one pass of ``feedcast
+run`` polls them and sends what is due; then what each channel received, the send
+history and the subscribers' new statuses, from the sandbox and DuckDB.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from feedcast import watch
-from feedcast.delivery import SendSettings, send_automation
-from feedcast.models import NewSubscriber
+from feedcast.automations import run_due
+from feedcast.config import apply_config, load_config, plan_config
+from feedcast.delivery import CampaignResult, send_automation
 from feedcast.sandbox import SampleServer, sample_text
 from feedcast.sandbox.run import SANDBOX_ENV, Sandbox
 from feedcast.store import Store
 
 __all__ = ["run_demo"]
-
-SOURCES = [
-    # name, path, kind, backfill
-    ("journal", "/", "auto", 2),
-    ("news", "/news.atom", "auto", 0),
-    ("deals", "/deals.json", "auto", 0),
-    ("shop", "/shop.xml", "auto", 0),
-]
 
 
 def _publish_day1(server: SampleServer) -> None:
@@ -53,147 +51,81 @@ def _publish_day2(server: SampleServer) -> None:
     blog = blog.replace("  <item>", new_post + "  <item>", 1)
     server.put("/blog.rss", blog, "application/rss+xml; charset=utf-8")
     server.put("/shop.xml", sample_text("shop-v2.xml").replace("{base}", base), "application/xml")
-
-
-def _register_audience(store: Store, sandbox: Sandbox, console: Console) -> None:
-    urls = sandbox.urls
-    store.add_channel(
-        "shop-bot", "telegram", {"token": "env:SANDBOX_TELEGRAM_TOKEN", "api_url": urls["telegram"]}
-    )
-    store.add_channel(
-        "newsletter",
-        "email",
+    deals = json.loads(sample_text("deals.json").replace("{base}", base))
+    deals["items"].insert(
+        0,
         {
-            "smtp": urls["smtp"],
-            "from_addr": "Northwind Outfitters <news@northwind.example>",
-            "rate": "20",
-            "connections": "2",
-            "unsubscribe_mailto": "unsubscribe@northwind.example",
+            "id": "deal-4",
+            "url": f"{base}/deals/winter-camp",
+            "title": "Winter camp weekend: 20% off tents",
+            "content_html": "<p>This weekend only, every tent is <b>20% off</b>.</p>",
+            "date_published": "2026-11-26T07:00:00+01:00",
         },
     )
-    sandbox.telegram.add_chat(1003, status="blocked")  # this person blocked the bot
-    store.add_subscribers(
-        "shop-bot",
-        [
-            NewSubscriber("1001", ("deals",), "Ada"),
-            NewSubscriber("1002", ("deals",), "Bo"),
-            NewSubscriber("1003", ("deals",), "Cy"),
-        ],
-    )
-    sandbox.smtp.reject("old.address@example.org")  # 550 5.1.1: a hard bounce
-    store.add_subscribers(
-        "newsletter",
-        [NewSubscriber("reader@example.org", name="Reader"), NewSubscriber("old.address@example.org")],
-    )
-    store.add_automation(
-        "deals-on-telegram",
-        channel="shop-bot",
-        layout="product",
-        sources=["shop"],
-        audience="deals",
-        events=("new", "price_drop", "back_in_stock"),
-    )
-    store.add_automation(
-        "journal-by-email", channel="newsletter", layout="digest", sources=["journal", "news"]
-    )
-    console.print(
-        f"  [green]+[/] channels shop-bot (telegram, sandbox at {urls['telegram']}) and newsletter "
-        f"(email, sandbox at {urls['smtp']}); 3 + 2 subscribers; automations deals-on-telegram, journal-by-email"
-    )
-
-
-def _send_all(store: Store, console: Console) -> None:
-    table = Table("automation", "campaign", "items", "recipients", "sent", "failed", "skipped", "seconds")
-    for name in ("deals-on-telegram", "journal-by-email"):
-        for result in send_automation(store, name, settings=SendSettings()):
-            c = result.campaign
-            table.add_row(
-                name,
-                str(c.id),
-                str(c.items),
-                str(c.recipients),
-                str(c.sent),
-                str(c.failed),
-                str(c.skipped),
-                f"{result.duration:.1f}",
-            )
-    console.print(table)
-    console.rule("[bold]send history (feedcast sql)")
-    _, rows = store.query(
-        "SELECT automation, channel, recipient, status, attempts, coalesce(error, '') AS error"
-        " FROM send_history ORDER BY delivery_id"
-    )
-    history = Table("automation", "channel", "recipient", "status", "attempts", "error")
-    for r in rows:
-        history.add_row(
-            r["automation"], r["channel"], r["recipient"], r["status"], str(r["attempts"]), r["error"]
-        )
-    console.print(history)
-    _, changed = store.query(
-        "SELECT c.name AS channel, s.recipient, s.status FROM subscribers s JOIN channels c ON c.id = s.channel_id"
-        " WHERE s.status <> 'active' ORDER BY 1, 2"
-    )
-    for r in changed:
-        console.print(f"  subscriber {r['recipient']} on {r['channel']} is now [bold]{r['status']}[/]")
+    server.put("/deals.json", json.dumps(deals), "application/feed+json")
 
 
 def run_demo(store: Store, console: Console, *, keep: bool = False) -> None:
     os.environ["FEEDCAST_ALLOW_PRIVATE_NETWORKS"] = "1"  # the samples are on loopback
     for key, value in SANDBOX_ENV.items():  # the sandbox's public credentials
         os.environ.setdefault(key, value)
-    if store.path.exists():
-        for suffix in ("", ".wal"):
-            old = store.path.with_name(store.path.name + suffix)
-            if old.exists():
-                old.unlink()
+    for suffix in ("", ".wal"):
+        old = store.path.with_name(store.path.name + suffix)
+        if old.exists():
+            old.unlink()
     started = time.perf_counter()
     with SampleServer() as server, Sandbox() as sandbox:
         _publish_day1(server)
-        console.rule("[bold]day 1: register sources (each takes a baseline)")
-        console.print(f"sample sources served at {server.base_url} ; database {store.path}")
-        for name, path, kind, backfill in SOURCES:
-            source, summary = watch.add_source(
-                store, name, server.base_url + path, kind=kind, backfill=backfill, every=timedelta(minutes=15)
-            )
-            assert summary is not None
-            detail = f"{source.kind} ({source.format})"
-            note = f", discovered on {source.site_url}" if source.site_url else ""
-            extra = f", newest {summary.new} counted as new (--backfill {backfill})" if summary.new else ""
-            console.print(f"  [green]+[/] {name}: {detail}, {summary.items} items{note}{extra}")
-        _register_audience(store, sandbox, console)
+        _prepare(store.path.parent, server, sandbox)
+        config_path = store.path.parent / "demo.yaml"
+        console.rule("[bold]day 1: feedcast apply demo.yaml (sources take a baseline)")
+        console.print(f"samples at {server.base_url}; sandbox {sandbox.urls}; database {store.path}")
+        plan = plan_config(store, load_config(config_path), config_path)
+        notes = apply_config(store, plan)
+        for line in plan.created:
+            console.print(f"  [green]+[/] {line}")
+        for note in notes:
+            console.print(f"    {note}")
 
-        console.rule("[bold]day 2: the sources change; one poll finds what is new")
+        console.rule("[bold]day 1: feedcast send weekly-journal (the 2 newest posts, a welcome digest)")
+        _table_of(console, send_automation(store, "weekly-journal"), "weekly-journal")
+
+        console.rule("[bold]day 2: the sources change; feedcast run polls them and sends what is due")
         _publish_day2(server)
         summaries = watch.poll(store, force=True)
         table = Table("source", "outcome", "items", "new", "changed")
-        for s in summaries:
+        for summary in summaries:
             table.add_row(
-                s.source, s.outcome, "" if s.items is None else str(s.items), str(s.new), str(s.changed)
+                summary.source,
+                summary.outcome,
+                "" if summary.items is None else str(summary.items),
+                str(summary.new),
+                str(summary.changed),
             )
         console.print(table)
+        for result in run_due(store):
+            _table_of(console, result.campaigns, result.automation, result.note)
 
-        console.rule("[bold]events (feedcast sql)")
+        console.rule("[bold]what each channel received (the sandbox's record)")
+        _received(console, sandbox, store)
+
+        console.rule("[bold]send history (feedcast sql)")
         _, rows = store.query(
-            """
-            SELECT s.name AS source, e.event, i.title, e.old_price, e.new_price, e.new_availability
-            FROM item_events e JOIN items i ON i.id = e.item_id JOIN sources s ON s.id = e.source_id
-            ORDER BY e.id
-            """
+            "SELECT automation, channel_kind AS kind, recipient, status, attempts, coalesce(error, '') AS error"
+            " FROM send_history ORDER BY delivery_id"
         )
-        events = Table("source", "event", "title", "old price", "new price", "availability")
+        history = Table("automation", "kind", "recipient", "status", "tries", "error")
         for r in rows:
-            events.add_row(
-                r["source"],
-                r["event"],
-                r["title"],
-                "" if r["old_price"] is None else f"{r['old_price']:.2f}",
-                "" if r["new_price"] is None else f"{r['new_price']:.2f}",
-                r["new_availability"] or "",
+            history.add_row(
+                r["automation"], r["kind"], r["recipient"], r["status"], str(r["attempts"]), r["error"]
             )
-        console.print(events)
-
-        console.rule("[bold]day 2: send (feedcast send): campaigns to the sandbox's Telegram and SMTP")
-        _send_all(store, console)
+        console.print(history)
+        _, changed = store.query(
+            "SELECT c.name AS channel, s.recipient, s.status FROM subscribers s JOIN channels c ON c.id = s.channel_id"
+            " WHERE s.status <> 'active' ORDER BY 1, 2"
+        )
+        for r in changed:
+            console.print(f"  subscriber {r['recipient']} on {r['channel']} is now [bold]{r['status']}[/]")
 
         console.rule("[bold]source health (feedcast sql)")
         _, health = store.query(
@@ -211,13 +143,92 @@ def run_demo(store: Store, console: Console, *, keep: bool = False) -> None:
             )
         console.print(health_table)
         console.print(
-            f"done in {time.perf_counter() - started:.1f} s. Explore: "
-            f'feedcast --db {store.path} items | subscriber list | sql "SELECT * FROM send_history"'
+            f"done in {time.perf_counter() - started:.1f} s. Explore: feedcast --db {store.path} "
+            'sql "SELECT * FROM send_history" | subscriber list | automation list | export'
+        )
+        console.print(
+            f"On Prefect: FEEDCAST_DB={store.path} feedcast serve, then open http://127.0.0.1:4200: "
+            "Deployments (watch-sources, run-automations), Flow runs named after each automation, "
+            "Artifacts campaign-N with each campaign's items and results."
         )
         if keep:
-            console.print(f"serving the samples at {server.base_url} until Ctrl-C")
+            console.print(f"serving the samples at {server.base_url} and the sandbox until Ctrl-C")
             try:
                 while True:
                     time.sleep(3600)
             except KeyboardInterrupt:
                 pass
+
+
+def _prepare(folder: Path, server: SampleServer, sandbox: Sandbox) -> None:
+    """The demo's YAML and the Messenger subscribers' CSV, with the URLs of this run."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "demo.yaml").write_text(sample_text("demo.yaml"), encoding="utf-8")
+    now = datetime.now(UTC)
+    (folder / "messenger-people.csv").write_text(
+        "psid,name,last_inbound_at\n"
+        f"2001,Dana,{(now - timedelta(hours=2)).isoformat()}\n"
+        f"2002,Eli,{(now - timedelta(days=3)).isoformat()}\n"  # outside the 24-hour window
+        f"2003,Flo,{(now - timedelta(hours=1)).isoformat()}\n",  # has blocked the page
+        encoding="utf-8",
+    )
+    urls = sandbox.urls
+    os.environ.update(
+        DEMO_SITE=server.base_url,
+        SANDBOX_TELEGRAM_URL=urls["telegram"],
+        SANDBOX_MESSENGER_URL=urls["messenger"],
+        SANDBOX_SMTP_URL=urls["smtp"],
+    )
+    sandbox.telegram.add_chat(1003, status="blocked")  # this person blocked the bot
+    sandbox.messenger.add_person("2001", last_inbound=now - timedelta(hours=2))
+    sandbox.messenger.add_person("2002", last_inbound=now - timedelta(days=3))
+    sandbox.messenger.add_person("2003", status="blocked", last_inbound=now - timedelta(hours=1))
+    sandbox.smtp.reject("old.address@example.org")  # 550 5.1.1: a hard bounce
+
+
+def _table_of(console: Console, results: list[CampaignResult], name: str, note: str | None = None) -> None:
+    if not results:
+        console.print(f"  {name}: {note or 'nothing to send'}")
+    for result in results:
+        c = result.campaign
+        console.print(
+            f"  {name}: campaign {c.id}, {c.items} item(s) to {c.recipients} recipient(s): "
+            f"[green]{c.sent} sent[/], {c.failed} failed, {c.skipped} skipped in {result.duration:.1f} s"
+        )
+
+
+def _received(console: Console, sandbox: Sandbox, store: Store) -> None:
+    table = Table("channel", "recipient", "received")
+    for chat in ("1001", "1002", "1003"):
+        texts = [
+            _first_line(m["params"].get("text") or m["params"].get("caption") or m["method"])
+            for m in sandbox.telegram.received(chat)
+        ]
+        table.add_row("telegram", chat, "\n".join(texts) or "(nothing: blocked the bot)")
+    for psid in ("2001", "2002", "2003"):
+        got = sandbox.messenger.received(psid)
+        table.add_row("messenger", psid, "\n".join(_messenger_line(m["message"]) for m in got) or "(nothing)")
+    for address in ("reader@example.org", "old.address@example.org"):
+        mails = sandbox.smtp.messages_for(address)
+        table.add_row("email", address, "\n".join(str(m.message["Subject"]) for m in mails) or "(bounced)")
+    console.print(table)
+
+
+def _first_line(text: str) -> str:
+    import re
+
+    lines = [line.strip() for line in re.sub(r"<[^>]+>", "", text).splitlines() if line.strip()]
+    line = " · ".join(lines[:2])
+    return line if len(line) <= 70 else line[:69] + "…"
+
+
+def _messenger_line(message: dict[str, object]) -> str:
+    if "text" in message:
+        return _first_line(str(message["text"]))
+    attachment = message.get("attachment")
+    if isinstance(attachment, dict):
+        payload = attachment.get("payload")
+        if isinstance(payload, dict) and payload.get("text"):
+            return _first_line(str(payload["text"]))
+        return f"[{attachment.get('type')}]"
+    return "[message]"
