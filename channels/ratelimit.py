@@ -70,7 +70,13 @@ class RateGate:
             if wait <= 0:
                 for rule in rules:
                     self._limiter.hit(self._item(rule), rule.key, cost=min(rule.cost, rule.limit))
-                    self._next[rule.key] = now + rule.period * min(rule.cost, rule.limit) / rule.limit
+                    # from the slot this call was due in, not from when it woke up: late
+                    # wake-ups would otherwise add up and drag the rate below the limit
+                    spacing = rule.period * min(rule.cost, rule.limit) / rule.limit
+                    slot = self._next.get(rule.key, now)
+                    if now - slot > spacing:  # idle for a while: start afresh, no catch-up burst
+                        slot = now
+                    self._next[rule.key] = slot + spacing
                 break
             # the window's oldest hit expires at reset_time; a few ms more avoids spinning
             await asyncio.sleep(min(max(wait, 0.002), 1.0))

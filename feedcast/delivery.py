@@ -10,9 +10,13 @@ one transaction. :func:`deliver` then takes pending deliveries only and records 
 outcome; a rerun (``feedcast send`` again) resumes unfinished campaigns before building
 a new one. A delivery is recorded after its provider calls succeed, so a process killed
 between a provider's answer and the write leaves that delivery pending, and the rerun
-sends it again. The engine never lets more than ``max_in_flight`` deliveries be sent
-but unrecorded (a delivery's slot is released only once its outcome is written), so a
-crash duplicates at most ``max_in_flight`` deliveries; everything else is sent once.
+sends it again. The engine never lets more than ``max_unrecorded`` deliveries be in
+flight or sent but unrecorded (a delivery's slot is released only once its outcome is
+written; outcomes are written every ``flush_interval`` or as soon as half the window is
+waiting), so a crash duplicates at most ``max_unrecorded`` deliveries (512 by default;
+at a provider's paced rate, only what was sent since the last write: about 8 on
+Telegram); everything else is sent once. Each write opens the database for one short
+transaction (about 25 ms), so writes are batched rather than made per delivery.
 
 Pacing: every call passes the channel's :class:`~channels.ratelimit.RateGate`
 (provider limits as sliding windows); a 429 pauses the whole channel for the provider's
@@ -99,9 +103,10 @@ class SendSettings:
     max_attempts: int = 5  # tries per call for transient errors
     backoff: float = 1.0  # seconds before the first retry, doubling, jittered
     backoff_cap: float = 60.0
-    max_in_flight: int | None = None  # default: the channel's
-    flush_interval: float = 0.25  # seconds between writes of outcomes
-    flush_rows: int = 1000
+    max_in_flight: int | None = None  # provider calls at once; default: the channel's
+    # deliveries in flight or sent but not yet recorded: what a crash may send twice
+    max_unrecorded: int = 512
+    flush_interval: float = 0.25  # seconds between writes of outcomes (also when half the window waits)
     timeout: float = 30.0  # seconds per provider request
     deadline: float | None = None  # stop starting deliveries after this many seconds
 
@@ -464,13 +469,16 @@ class _Engine:
             message_tag=automation.message_tag if automation else None,
         )
         self.in_flight = max(1, settings.max_in_flight or channel.max_in_flight)
+        self.window = max(self.in_flight, settings.max_unrecorded)
+        self.flush_error: BaseException | None = None
         self.fatal: str | None = None
         # asyncio primitives bind to the running loop on first use (Python 3.10+)
         self.stopping = asyncio.Event()
         self.finished = asyncio.Event()
-        self.flushes: set[asyncio.Future[None]] = set()
+        self.wake = asyncio.Event()  # the flusher writes now
         self.db_lock = asyncio.Lock()
-        self.slots = asyncio.Semaphore(self.in_flight)
+        self.slots = asyncio.Semaphore(self.window)  # released when an outcome is recorded
+        self.calls = asyncio.Semaphore(self.in_flight)  # released when a delivery's calls are done
         self.buffer: list[DeliveryUpdate] = []
         self.done = 0
         self.total = info.pending
@@ -516,17 +524,27 @@ class _Engine:
                     await asyncio.gather(*tasks)
             finally:
                 self.finished.set()
+                self.wake.set()
                 await flusher  # never cancelled mid-write: its thread would go on writing
-                if self.flushes:
-                    await asyncio.gather(*self.flushes)
-                await self._flush()
+                if self.flush_error is None:
+                    await self._flush()
                 await self.channel.close()
+            if self.flush_error is not None:
+                raise self.flush_error
 
     async def _flush_loop(self) -> None:
         while not self.finished.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.finished.wait(), self.settings.flush_interval)
-            await self._flush()
+                await asyncio.wait_for(self.wake.wait(), self.settings.flush_interval)
+            self.wake.clear()
+            try:
+                await self._flush()
+            except BaseException as exc:  # the store failed: stop sending, keep the rest pending
+                self.flush_error = exc
+                self.stopping.set()
+                for _ in range(self.window):  # whoever waits for a slot sees the stop
+                    self.slots.release()
+                return
 
     async def _flush(self) -> None:
         async with self.db_lock:
@@ -542,10 +560,8 @@ class _Engine:
 
     def _finish(self, update: DeliveryUpdate) -> None:
         self.buffer.append(update)
-        if len(self.buffer) >= self.settings.flush_rows:
-            task = asyncio.ensure_future(self._flush())
-            self.flushes.add(task)
-            task.add_done_callback(self.flushes.discard)
+        if len(self.buffer) >= max(1, self.window // 2):
+            self.wake.set()  # half the window waits to be written: write now
 
     def _recipient(self, pending: PendingDelivery) -> Recipient:
         url = None
@@ -562,7 +578,8 @@ class _Engine:
 
     async def _deliver(self, pending: PendingDelivery, calls: Sequence[tuple[int, ProviderCall]]) -> None:
         try:
-            update = await self._attempt(pending, calls)
+            async with self.calls:
+                update = await self._attempt(pending, calls)
         except Exception as exc:  # a bug in a channel must not lose the others
             log.exception("delivery %s failed unexpectedly", pending.id)
             update = DeliveryUpdate(
