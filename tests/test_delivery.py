@@ -431,3 +431,25 @@ def test_a_campaign_killed_midway_resumes_without_loss_and_with_bounded_duplicat
     assert duplicates <= SendSettings().max_unrecorded
     assert duplicates <= 32 + 29
     assert resumed.campaign.sent == 150
+
+
+def test_a_store_that_cannot_record_stops_the_campaign_instead_of_hanging(
+    tmp_path: Path, tg: tuple[TelegramEmulator, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from feedcast.errors import StoreBusy
+
+    _emulator, url = tg
+    store = _store(tmp_path, url, [str(3000 + i) for i in range(5)])
+    _poll(store, _items("b", 1, T0 + timedelta(hours=1)), T0 + timedelta(hours=1))
+
+    def busy(*args: object, **kwargs: object) -> None:
+        raise StoreBusy("feedcast.duckdb is busy: another process kept it open for more than 60 s")
+
+    monkeypatch.setattr(store, "record_deliveries", busy)
+    started = time.monotonic()
+    with pytest.raises(StoreBusy):
+        send_automation(store, "news", settings=FAST, environ=ENV)
+    assert time.monotonic() - started < 30
+    monkeypatch.undo()
+    [resumed] = send_automation(store, "news", settings=FAST, environ=ENV)  # the rest resumes
+    assert resumed.resumed and resumed.campaign.sent == 5 and resumed.campaign.pending == 0
