@@ -32,6 +32,7 @@ import pyarrow as pa
 from feedcast.errors import AlreadyExists, InvalidValue, NotFound, StoreBusy, StoreError
 from feedcast.models import Item, PollOutcome, Source
 from feedcast.store._rows import _plain_price, item_from_row
+from feedcast.store.audience import AudienceStore, m003
 from feedcast.store.delivery import DeliveryStore, m002
 
 __all__ = ["MIGRATIONS", "ItemEvent", "NewSource", "PollSummary", "Store", "default_db_path"]
@@ -280,9 +281,10 @@ def _newest_first(items: Sequence[Item]) -> list[int]:
 
 
 migration(2, "channels, subscribers, automations, campaigns, deliveries, send_history")(m002)
+migration(3, "inbound, bot_replies, channel_state, campaign_links, clicks, optins")(m003)
 
 
-class Store(DeliveryStore):
+class Store(DeliveryStore, AudienceStore):
     """One DuckDB file. Cheap to create; holds no connection between calls."""
 
     def __init__(self, path: str | Path | None = None, *, lock_timeout: float | None = None) -> None:
