@@ -66,7 +66,7 @@ def reply_calls(text: str, fmt: str) -> list[ProviderCall]:
         body = escape(text, quote=False)
     else:
         body = text
-    modules = (Module(kind="text", text=body),)
+    modules: tuple[Module, ...] = (Module(kind="text", text=body),)
     if fmt == "email":
         from html import escape
 
