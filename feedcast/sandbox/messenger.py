@@ -73,7 +73,24 @@ Control API (JSON), for tests and benchmarks in another process:
 - ``GET|POST /_sandbox/config`` ``{"limits", "fault_rate", "drop_rate", "seed",
   "auto_people", "auto_window_open"}``;
 - ``POST /_sandbox/errors`` ``{"psid" ("*": anyone), "code", "subcode"?, "message"?,
-  "status"?, "times"?}``.
+  "status"?, "times"?}``;
+- ``GET|POST /_sandbox/webhook`` ``{"url", "app_secret", "page_id"?}``: where the page's
+  webhook events go (the secret is never listed back);
+- ``POST /_sandbox/inbound`` ``{"psid", "text" | "quick_reply" | "postback" | "referral",
+  "title"?, "ref"?}``: the person writes, taps a quick reply or a button, or opens an
+  m.me link; answers ``{"status", "body"}`` of the webhook's answer.
+
+Inbound (the webhook side): after :meth:`MessengerEmulator.webhook`, the ``person_*``
+methods POST what Meta would to that URL, signed with
+``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app_secret, raw body)>``, and open the
+person's 24-hour window (as a real person writing does)::
+
+    emulator.webhook("http://127.0.0.1:8080/messenger/shop", "the-app-secret")
+    emulator.person_writes("2500000000000001", "subscribe")     # a message with a mid
+    emulator.person_postback("2500000000000001", "GET_STARTED")
+    emulator.person_quick_reply("2500000000000001", "UNSUBSCRIBE", "Unsubscribe")
+    emulator.person_referral("2500000000000001", "vip")          # m.me/page?ref=vip
+    emulator.send_raw(body, signature="sha256=00")               # anything, for tests
 """
 
 from __future__ import annotations
@@ -81,6 +98,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
+import hmac
 import json
 import random
 import re
@@ -95,6 +114,7 @@ from time import monotonic
 from typing import Any
 from urllib.parse import parse_qsl
 
+import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -108,6 +128,7 @@ __all__ = [
     "MessengerEmulator",
     "Page",
     "Person",
+    "WebhookTarget",
 ]
 
 GRAPH_VERSION = "v25.0"
@@ -149,6 +170,18 @@ class Person:
     def public(self) -> dict[str, Any]:
         last = self.last_inbound.isoformat() if self.last_inbound else None
         return {"psid": self.psid, "status": self.status, "last_inbound": last}
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookTarget:
+    """Where the page's webhook events go, and the app secret that signs them."""
+
+    url: str
+    app_secret: str
+    page_id: str | None = None  # None: the first registered page's id
+
+    def public(self) -> dict[str, Any]:
+        return {"url": self.url, "page_id": self.page_id}
 
 
 class _GraphError(Exception):
@@ -313,6 +346,7 @@ class MessengerEmulator:
         self.auto_window_open = auto_window_open
         self._seed_rngs(seed)
         self._clear()
+        self._webhook: WebhookTarget | None = None
         self.app = Starlette(
             middleware=[Middleware(_NoDelay)],
             routes=[
@@ -327,6 +361,8 @@ class MessengerEmulator:
                 Route("/_sandbox/reset", self._reset_endpoint, methods=["POST"]),
                 Route("/_sandbox/config", self._config_endpoint, methods=["GET", "POST"]),
                 Route("/_sandbox/errors", self._errors_endpoint, methods=["POST"]),
+                Route("/_sandbox/webhook", self._webhook_endpoint, methods=["GET", "POST"]),
+                Route("/_sandbox/inbound", self._inbound_endpoint, methods=["POST"]),
             ],
         )
 
@@ -403,13 +439,14 @@ class MessengerEmulator:
 
     def reset(self, *, everything: bool = False) -> None:
         """Forget messages, statistics, windows and scripted errors; ``everything``:
-        pages and people too. The fault generator restarts from ``seed``."""
+        pages, people and the webhook too. The fault generator restarts from ``seed``."""
         with self._lock:
             self._clear()
             self._seed_rngs(self.seed)
             if everything:
                 self._pages.clear()
                 self._people.clear()
+                self._webhook = None
 
     def configure(
         self,
@@ -465,6 +502,114 @@ class MessengerEmulator:
             self._scripted.setdefault(str(psid), deque()).append(
                 _Scripted(int(code), subcode, text, int(status), int(times))
             )
+
+    # ------------------------------------------------------------------ inbound (webhook)
+
+    def webhook(self, url: str, app_secret: str, *, page_id: str | None = None) -> WebhookTarget:
+        """Send the page's webhook events to ``url``, signed with ``app_secret`` (what
+        the Meta app settings hold: the callback URL and the app secret)."""
+        if not url.lower().startswith(("http://", "https://")):
+            raise ValueError(f"the webhook URL must be http(s), not {url!r}")
+        if not app_secret:
+            raise ValueError("the webhook needs an app secret")
+        with self._lock:
+            self._webhook = WebhookTarget(url, app_secret, page_id)
+            return self._webhook
+
+    def sign(self, body: bytes) -> str:
+        """The ``X-Hub-Signature-256`` value Meta would send with ``body``."""
+        target = self._target()
+        digest = hmac.new(target.app_secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+        return f"sha256={digest}"
+
+    def person_writes(self, psid: str, text: str) -> httpx.Response:
+        """The person sends a text message (with a fresh ``mid``)."""
+        return self._post_event(psid, {"message": {"mid": self._new_mid(), "text": text}})
+
+    def person_quick_reply(self, psid: str, payload: str, title: str | None = None) -> httpx.Response:
+        """The person taps a quick reply: a message whose text is its title."""
+        message = {"mid": self._new_mid(), "text": title or payload, "quick_reply": {"payload": payload}}
+        return self._post_event(psid, {"message": message})
+
+    def person_postback(
+        self, psid: str, payload: str, *, title: str | None = None, ref: str | None = None
+    ) -> httpx.Response:
+        """The person taps a button (Get Started, a persistent menu item, a postback
+        button); ``ref``: the Get Started of a new conversation opened by an m.me link
+        with ``?ref=``."""
+        postback: dict[str, Any] = {"mid": self._new_mid(), "title": title or payload, "payload": payload}
+        if ref is not None:
+            postback["referral"] = {"ref": ref, "source": "SHORTLINK", "type": "OPEN_THREAD"}
+        return self._post_event(psid, {"postback": postback})
+
+    def person_referral(self, psid: str, ref: str, *, source: str = "SHORTLINK") -> httpx.Response:
+        """The person opens an existing conversation through ``m.me/PAGE?ref=REF``."""
+        return self._post_event(psid, {"referral": {"ref": ref, "source": source, "type": "OPEN_THREAD"}})
+
+    def send_raw(
+        self, body: bytes | str | Mapping[str, Any], *, signature: str | bool = True
+    ) -> httpx.Response:
+        """POST ``body`` to the webhook as is: ``signature`` True signs it with the app
+        secret, False sends no signature header, a string is sent as the header."""
+        target = self._target()
+        raw = _raw(body)
+        headers = {"Content-Type": "application/json"}
+        if signature is True:
+            headers["X-Hub-Signature-256"] = self.sign(raw)
+        elif isinstance(signature, str):
+            headers["X-Hub-Signature-256"] = signature
+        with httpx.Client(timeout=10.0) as client:
+            return client.post(target.url, content=raw, headers=headers)
+
+    def event_body(self, psid: str, fields: Mapping[str, Any]) -> bytes:
+        """A webhook body with one messaging event of ``psid`` (``fields``: its
+        ``message`` / ``postback`` / ``referral`` / ``optin``...)."""
+        target = self._target()
+        with self._lock:
+            page_id = target.page_id or next((p.page_id for p in self._pages.values()), "1000000001")
+        now = int(datetime.now(UTC).timestamp() * 1000)
+        event = {"sender": {"id": str(psid)}, "recipient": {"id": page_id}, "timestamp": now, **fields}
+        body = {"object": "page", "entry": [{"id": page_id, "time": now, "messaging": [event]}]}
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    def _post_event(self, psid: str, fields: Mapping[str, Any]) -> httpx.Response:
+        raw = self.event_body(psid, fields)
+        self.touch(psid)  # a person's action opens the 24-hour window
+        return self.send_raw(raw)
+
+    def _target(self) -> WebhookTarget:
+        with self._lock:
+            target = self._webhook
+        if target is None:
+            raise RuntimeError("no webhook configured: call webhook(url, app_secret) first")
+        return target
+
+    def _new_mid(self) -> str:
+        with self._lock:
+            return self._message_id()
+
+    def _inbound_fields(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """A control API request as the event fields of one person action."""
+        kinds = [k for k in ("text", "quick_reply", "postback", "referral") if k in data]
+        if len(kinds) != 1:
+            raise ValueError("give exactly one of text, quick_reply, postback, referral")
+        kind, value = kinds[0], str(data[kinds[0]])
+        title = data.get("title")
+        if kind == "text":
+            return {"message": {"mid": self._new_mid(), "text": value}}
+        if kind == "quick_reply":
+            text = str(title or value)
+            return {"message": {"mid": self._new_mid(), "text": text, "quick_reply": {"payload": value}}}
+        if kind == "postback":
+            postback: dict[str, Any] = {
+                "mid": self._new_mid(),
+                "title": str(title or value),
+                "payload": value,
+            }
+            if data.get("ref") is not None:
+                postback["referral"] = {"ref": str(data["ref"]), "source": "SHORTLINK", "type": "OPEN_THREAD"}
+            return {"postback": postback}
+        return {"referral": {"ref": value, "source": "SHORTLINK", "type": "OPEN_THREAD"}}
 
     # ------------------------------------------------------------------ internals
 
@@ -781,8 +926,53 @@ class MessengerEmulator:
             return _control_error(exc)
         return _json({"ok": True})
 
+    async def _webhook_endpoint(self, request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                data = await _control_body(request)
+                if not isinstance(data, dict):
+                    raise ValueError("give a JSON object")
+                page_id = data.get("page_id")
+                self.webhook(
+                    str(data["url"]),
+                    str(data["app_secret"]),
+                    page_id=None if page_id is None else str(page_id),
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                return _control_error(exc)
+        with self._lock:
+            return _json(self._webhook.public() if self._webhook else None)
+
+    async def _inbound_endpoint(self, request: Request) -> Response:
+        try:
+            data = await _control_body(request)
+            if not isinstance(data, dict):
+                raise ValueError("give a JSON object")
+            psid = str(data["psid"])
+            fields = self._inbound_fields(data)
+            target = self._target()
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            return _control_error(exc)
+        raw = self.event_body(psid, fields)
+        self.touch(psid)
+        headers = {"Content-Type": "application/json", "X-Hub-Signature-256": self.sign(raw)}
+        try:
+            async with httpx.AsyncClient(timeout=10.0) as client:
+                answer = await client.post(target.url, content=raw, headers=headers)
+        except httpx.HTTPError as exc:
+            return _json({"error": f"the webhook could not be reached: {type(exc).__name__}"}, 502)
+        return _json({"status": answer.status_code, "body": answer.text[:1000]})
+
 
 # ---------------------------------------------------------------------- request bodies
+
+
+def _raw(body: bytes | str | Mapping[str, Any]) -> bytes:
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _rate(value: float, name: str) -> float:

@@ -1,0 +1,81 @@
+"""``feedcast web``: serve the inbound endpoints (registered on :data:`feedcast.cli.app`)."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from feedcast.cli import State, app, err, out
+from feedcast.models import ChannelConfig
+
+DEFAULT_PUBLIC_URL = (
+    "http://127.0.0.1:8080"  # what feedcast.delivery puts in links without FEEDCAST_PUBLIC_URL
+)
+
+
+def endpoints(paths: list[str], channels: list[ChannelConfig], public_url: str) -> list[str]:
+    """One line per endpoint: a route with ``{channel}`` under a kind's name (``/messenger/
+    {channel}``) once per channel of that kind, the other routes as patterns."""
+    lines: list[str] = []
+    for path in paths:
+        if "{channel}" in path:
+            kinds = [k for k in {c.kind for c in channels} if f"/{k}" in path]
+            for config in channels:
+                if config.kind in kinds:
+                    url = public_url + path.replace("{channel}", config.name)
+                    lines.append(f"  {config.kind} {config.name}: {url}{_note(config)}")
+            if not kinds:
+                lines.append(f"  {public_url}{path}")
+        else:
+            lines.append(f"  {public_url}{path}")
+    return lines
+
+
+def _note(config: ChannelConfig) -> str:
+    if config.kind != "messenger":
+        return ""
+    missing = [flag for flag, key in (("--app-secret", "app_secret"), ("--verify-token", "verify_token"))
+               if not config.settings.get(key)]  # fmt: skip
+    if missing:
+        return f"  (needs {' and '.join(missing)}: feedcast channel add {config.name} messenger ...)"
+    return "  (Meta app > Webhooks: this callback URL and the verify token; fields messages, messaging_postbacks, messaging_referrals, messaging_optins)"
+
+
+@app.command("web")
+def web(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            "--public-url",
+            help="Where the outside reaches this server (default: env FEEDCAST_PUBLIC_URL, else http://HOST:PORT).",
+        ),
+    ] = None,
+) -> None:
+    """Serve the inbound endpoints until Ctrl-C: the Messenger webhook, the Telegram
+    webhook, one-click unsubscribe, subscribe pages and click tracking."""
+    import uvicorn
+
+    from feedcast.web.app import create_app
+
+    store = State.store()
+    configured = os.environ.get("FEEDCAST_PUBLIC_URL")
+    public = (public_url or configured or f"http://{host}:{port}").strip().rstrip("/")
+    application = create_app(store, public_url=public)
+    channels = store.list_channels()
+    paths = [p for p in (getattr(r, "path", None) for r in application.routes) if isinstance(p, str)]
+    out.print(f"feedcast web on http://{host}:{port} (public URL {public})", highlight=False, markup=False)
+    for line in endpoints(paths, channels, public):
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
+    if (configured or DEFAULT_PUBLIC_URL).rstrip("/") != public:
+        err.print(
+            f"note: campaigns put links on FEEDCAST_PUBLIC_URL ({configured or DEFAULT_PUBLIC_URL}); "
+            f"set it to {public} for `feedcast send` and `feedcast run` too",
+            highlight=False,
+            markup=False,
+        )
+    # no access log: paths and queries carry tokens (/u/TOKEN, hub.verify_token)
+    uvicorn.run(application, host=host, port=port, log_level="info", access_log=False, server_header=False)

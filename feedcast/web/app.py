@@ -1,0 +1,236 @@
+"""The ``feedcast web`` app: everything that comes from the outside, in one ASGI app.
+
+:func:`create_app` composes the routes of :mod:`feedcast.web.messenger` (the Messenger
+webhook), :mod:`feedcast.web.telegram` (the Telegram webhook) and
+:mod:`feedcast.web.pages` (one-click unsubscribe, subscribe pages, click tracking) with
+``GET /healthz``, behind three layers that hold for every route:
+
+- security headers on every response: ``X-Content-Type-Options: nosniff``,
+  ``Referrer-Policy: no-referrer`` (token URLs never leak to other sites),
+  ``X-Frame-Options: DENY``, ``Cache-Control: no-store`` unless the route set its own,
+  and ``Content-Security-Policy: default-src 'none'; frame-ancestors 'none'`` on
+  responses that are not HTML (an HTML page sets its own, strict, policy);
+- a request body limit (:data:`MAX_BODY`, 1 MB by default): larger -> 413, read or not;
+- no stack trace ever reaches a client: an unexpected error answers a short JSON 500
+  and goes to the log, secrets scrubbed.
+
+The routes get the store through a guard that lets one connection at a time be open
+in this process: DuckDB refuses a read-only connection while a read-write one to the
+same file is open in the same process (and the reverse), which concurrent requests and
+webhook processing in worker threads would otherwise run into.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import traceback
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from channels.base import REDACTOR
+from feedcast.errors import InvalidValue
+from feedcast.store import Connection, Store
+from feedcast.web import messenger, pages, telegram
+
+__all__ = ["MAX_BODY", "create_app"]
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1024 * 1024  # bytes of a request body (webhooks, forms)
+
+_HEADERS = (
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "DENY"),
+    ("cache-control", "no-store"),
+)
+_NOT_HTML_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+
+# --------------------------------------------------------------------------- the store
+
+
+_LOCKS: dict[Path, threading.RLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+class _SerialStore(Store):
+    """A store whose connections are opened one at a time in this process."""
+
+    def __init__(self, path: Path, *, lock_timeout: float) -> None:
+        super().__init__(path, lock_timeout=lock_timeout)
+        with _LOCKS_GUARD:
+            self._serial = _LOCKS.setdefault(self.path.resolve(), threading.RLock())
+
+    @contextmanager
+    def connect(self, *, read_only: bool = False) -> Iterator[Connection]:
+        with self._serial, super().connect(read_only=read_only) as con:
+            yield con
+
+
+def _serial(store: Store) -> Store:
+    if isinstance(store, _SerialStore):
+        return store
+    return _SerialStore(store.path, lock_timeout=store.lock_timeout)
+
+
+# --------------------------------------------------------------------------- middleware
+
+
+class _SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in _HEADERS:
+                    if name not in headers:
+                        headers[name] = value
+                html = headers.get("content-type", "").startswith("text/html")
+                if not html and "content-security-policy" not in headers:
+                    headers["content-security-policy"] = _NOT_HTML_CSP
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class _Errors:
+    """An unexpected error: a short 500 for the client, the scrubbed trace for the log."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            # the first path segment only: later ones may be tokens (/u/TOKEN, /c/TOKEN)
+            where = "/" + str(scope.get("path", "")).lstrip("/").split("/", 1)[0]
+            trace = REDACTOR.scrub("".join(traceback.format_exception(exc)).rstrip())
+            log.error(
+                "%s %s… failed%s:\n%s",
+                scope.get("method"),
+                where,
+                " after answering" if started else "",
+                trace,
+            )
+            if not started:
+                await JSONResponse({"error": "internal error"}, 500)(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _BodyLimit:
+    def __init__(self, app: ASGIApp, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await _plain(400, "invalid Content-Length")(scope, receive, send)
+                return
+            if int(declared) > self.max_body:
+                await _plain(413, "request body too large")(scope, receive, send)
+                return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await _plain(413, "request body too large")(scope, receive, send)
+
+
+def _plain(status: int, text: str) -> Response:
+    return Response(json.dumps({"error": text}), status, media_type="application/json")
+
+
+# --------------------------------------------------------------------------- the app
+
+
+async def _healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(
+    store: Store,
+    *,
+    public_url: str,
+    max_body: int = MAX_BODY,
+    environ: Mapping[str, str] | None = None,
+) -> Starlette:
+    """The app ``feedcast web`` serves. ``public_url``: where the outside reaches it
+    (links in messages and pages are built on it); ``environ``: where ``env:VAR``
+    secrets are read (default: the process environment)."""
+    base = public_url.strip().rstrip("/")
+    if not base.lower().startswith(("http://", "https://")):
+        raise InvalidValue(f"the public URL must be an http(s) URL, not {public_url!r}")
+    guarded = _serial(store)
+    routes: list[BaseRoute] = [
+        Route("/healthz", _healthz, methods=["GET", "HEAD"], name="healthz"),
+        *messenger.routes(guarded, environ=environ),
+        *telegram.routes(guarded),
+        *pages.routes(guarded),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(_SecurityHeaders),
+            Middleware(_Errors),
+            Middleware(_BodyLimit, max_body=max_body),
+        ],
+    )
+    app.state.store = guarded
+    app.state.public_url = base
+    return app
