@@ -17,6 +17,7 @@ import logging
 import os
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -168,6 +169,19 @@ def _m001(con: Connection) -> None:
 
 # --------------------------------------------------------------------------- store
 
+_FILE_LOCKS: dict[str, threading.RLock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def _file_lock(path: Path) -> threading.RLock:
+    key = str(path.resolve())
+    with _FILE_LOCKS_GUARD:
+        lock = _FILE_LOCKS.get(key)
+        if lock is None:
+            lock = _FILE_LOCKS[key] = threading.RLock()
+        return lock
+
+
 
 @dataclass(frozen=True, slots=True)
 class NewSource:
@@ -299,11 +313,20 @@ class Store(DeliveryStore, AudienceStore):
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[Connection]:
-        """A connection for one unit of work, retrying a busy file with jittered backoff."""
+        """A connection for one unit of work, retrying a busy file with jittered backoff.
+
+        Within a process, one connection per file at a time (threads, the web app, a
+        campaign's lease renewal): DuckDB refuses a read-only and a read-write
+        connection to one file in one process at once, and units of work are short."""
         if read_only and not self._migrated:
             # create the file / bring its schema up to date once per process, then read
             with self.connect():
                 pass
+        with _file_lock(self.path), self._connection(read_only) as con:
+            yield con
+
+    @contextmanager
+    def _connection(self, read_only: bool) -> Iterator[Connection]:
         con = self._open(read_only)
         try:
             con.execute("SET TimeZone = 'UTC'")
