@@ -19,6 +19,10 @@ answer                                                 result
 5xx, a malformed answer, a network error               transient
 =====================================================  ===========================================
 
+Receiving (the inbox, :mod:`feedcast.inbox.telegram`): :meth:`TelegramChannel.get_updates`
+(long polling), :meth:`~TelegramChannel.set_webhook`, :meth:`~TelegramChannel.delete_webhook`,
+:meth:`~TelegramChannel.webhook_info` and :meth:`~TelegramChannel.me` (``getMe``, once).
+
 The token is part of every URL, so it is kept out of every error text (httpx exceptions
 carry the URL): errors go through :meth:`Channel.error_text`, which scrubs secrets.
 """
@@ -178,6 +182,7 @@ class TelegramChannel(Channel):
         super().__init__(name, settings, secrets=secrets)
         self._token: str | None = None
         self._own_client: httpx.AsyncClient | None = None
+        self._me: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- configuration
 
@@ -336,6 +341,121 @@ class TelegramChannel(Channel):
             reason = "401 Unauthorized" if result.code == "401" else "404 Not Found"
             raise ChannelError(f"{where}: the bot token was refused ({reason})")
         raise ChannelError(f"{where}: getMe failed ({result.code}: {result.error})")
+
+    # ----------------------------------------------------------------- receiving
+
+    async def _method(
+        self, method: str, params: Mapping[str, Any] | None = None, *, timeout: httpx.Timeout | None = None
+    ) -> tuple[Result, object]:
+        """Call a Bot API method that sends nothing: its classified answer and ``result``.
+        Network errors propagate (``httpx.HTTPError``, ``OSError``); the caller decides."""
+        client = self.client
+        own = client is None
+        if client is None:
+            client = httpx.AsyncClient(timeout=TIMEOUT)
+        try:
+            response = await client.post(
+                self._url(method), json=dict(params or {}), timeout=timeout or _timeout(client)
+            )
+        finally:
+            if own:
+                await client.aclose()
+        result = self._classify(response)
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        return result, payload.get("result") if isinstance(payload, Mapping) else None
+
+    def _refused(self, method: str, result: Result) -> ChannelError:
+        where = f"telegram channel {self.name!r}"
+        if result.code in ("401", "404"):
+            reason = "401 Unauthorized" if result.code == "401" else "404 Not Found"
+            return ChannelError(f"{where}: the bot token was refused ({reason})")
+        if result.code == "409":
+            return ChannelError(
+                f"{where}: {method} refused (409: {result.error}); a webhook is set "
+                f"(feedcast channel webhook {self.name} --delete) or another process polls this bot"
+            )
+        return ChannelError(f"{where}: {method} failed ({result.code}: {result.error})")
+
+    async def _checked(
+        self, method: str, params: Mapping[str, Any] | None = None, *, timeout: httpx.Timeout | None = None
+    ) -> object:
+        """A method's ``result``, or ChannelError (one line, no secret) for any failure."""
+        try:
+            result, value = await self._method(method, params, timeout=timeout)
+        except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+            raise ChannelError(
+                f"telegram channel {self.name!r}: the Bot API at {self.api_url} is unreachable "
+                f"({self.error_text(exc)})"
+            ) from None
+        if result.outcome is not Outcome.SENT:
+            raise self._refused(method, result)
+        return value
+
+    async def me(self) -> dict[str, Any]:
+        """``getMe``: the bot's user (``id``, ``username``, ``first_name``...), asked once."""
+        if self._me is None:
+            value = await self._checked("getMe")
+            if not isinstance(value, Mapping):
+                raise ChannelError(f"telegram channel {self.name!r}: getMe gave no bot")
+            self._me = dict(value)
+        return dict(self._me)
+
+    async def get_updates(
+        self,
+        offset: int | None,
+        timeout: float,
+        limit: int = 100,
+        *,
+        allowed_updates: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """``getUpdates``: the updates from ``offset`` (which confirms the earlier ones),
+        waiting up to ``timeout`` seconds for one (long polling). ChannelError when the
+        token is refused (401 / 404) or a webhook or another poller is in the way (409);
+        a network error, a 5xx or a 429 is logged and gives ``[]`` (the caller polls again)."""
+        seconds = max(0, int(timeout))
+        params: dict[str, Any] = {"timeout": seconds, "limit": max(1, min(100, int(limit)))}
+        if offset is not None:
+            params["offset"] = int(offset)
+        if allowed_updates is not None:
+            params["allowed_updates"] = list(allowed_updates)
+        try:
+            result, value = await self._method(
+                "getUpdates", params, timeout=httpx.Timeout(seconds + 15.0, connect=10.0)
+            )
+        except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+            log.warning("telegram channel %r: getUpdates failed: %s", self.name, self.error_text(exc))
+            return []
+        if result.outcome is Outcome.SENT:
+            return [u for u in value if isinstance(u, dict)] if isinstance(value, list) else []
+        if result.outcome is Outcome.FATAL or result.code in ("401", "404", "409"):
+            raise self._refused("getUpdates", result)
+        log.warning("telegram channel %r: getUpdates failed (%s: %s)", self.name, result.code, result.error)
+        return []
+
+    async def set_webhook(
+        self, url: str, secret: str | None = None, *, allowed_updates: Sequence[str] | None = None
+    ) -> None:
+        """``setWebhook``: Telegram POSTs each update to ``url`` with ``secret`` in the
+        ``X-Telegram-Bot-Api-Secret-Token`` header (1-256 of ``A-Z a-z 0-9 _ -``)."""
+        params: dict[str, Any] = {"url": url}
+        if secret is not None:
+            self.secrets.remember(secret)
+            params["secret_token"] = secret
+        if allowed_updates is not None:
+            params["allowed_updates"] = list(allowed_updates)
+        await self._checked("setWebhook", params)
+
+    async def delete_webhook(self, *, drop_pending_updates: bool = False) -> None:
+        """``deleteWebhook``: back to ``getUpdates`` (pending updates kept unless dropped)."""
+        await self._checked("deleteWebhook", {"drop_pending_updates": drop_pending_updates})
+
+    async def webhook_info(self) -> dict[str, Any]:
+        """``getWebhookInfo``: ``url`` (empty: none), ``pending_update_count``, the last error."""
+        value = await self._checked("getWebhookInfo")
+        return dict(value) if isinstance(value, Mapping) else {}
 
 
 def _timeout(client: httpx.AsyncClient) -> httpx.Timeout:

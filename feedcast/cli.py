@@ -500,6 +500,7 @@ def demo_command(
 
 # the sending side's commands (channel, subscriber, automation, send) register on `app`
 from feedcast import cli_delivery as _cli_delivery  # noqa: E402
+from feedcast import cli_inbox as _cli_inbox  # noqa: E402, F401
 from feedcast import cli_web as _cli_web  # noqa: E402, F401
 
 _ = _cli_delivery

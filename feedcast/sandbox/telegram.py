@@ -8,9 +8,26 @@ N, "description": "...", "parameters": {...}}`` with HTTP status ``N``.
 What it reproduces (see ``docs/channels.md``):
 
 - methods ``getMe``, ``sendMessage``, ``sendPhoto``, ``sendVideo``, ``sendAudio``,
-  ``sendDocument``, ``sendMediaGroup`` (``getUpdates`` answers ``[]``: the inbox comes later,
-  updates will be queued per bot by a ``push_update`` hook); results shaped like real
-  ``Message`` objects, ``message_id`` increasing per chat;
+  ``sendDocument``, ``sendMediaGroup``; results shaped like real ``Message`` objects,
+  ``message_id`` increasing per chat;
+- receiving: a queue of updates per bot, filled by scripted users (``push_update``,
+  ``user_sends``, ``user_blocks`` / ``user_unblocks``, ``bot_added_to`` /
+  ``bot_removed_from``, or ``POST /_sandbox/updates``); ``getUpdates(offset, limit,
+  timeout, allowed_updates)`` with Telegram's semantics (an offset confirms and forgets the
+  updates before it, a negative one keeps the last ``-offset``; long polling waits up to
+  ``timeout`` seconds without holding up other requests; a newer ``getUpdates`` ends a
+  waiting one with 409 ``terminated by other getUpdates request``; updates are kept 24 h;
+  ``allowed_updates`` is remembered and filters updates created afterwards);
+  ``setWebhook(url, secret_token, allowed_updates, drop_pending_updates)``,
+  ``deleteWebhook``, ``getWebhookInfo``: while a webhook is set, ``getUpdates`` answers 409
+  ``Conflict: can't use getUpdates method while webhook is active`` and each update is
+  POSTed to the URL as JSON with ``X-Telegram-Bot-Api-Secret-Token``, in order, from a
+  background task; a 2xx confirms it, anything else is retried after a short backoff and
+  shows in ``getWebhookInfo`` (``last_error_date``, ``last_error_message``). Unlike
+  Telegram, plain ``http://`` URLs on any port are accepted (loopback tests);
+- a user who blocks the bot is really blocked (sends get 403 ``bot was blocked by the
+  user``) until they unblock it; a user writing to the bot after blocking it unblocks it
+  first (``my_chat_member`` back to ``member``), as Telegram's "Restart" button does;
 - content checks with Telegram's wording: the HTML parse mode (``layouts.html``, the same
   parser the layouts are checked with), text 1..4096 and captions 0..1024 characters after
   entity parsing, inline keyboards, albums of 2..10 items (photos and videos mix, audio and
@@ -36,7 +53,9 @@ tell whether a sender would have been throttled). Bookkeeping is O(1) amortised 
 timestamps, token buckets, no sleeps.
 
 Python API: :class:`TelegramEmulator` (``add_bot``, ``add_chat``, ``received``, ``stats``,
-``reset``, ``configure``). HTTP control API (JSON), for another process:
+``reset``, ``configure``, ``push_update``, ``user_sends``, ``user_blocks``,
+``user_unblocks``, ``bot_added_to``, ``bot_removed_from``, ``pending_updates``,
+``webhook``, ``webhook_deliveries``). HTTP control API (JSON), for another process:
 
 - ``POST /_sandbox/bots`` ``{"token", "username"?, "id"?}``; ``GET /_sandbox/bots``;
 - ``POST /_sandbox/chats`` one chat ``{"chat_id", "kind"?, "status"?, "migrate_to"?,
@@ -44,13 +63,21 @@ Python API: :class:`TelegramEmulator` (``add_bot``, ``add_chat``, ``received``, 
 - ``GET /_sandbox/received?chat_id=ID`` (one chat) or without ``chat_id`` (every chat);
 - ``GET /_sandbox/stats`` (``?chats=1`` adds per-chat figures);
 - ``POST /_sandbox/reset`` (``{"everything": true}`` also forgets bots and chats);
-- ``POST /_sandbox/config`` ``{"limits"?, "fault_rate"?, "drop_rate"?, "seed"?, "auto_chats"?}``.
+- ``POST /_sandbox/config`` ``{"limits"?, "fault_rate"?, "drop_rate"?, "seed"?, "auto_chats"?}``;
+- ``POST /_sandbox/updates`` ``{"bot"?, "update": {...}}`` or ``{"bot"?, "updates": [...]}``
+  (raw updates, ``update_id`` assigned when absent) or a scripted action ``{"bot"?,
+  "action": "sends", "chat_id", "text", "first_name"?}`` / ``"blocks"`` / ``"unblocks"``
+  ``{"chat_id"}`` / ``"added"`` ``{"chat_id", "kind"?, "title"?, "status"?}`` / ``"removed"``
+  ``{"chat_id", "status"?}``; ``bot`` is a token, a bot id or ``@username`` (optional with
+  one bot); ``GET /_sandbox/updates?bot=B`` shows the pending updates, the webhook and its
+  deliveries.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import math
 import random
@@ -65,6 +92,7 @@ from email.policy import HTTP
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -91,7 +119,8 @@ GROUP_PER_MINUTE = 20
 _PATH = re.compile(r"/bot([^/]+)/([A-Za-z]+)/?")
 _MEDIA_FIELDS = {"sendphoto": "photo", "sendvideo": "video", "sendaudio": "audio", "senddocument": "document"}
 _SEND_METHODS = frozenset({*_MEDIA_FIELDS, "sendmessage", "sendmediagroup"})
-_METHODS = frozenset({*_SEND_METHODS, "getme", "getupdates"})
+_WEBHOOK_METHODS = frozenset({"setwebhook", "deletewebhook", "getwebhookinfo"})
+_METHODS = frozenset({*_SEND_METHODS, *_WEBHOOK_METHODS, "getme", "getupdates"})
 _CANONICAL = {
     "sendmessage": "sendMessage",
     "sendphoto": "sendPhoto",
@@ -101,7 +130,45 @@ _CANONICAL = {
     "sendmediagroup": "sendMediaGroup",
     "getme": "getMe",
     "getupdates": "getUpdates",
+    "setwebhook": "setWebhook",
+    "deletewebhook": "deleteWebhook",
+    "getwebhookinfo": "getWebhookInfo",
 }
+UPDATE_TTL = 24 * 3600.0  # Telegram keeps unconfirmed updates 24 hours
+UPDATES_MAX = 100  # getUpdates' largest limit
+FIRST_UPDATE_ID = 100_000_001
+# what a bot receives unless allowed_updates says otherwise (Telegram's default)
+DEFAULT_ALLOWED = frozenset(
+    {
+        "message",
+        "edited_message",
+        "channel_post",
+        "edited_channel_post",
+        "business_connection",
+        "business_message",
+        "edited_business_message",
+        "deleted_business_messages",
+        "inline_query",
+        "chosen_inline_result",
+        "callback_query",
+        "shipping_query",
+        "pre_checkout_query",
+        "purchased_paid_media",
+        "poll",
+        "poll_answer",
+        "my_chat_member",
+        "chat_join_request",
+        "chat_boost",
+        "removed_chat_boost",
+    }
+)
+_SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+_COMMAND = re.compile(r"/[A-Za-z0-9_]{1,32}(?:@[A-Za-z0-9_]{1,64})?")
+_CONFLICT_WEBHOOK = "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first"
+_CONFLICT_POLL = (
+    "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
+)
+WEBHOOK_RETRY_MIN, WEBHOOK_RETRY_MAX = 0.1, 2.0  # seconds between attempts at a failing webhook
 _BUTTON_ACTIONS = frozenset(
     {
         "url",
@@ -216,6 +283,26 @@ class _Counters:
 
 
 @dataclass(slots=True)
+class _Webhook:
+    url: str
+    secret_token: str | None
+    max_connections: int = 40
+    generation: int = 0
+    last_error_date: int | None = None
+    last_error_message: str | None = None
+
+
+@dataclass(slots=True)
+class _LongPoll:
+    """A getUpdates with nothing to answer yet: waited for outside the lock."""
+
+    bot: _Bot
+    limit: int
+    deadline: float
+    generation: int
+
+
+@dataclass(slots=True)
 class _Bot:
     id: int
     token: str
@@ -229,6 +316,14 @@ class _Bot:
     max_messages_per_second: int = 0
     seen_messages: _Window = field(default_factory=lambda: _Window(1.0))
     window: _Window = field(default_factory=lambda: _Window(1.0))  # accepted messages
+    # receiving: (time created, update) oldest first; ids increase by one per update
+    updates: deque[tuple[float, dict[str, Any]]] = field(default_factory=deque)
+    next_update_id: int = FIRST_UPDATE_ID
+    allowed: frozenset[str] = DEFAULT_ALLOWED
+    polls: int = 0  # getUpdates calls: a newer one ends a waiting long poll
+    webhook: _Webhook | None = None
+    webhook_task: asyncio.Task[None] | None = None
+    deliveries: list[dict[str, Any]] = field(default_factory=list)  # webhook POSTs
 
     def user(self) -> dict[str, Any]:
         return {"id": self.id, "is_bot": True, "first_name": self.first_name, "username": self.username}
@@ -343,6 +438,27 @@ def _int(value: Any) -> int | None:
     if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,19}", value.strip()):
         return int(value)
     return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _allowed(value: Any) -> frozenset[str]:
+    """``allowed_updates``: a JSON array of update types; empty means the default set."""
+    kinds = _json_param(value, "can't parse allowed updates JSON array")
+    if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
+        raise _bad("can't parse allowed updates JSON array")
+    return frozenset(kinds) or DEFAULT_ALLOWED
 
 
 def _web_url(url: str) -> bool:
@@ -481,6 +597,7 @@ class TelegramEmulator:
                 Route("/_sandbox/stats", self._http_stats, methods=["GET"]),
                 Route("/_sandbox/reset", self._http_reset, methods=["POST"]),
                 Route("/_sandbox/config", self._http_config, methods=["GET", "POST"]),
+                Route("/_sandbox/updates", self._http_updates, methods=["GET", "POST"]),
             ],
         )
 
@@ -629,8 +746,8 @@ class TelegramEmulator:
             return out
 
     def reset(self, *, everything: bool = False) -> None:
-        """Forget what was received, the statistics and the flood-control state; with
-        ``everything``, the bots and chats too."""
+        """Forget what was received, the statistics, the flood-control state and each
+        bot's pending updates and webhook; with ``everything``, the bots and chats too."""
         with self._lock:
             self.requests = self.unauthorized = self.not_found = 0
             self._rates.clear()
@@ -700,10 +817,28 @@ class TelegramEmulator:
             params, files, parse_error = {}, {}, err
         with self._lock:
             answer = self._handle(token, method, params, files, parse_error)
+        if isinstance(answer, _LongPoll):
+            answer = await self._long_poll(answer)
         if answer is None:
             await _drop(send)
             return
         await answer(scope, receive, send)
+
+    async def _long_poll(self, wait: _LongPoll) -> Response:
+        """Wait for an update (or the deadline) without holding the lock or the loop."""
+        while True:
+            await asyncio.sleep(0.01)
+            with self._lock:
+                bot = wait.bot
+                if self._bots.get(bot.token) is not bot:
+                    return JSONResponse({"ok": True, "result": []})  # reset meanwhile
+                if bot.webhook is not None:
+                    return self._envelope(409, _CONFLICT_WEBHOOK)
+                if bot.polls != wait.generation:
+                    return self._envelope(409, _CONFLICT_POLL)
+                result = self._updates(bot, None, wait.limit)
+                if result or self._clock() >= wait.deadline:
+                    return JSONResponse({"ok": True, "result": result})
 
     @staticmethod
     def _envelope(code: int, description: str, parameters: Mapping[str, Any] | None = None) -> Response:
@@ -719,8 +854,9 @@ class TelegramEmulator:
         params: dict[str, Any],
         files: dict[str, tuple[str, int]],
         parse_error: _ApiError | None,
-    ) -> Response | None:
-        """One Bot API request, under the lock. None: drop the connection."""
+    ) -> Response | _LongPoll | None:
+        """One Bot API request, under the lock. None: drop the connection; a
+        :class:`_LongPoll`: a getUpdates to answer when an update comes."""
         self.requests += 1
         bot = self._bots.get(token)
         if bot is None:
@@ -758,7 +894,9 @@ class TelegramEmulator:
                     "supports_inline_queries": False,
                 }
             elif method == "getupdates":
-                result = []  # the inbox comes later (push_update)
+                return self._get_updates(bot, params, now)
+            elif method in _WEBHOOK_METHODS:
+                return self._webhook_method(bot, method, params)
             else:
                 result = self._send(bot, method, params, files, now)
         except _ApiError as err:
@@ -1007,6 +1145,361 @@ class TelegramEmulator:
             message["reply_markup"] = {"inline_keyboard": markup["inline_keyboard"]}
         return message
 
+    # ------------------------------------------------------------- receiving: updates
+
+    def _bot_of(self, bot: str | int | None) -> _Bot:
+        """A bot by token, id or @username; the only bot when None. Under the lock."""
+        if bot is None:
+            if len(self._bots) != 1:
+                raise ValueError(f"name the bot (there are {len(self._bots)})")
+            return next(iter(self._bots.values()))
+        if isinstance(bot, str) and bot in self._bots:
+            return self._bots[bot]
+        for candidate in self._bots.values():
+            if isinstance(bot, int) and not isinstance(bot, bool) and candidate.id == bot:
+                return candidate
+            if isinstance(bot, str) and bot.lstrip("@").lower() in (
+                candidate.username.lower(),
+                str(candidate.id),
+            ):
+                return candidate
+        raise ValueError(f"unknown bot {bot if isinstance(bot, int) else '(token or name not registered)'}")
+
+    def push_update(self, bot: str | int | None, update: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Queue an update for a bot (a token, a bot id or ``@username``; None: the only
+        bot) and return it with its ``update_id`` (assigned when absent); None when the
+        bot's ``allowed_updates`` filter it out, as Telegram never creates those."""
+        with self._lock:
+            return self._push(self._bot_of(bot), update)
+
+    def _push(self, bot: _Bot, update: Mapping[str, Any]) -> dict[str, Any] | None:
+        kinds = [key for key in update if key != "update_id"]
+        if len(kinds) != 1:
+            raise ValueError("an update holds exactly one of message, my_chat_member, callback_query...")
+        if kinds[0] not in bot.allowed:
+            return None
+        stored = dict(update)
+        given = _int(stored.get("update_id"))
+        if given is None:
+            stored["update_id"] = bot.next_update_id
+        bot.next_update_id = max(bot.next_update_id, int(stored["update_id"])) + 1
+        bot.updates.append((time.time(), stored))
+        return dict(stored)
+
+    def pending_updates(self, bot: str | int | None = None) -> list[dict[str, Any]]:
+        """The updates a bot has not confirmed yet, oldest first."""
+        with self._lock:
+            b = self._bot_of(bot)
+            self._prune_updates(b)
+            return [dict(u) for _, u in b.updates]
+
+    def webhook(self, bot: str | int | None = None) -> dict[str, Any]:
+        """The bot's ``getWebhookInfo`` (the secret token never shown)."""
+        with self._lock:
+            return self._webhook_info(self._bot_of(bot))
+
+    def webhook_deliveries(self, bot: str | int | None = None) -> list[dict[str, Any]]:
+        """Each POST of an update to the bot's webhook: ``{"update_id", "url", "status"
+        (HTTP status or None), "ok", "error", "time"}``, oldest first."""
+        with self._lock:
+            return [dict(d) for d in self._bot_of(bot).deliveries]
+
+    def user_sends(
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        first_name: str | None = None,
+        username: str | None = None,
+        from_id: int | None = None,
+        bot: str | int | None = None,
+    ) -> dict[str, Any]:
+        """A person writes ``text`` to the bot (a private chat, registered when unknown;
+        ``from_id`` for a message in a group). Commands (``/start payload``,
+        ``/stop@bot``) carry a ``bot_command`` entity, as Telegram sends them."""
+        with self._lock:
+            b = self._bot_of(bot)
+            chat = self._chats.get(int(chat_id))
+            if chat is None:
+                self._ensure_private(int(chat_id), first_name)
+                chat = self._chats[int(chat_id)]
+            if chat.kind == "private" and chat.status == "blocked":
+                self._member_update(b, chat, self._person(chat, first_name, username), "kicked", "member")
+                chat.status = "active"
+            person = (
+                self._person(chat, first_name, username)
+                if from_id is None
+                else {"id": int(from_id), "is_bot": False, "first_name": first_name or f"User {from_id}"}
+            )
+            message: dict[str, Any] = {
+                "message_id": chat.next_message_id,
+                "from": person,
+                "chat": chat.obj(),
+                "date": int(time.time()),
+                "text": text,
+            }
+            chat.next_message_id += 1
+            command = _COMMAND.match(text)
+            if command is not None:
+                message["entities"] = [
+                    {"offset": 0, "length": utf16_len(command.group(0)), "type": "bot_command"}
+                ]
+            update = self._push(b, {"message": message})
+            return update if update is not None else {"message": message}
+
+    def user_blocks(self, chat_id: int, *, bot: str | int | None = None) -> dict[str, Any]:
+        """The person blocks the bot: ``my_chat_member`` kicked; sends to them get 403."""
+        return self._private_member(chat_id, "blocked", bot)
+
+    def user_unblocks(self, chat_id: int, *, bot: str | int | None = None) -> dict[str, Any]:
+        """The person unblocks the bot: ``my_chat_member`` member; sends work again."""
+        return self._private_member(chat_id, "active", bot)
+
+    def _private_member(self, chat_id: int, status: str, bot: str | int | None) -> dict[str, Any]:
+        with self._lock:
+            b = self._bot_of(bot)
+            chat = self._ensure_private(int(chat_id), None)
+            old, new = ("member", "kicked") if status == "blocked" else ("kicked", "member")
+            chat.status = status
+            return self._member_update(b, chat, self._person(chat, None, None), old, new)
+
+    def bot_added_to(
+        self,
+        chat_id: int,
+        kind: str = "channel",
+        *,
+        title: str | None = None,
+        status: str = "administrator",
+        by: int = 1_000_001,
+        bot: str | int | None = None,
+    ) -> dict[str, Any]:
+        """Someone (user ``by``) adds the bot to a group, supergroup or channel as
+        ``administrator`` (or ``member``): ``my_chat_member`` from ``left``."""
+        if kind not in ("group", "supergroup", "channel"):
+            raise ValueError("the bot is added to a group, a supergroup or a channel")
+        if status not in ("administrator", "member"):
+            raise ValueError("the bot is added as administrator or member")
+        self.add_chat(int(chat_id), kind, "active", title=title)
+        with self._lock:
+            b = self._bot_of(bot)
+            chat = self._chats[int(chat_id)]
+            admin = {"id": by, "is_bot": False, "first_name": "Admin"}
+            return self._member_update(b, chat, admin, "left", status)
+
+    def bot_removed_from(
+        self, chat_id: int, *, status: str = "left", by: int = 1_000_001, bot: str | int | None = None
+    ) -> dict[str, Any]:
+        """The bot is removed from a group or channel (``left``, or ``kicked``: banned);
+        sends to it then get 403."""
+        if status not in ("left", "kicked"):
+            raise ValueError("the bot is removed as left or kicked")
+        with self._lock:
+            b = self._bot_of(bot)
+            chat = self._chats.get(int(chat_id))
+            if chat is None or chat.kind == "private":
+                raise ValueError(f"{chat_id} is not a group or channel the emulator knows")
+            old = "administrator"
+            chat.status = "kicked"
+            admin = {"id": by, "is_bot": False, "first_name": "Admin"}
+            return self._member_update(b, chat, admin, old, status)
+
+    def _ensure_private(self, chat_id: int, first_name: str | None) -> _Chat:
+        if chat_id <= 0:
+            raise ValueError("a person's private chat has a positive id")
+        chat = self._chats.get(chat_id)
+        if chat is None:
+            chat = self._chats[chat_id] = _Chat(chat_id, title=first_name)
+        elif first_name and chat.kind == "private" and not chat.title:
+            chat.title = first_name
+        return chat
+
+    @staticmethod
+    def _person(chat: _Chat, first_name: str | None, username: str | None) -> dict[str, Any]:
+        person: dict[str, Any] = {
+            "id": chat.id,
+            "is_bot": False,
+            "first_name": first_name or chat.title or f"User {chat.id}",
+            "language_code": "en",
+        }
+        if username or chat.username:
+            person["username"] = username or chat.username
+        return person
+
+    def _member_update(
+        self, bot: _Bot, chat: _Chat, actor: dict[str, Any], old: str, new: str
+    ) -> dict[str, Any]:
+        def member(status: str) -> dict[str, Any]:
+            out: dict[str, Any] = {"user": bot.user(), "status": status}
+            if status == "kicked":
+                out["until_date"] = 0
+            if status == "administrator":
+                out.update(
+                    {
+                        "can_be_edited": False,
+                        "can_manage_chat": True,
+                        "can_delete_messages": True,
+                        "can_post_messages": chat.kind == "channel",
+                        "can_invite_users": True,
+                        "is_anonymous": False,
+                    }
+                )
+            return out
+
+        update = {
+            "my_chat_member": {
+                "chat": chat.obj(),
+                "from": actor,
+                "date": int(time.time()),
+                "old_chat_member": member(old),
+                "new_chat_member": member(new),
+            }
+        }
+        pushed = self._push(bot, update)
+        return pushed if pushed is not None else update
+
+    def _prune_updates(self, bot: _Bot) -> None:
+        edge = time.time() - UPDATE_TTL
+        while bot.updates and bot.updates[0][0] < edge:
+            bot.updates.popleft()
+
+    def _updates(self, bot: _Bot, offset: int | None, limit: int) -> list[dict[str, Any]]:
+        """Confirm (forget) what ``offset`` says, then the first ``limit`` updates."""
+        self._prune_updates(bot)
+        queue = bot.updates
+        if offset is not None:
+            if offset < 0:
+                while len(queue) > -offset:
+                    queue.popleft()
+            else:
+                while queue and int(queue[0][1]["update_id"]) < offset:
+                    queue.popleft()
+        return [dict(update) for _, update in itertools.islice(queue, limit)]
+
+    def _get_updates(self, bot: _Bot, params: Mapping[str, Any], now: float) -> Response | _LongPoll:
+        if bot.webhook is not None:
+            raise _ApiError(409, _CONFLICT_WEBHOOK)
+        offset = _int(params.get("offset")) if params.get("offset") not in (None, "") else None
+        raw_limit = params.get("limit")
+        limit = UPDATES_MAX if raw_limit in (None, "") else _int(raw_limit)
+        if limit is None:
+            raise _bad('field "limit" must be of type Integer')
+        limit = min(UPDATES_MAX, max(1, limit))
+        timeout = _number(params.get("timeout", 0))
+        if timeout is None:
+            raise _bad('field "timeout" must be of type Integer')
+        allowed = params.get("allowed_updates")
+        if allowed not in (None, ""):
+            bot.allowed = _allowed(allowed)
+        bot.polls += 1
+        result = self._updates(bot, offset, limit)
+        if result or timeout <= 0:
+            return JSONResponse({"ok": True, "result": result})
+        return _LongPoll(bot, limit, now + timeout, bot.polls)
+
+    # ------------------------------------------------------------- receiving: webhook
+
+    def _webhook_method(self, bot: _Bot, method: str, params: Mapping[str, Any]) -> Response:
+        if method == "getwebhookinfo":
+            return JSONResponse({"ok": True, "result": self._webhook_info(bot)})
+        drop = _flag(params.get("drop_pending_updates", False))
+        url = params.get("url", "") if method == "setwebhook" else ""
+        if not isinstance(url, str):
+            raise _bad("bad webhook: Webhook URL must be a String")
+        url = url.strip()
+        if method == "deletewebhook" or not url:
+            had = bot.webhook is not None
+            bot.webhook = None
+            if drop:
+                bot.updates.clear()
+            description = "Webhook was deleted" if had else "Webhook is already deleted"
+            return JSONResponse({"ok": True, "result": True, "description": description})
+        if not _web_url(url):
+            raise _bad("bad webhook: An HTTPS URL must be provided for webhook")
+        secret = params.get("secret_token")
+        if secret in ("", None):
+            secret = None
+        elif not isinstance(secret, str) or not _SECRET_TOKEN.fullmatch(secret):
+            raise _bad("secret token contains unallowed characters")
+        allowed = params.get("allowed_updates")
+        if allowed not in (None, ""):
+            bot.allowed = _allowed(allowed)
+        connections = _int(params.get("max_connections", 40)) or 40
+        generation = (bot.webhook.generation + 1) if bot.webhook is not None else 1
+        bot.webhook = _Webhook(url, secret, max(1, min(100, connections)), generation)
+        if drop:
+            bot.updates.clear()
+        bot.webhook_task = asyncio.get_running_loop().create_task(self._webhook_loop(bot, generation))
+        return JSONResponse({"ok": True, "result": True, "description": "Webhook was set"})
+
+    def _webhook_info(self, bot: _Bot) -> dict[str, Any]:
+        self._prune_updates(bot)
+        hook = bot.webhook
+        info: dict[str, Any] = {
+            "url": hook.url if hook else "",
+            "has_custom_certificate": False,
+            "pending_update_count": len(bot.updates),
+        }
+        if hook is not None:
+            info["max_connections"] = hook.max_connections
+            if bot.allowed != DEFAULT_ALLOWED:
+                info["allowed_updates"] = sorted(bot.allowed)
+            if hook.last_error_date is not None:
+                info["last_error_date"] = hook.last_error_date
+                info["last_error_message"] = hook.last_error_message
+        return info
+
+    async def _webhook_loop(self, bot: _Bot, generation: int) -> None:
+        """POST the bot's updates to its webhook, one at a time, oldest first, until the
+        webhook is deleted or replaced; a failed POST is retried after a short backoff."""
+        backoff = 0.0
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0)) as client:
+            while True:
+                with self._lock:
+                    hook = bot.webhook
+                    if self._bots.get(bot.token) is not bot or hook is None or hook.generation != generation:
+                        return
+                    self._prune_updates(bot)
+                    update = dict(bot.updates[0][1]) if bot.updates else None
+                    headers = (
+                        {"X-Telegram-Bot-Api-Secret-Token": hook.secret_token} if hook.secret_token else {}
+                    )
+                    url = hook.url
+                if update is None:
+                    await asyncio.sleep(0.01)
+                    continue
+                status: int | None = None
+                try:
+                    response = await client.post(url, json=update, headers=headers)
+                    status = response.status_code
+                    error = (
+                        None
+                        if 200 <= status < 300
+                        else f"Wrong response from the webhook: {status} {response.reason_phrase}"
+                    )
+                except httpx.HTTPError as exc:
+                    error = f"Connection failed: {type(exc).__name__}"
+                with self._lock:
+                    bot.deliveries.append(
+                        {
+                            "update_id": update["update_id"],
+                            "url": url,
+                            "status": status,
+                            "ok": error is None,
+                            "error": error,
+                            "time": time.time(),
+                        }
+                    )
+                    if error is None:
+                        if bot.updates and bot.updates[0][1]["update_id"] == update["update_id"]:
+                            bot.updates.popleft()
+                        backoff = 0.0
+                    else:
+                        hook.last_error_date = int(time.time())
+                        hook.last_error_message = error
+                        backoff = min(WEBHOOK_RETRY_MAX, max(WEBHOOK_RETRY_MIN, backoff * 2))
+                if error is not None:
+                    await asyncio.sleep(backoff)
+
     # ------------------------------------------------------------- control API
 
     async def _http_bots(self, request: Request) -> Response:
@@ -1097,6 +1590,66 @@ class TelegramEmulator:
         except (TypeError, ValueError) as err:
             return _control_error(str(err))
         return JSONResponse({"ok": True, **config})
+
+    async def _http_updates(self, request: Request) -> Response:
+        if request.method == "GET":
+            name = request.query_params.get("bot")
+            try:
+                return JSONResponse(
+                    {
+                        "ok": True,
+                        "updates": self.pending_updates(name),
+                        "webhook": self.webhook(name),
+                        "deliveries": self.webhook_deliveries(name),
+                    }
+                )
+            except ValueError as err:
+                return _control_error(str(err))
+        body = await _control_body(request)
+        if isinstance(body, Response):
+            return body
+        raw_bot = body.get("bot")
+        bot: str | int | None = (
+            raw_bot if isinstance(raw_bot, str | int) and not isinstance(raw_bot, bool) else None
+        )
+        try:
+            pushed: list[dict[str, Any] | None]
+            if "update" in body or "updates" in body:
+                updates = body.get("updates", [body.get("update")])
+                if not isinstance(updates, list) or not all(isinstance(u, dict) for u in updates):
+                    return _control_error("updates must be a list of objects")
+                pushed = [self.push_update(bot, u) for u in updates]
+            else:
+                pushed = [self._scripted(bot, body)]
+        except (TypeError, ValueError, KeyError) as err:
+            return _control_error(str(err) or "bad action")
+        return JSONResponse({"ok": True, "updates": [u for u in pushed if u is not None]})
+
+    def _scripted(self, bot: str | int | None, body: Mapping[str, Any]) -> dict[str, Any]:
+        action = body.get("action")
+        chat_id = _int(body.get("chat_id"))
+        if chat_id is None:
+            raise ValueError("a scripted action needs an integer chat_id")
+        if action == "sends":
+            text = body.get("text")
+            if not isinstance(text, str):
+                raise ValueError("sends needs a text")
+            return self.user_sends(chat_id, text, first_name=body.get("first_name"), bot=bot)
+        if action == "blocks":
+            return self.user_blocks(chat_id, bot=bot)
+        if action == "unblocks":
+            return self.user_unblocks(chat_id, bot=bot)
+        if action == "added":
+            return self.bot_added_to(
+                chat_id,
+                str(body.get("kind", "channel")),
+                title=body.get("title"),
+                status=str(body.get("status", "administrator")),
+                bot=bot,
+            )
+        if action == "removed":
+            return self.bot_removed_from(chat_id, status=str(body.get("status", "left")), bot=bot)
+        raise ValueError("action must be one of sends, blocks, unblocks, added, removed")
 
 
 def _recent(window: _Window, now: float) -> int:
