@@ -62,6 +62,7 @@ class AutomationSpec:
     events: list[str] = field(default_factory=lambda: ["new"])
     backfill: int = 0
     message_tag: str | None = None
+    track_clicks: bool = False  # item links go through feedcast web's /c/ (click tracking)
     status: str = "active"
 
 
@@ -90,6 +91,7 @@ def spec_of(automation: Automation) -> AutomationSpec:
         events=list(automation.events),
         backfill=automation.backfill,
         message_tag=automation.message_tag,
+        track_clicks=automation.track_clicks,
         status=automation.status,
     )
 
@@ -139,6 +141,7 @@ def _fields(store: Store, spec: AutomationSpec, *, anchor: datetime, now: dateti
         "events": list(dict.fromkeys(spec.events)),
         "backfill": spec.backfill,
         "message_tag": spec.message_tag,
+        "track_clicks": bool(spec.track_clicks),
         "timezone": spec.timezone,
         "locale": spec.locale,
         "schedule": schedule.kind,

@@ -359,6 +359,18 @@ Timezone = Annotated[
 Locale = Annotated[
     str | None, typer.Option("--locale", help="Locale of dates and prices, e.g. fr_FR (default en).")
 ]
+# click tracking (feedcast.tracking): item links go through feedcast web's /c/TOKEN
+TrackClicks = Annotated[
+    bool,
+    typer.Option("--track-clicks", help="Send item links through feedcast web (/c/...) to record clicks."),
+]
+TrackClicksEdit = Annotated[
+    bool | None,
+    typer.Option(
+        "--track-clicks/--no-track-clicks",
+        help="Turn click tracking on or off (item links through feedcast web's /c/...).",
+    ),
+]
 
 
 def _events(text: str | None) -> list[str] | None:
@@ -383,6 +395,7 @@ def automation_add(
     backfill: Backfill = None,
     message_tag: MessageTag = None,
     locale: Locale = None,
+    track_clicks: TrackClicks = False,
 ) -> None:
     """Register an automation: items of its sources, rendered with a layout, sent on a
     channel, on a schedule (cron or interval in a time zone), on new items, or when told."""
@@ -405,6 +418,7 @@ def automation_add(
         events=_events(events) or ["new"],
         backfill=backfill or 0,
         message_tag=message_tag,
+        track_clicks=track_clicks,
     )
     automation = add_automation(State.store(), name, spec)
     from feedcast.automations import schedule_of
@@ -445,6 +459,7 @@ def automation_edit(
     backfill: Backfill = None,
     message_tag: MessageTag = None,
     locale: Locale = None,
+    track_clicks: TrackClicksEdit = None,
 ) -> None:
     """Change an automation. Items it already sent stay sent."""
     from feedcast.automations import edit_automation
@@ -463,6 +478,7 @@ def automation_edit(
         ("backfill", backfill),
         ("message_tag", message_tag),
         ("locale", locale),
+        ("track_clicks", track_clicks),
     ):
         if value is not None:
             changes[key] = value

@@ -67,8 +67,16 @@ from feedcast.models import (
 )
 from feedcast.store import Store
 from feedcast.tokens import signing_key, unsubscribe_url
+from feedcast.tracking import LinkTracker, is_tracked, personal_calls, public_url
 from layouts.payloads import provider_calls
-from layouts.render import EventInfo, RenderContext, load_layout, render, search_path_from_env
+from layouts.render import (
+    EventInfo,
+    RenderContext,
+    identity_link,
+    load_layout,
+    render,
+    search_path_from_env,
+)
 from layouts.validate import PayloadError, validate_call
 
 __all__ = [
@@ -254,6 +262,12 @@ def build_campaign(
         )
     sources = store.list_sources(list(automation.sources))
     titles = sorted({s.title or s.name for s in sources})
+    # click tracking: item links become numbered placeholders (feedcast.tracking)
+    tracker = (
+        LinkTracker(public_url(environ), signing_key(store.path, environ))
+        if automation.track_clicks
+        else None
+    )
     context = RenderContext(
         timezone=automation.timezone,
         locale=automation.locale,
@@ -262,6 +276,7 @@ def build_campaign(
         max_items=limit,
         now=now,
         unsubscribe_url=UNSUBSCRIBE_PLACEHOLDER if fmt == "email" else None,
+        link=tracker if tracker is not None else identity_link,
     )
     items = [q.item for q in queued]
     events = {q.item.key: EventInfo(q.event, q.old_price, q.new_price) for q in queued if q.event != "new"}
@@ -299,6 +314,8 @@ def build_campaign(
     )
     if campaign_id is None:  # the audience emptied meanwhile
         return BuildResult(None, f"no active subscriber on channel {automation.channel!r}", waiting=waiting)
+    if tracker is not None:  # the only URLs /c/ redirects to for this campaign
+        store.add_campaign_links(campaign_id, tracker.urls)
     return BuildResult(
         campaign_id, items=len(queued), waiting=waiting - len(queued), warnings=tuple(warnings)
     )
@@ -489,9 +506,14 @@ class _Engine:
         self.mailto = config.settings.get("unsubscribe_mailto")
         if info.format == "email":
             self.key = signing_key(store.path, environ)
+        self.environ = environ
+        self.click_key: bytes | None = None  # set when the campaign's links are tracked
 
     async def run(self) -> None:
         calls = await asyncio.to_thread(self.store.campaign_calls, self.info.id)
+        key = self.key or signing_key(self.store.path, self.environ)
+        if is_tracked(calls, key):
+            self.click_key = key
         deadline = time.monotonic() + self.settings.deadline if self.settings.deadline else None
         async with _client(self.settings, self.in_flight) as client:
             try:
@@ -614,6 +636,8 @@ class _Engine:
             )
         first_id: str | None = None
         new_recipient: str | None = None
+        if self.click_key is not None:  # click tracking: this recipient's own links
+            calls = personal_calls(calls, self.click_key, self.info.id, pending.subscriber_id)
         for position, (_message, call) in enumerate(calls):
             tries = 0
             while True:

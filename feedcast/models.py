@@ -378,6 +378,7 @@ class Automation:
     where: str | None = None  # a DuckDB boolean expression over the item columns
     next_run_at: datetime | None = None
     last_run_at: datetime | None = None
+    track_clicks: bool = False  # item links go through feedcast web's /c/ (feedcast.tracking)
 
 
 @dataclass(frozen=True, slots=True)

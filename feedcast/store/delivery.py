@@ -572,6 +572,7 @@ class DeliveryStore:
         "where_sql",
         "next_run_at",
         "status",
+        "track_clicks",
     )
 
     @classmethod
@@ -639,7 +640,8 @@ class DeliveryStore:
                a.audience, a.on_new, a.max_items, a.events, a.backfill, a.message_tag, a.timezone,
                a.locale, a.status, a.since, a.created_at,
                (SELECT max(created_at) FROM campaigns k WHERE k.automation_id = a.id),
-               a.schedule, a.cron, a.every_seconds, a.min_items, a.where_sql, a.next_run_at, a.last_run_at
+               a.schedule, a.cron, a.every_seconds, a.min_items, a.where_sql, a.next_run_at, a.last_run_at,
+               a.track_clicks
         FROM automations a JOIN channels c ON c.id = a.channel_id
     """
 
@@ -670,6 +672,7 @@ class DeliveryStore:
             where=r[21],
             next_run_at=_utc(r[22]),
             last_run_at=_utc(r[23]),
+            track_clicks=bool(r[24]),
         )
 
     def get_automation(self, name: str) -> Automation:
