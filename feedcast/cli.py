@@ -498,12 +498,14 @@ def demo_command(
     run_demo(Store(demo_db), out, keep=keep)
 
 
-# the sending side's commands (channel, subscriber, automation, send) register on `app`
-from feedcast import cli_delivery as _cli_delivery  # noqa: E402
-from feedcast import cli_inbox as _cli_inbox  # noqa: E402, F401
-from feedcast import cli_web as _cli_web  # noqa: E402, F401
+# the other command modules (channel, subscriber, automation, send, inbox, web, report...)
+# register on `app` when imported; not when this file runs as `python -m feedcast.cli`:
+# then the __main__ block below imports the real module, which registers them once
+if __name__ != "__main__":
+    import importlib
 
-_ = _cli_delivery
+    for _module in ("cli_delivery", "cli_inbox", "cli_web"):
+        importlib.import_module(f"feedcast.{_module}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
