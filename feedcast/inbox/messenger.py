@@ -288,6 +288,13 @@ def _handle(
 ) -> tuple[Handled, list[tuple[str, str | None]]]:
     """Record one event and change the subscription; the replies it calls for, as
     (reply kind, audience tag)."""
+    with store.session():  # a dozen small reads and writes: one connection
+        return _handle_event(store, channel, event, options)
+
+
+def _handle_event(
+    store: Store, channel: str, event: Event, options: InboxOptions
+) -> tuple[Handled, list[tuple[str, str | None]]]:
     inbound_id = store.record_inbound(
         channel,
         sender=event.sender,

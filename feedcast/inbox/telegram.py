@@ -206,6 +206,18 @@ def handle_update(
 ) -> Handled:
     """Record one update and change the audience; returns what to send (nothing sent
     here). A duplicate ``update_id`` gives action ``duplicate`` and changes nothing."""
+    with store.session():  # a dozen small reads and writes: one connection
+        return _handle_update(store, channel, update, fmt=fmt, bot_username=bot_username)
+
+
+def _handle_update(
+    store: Store,
+    channel: str,
+    update: Mapping[str, Any],
+    *,
+    fmt: str,
+    bot_username: str | None,
+) -> Handled:
     raw_id = update.get("update_id")
     update_id = raw_id if isinstance(raw_id, int) and not isinstance(raw_id, bool) else None
     handled = Handled(update_id)
