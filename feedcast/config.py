@@ -81,6 +81,7 @@ class AutomationEntry(_Model):
     events: list[str] = Field(default_factory=lambda: ["new"])
     backfill: int = 0
     message_tag: str | None = None
+    track_clicks: bool = False
     status: Literal["active", "paused"] = "active"
 
     def spec(self) -> AutomationSpec:

@@ -85,3 +85,12 @@ def test_clicks_go_only_to_recorded_links_and_optins_confirm(store: Store) -> No
     assert store.optin_confirmed_at("tok123") is not None
     with pytest.raises(NotFound):
         store.confirm_optin("nope")
+
+
+def test_an_optin_expires_after_seven_days(store: Store) -> None:
+    store.add_channel("mail", "email", {"smtp": "smtp://127.0.0.1:25", "from_addr": "a@b.example"})
+    store.add_optin("old", "mail", "late@example.org")
+    store.query("UPDATE optins SET created_at = now() - INTERVAL 8 DAY", read_only=False)
+    with pytest.raises(NotFound, match="expired"):
+        store.confirm_optin("old")
+    assert store.list_subscribers("mail") == []

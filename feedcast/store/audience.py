@@ -338,15 +338,18 @@ class AudienceStore:
             )
 
     def confirm_optin(self, token: str) -> tuple[Subscriber, str]:
-        """Confirm an email subscription (the link in the confirmation email)."""
+        """Confirm an email subscription (the link in the confirmation email); a link
+        older than 7 days has expired."""
         with self.transaction() as con:
             row = con.execute(
-                "SELECT o.recipient, o.tags, c.name, o.confirmed_at FROM optins o JOIN channels c ON c.id = o.channel_id"
-                " WHERE o.token = ?",
+                "SELECT o.recipient, o.tags, c.name, o.confirmed_at, o.created_at < now() - INTERVAL 7 DAY"
+                " FROM optins o JOIN channels c ON c.id = o.channel_id WHERE o.token = ?",
                 [token],
             ).fetchone()
             if row is None:
                 raise NotFound("this confirmation link is not valid")
+            if row[4] and row[3] is None:
+                raise NotFound("this confirmation link has expired (after 7 days): please subscribe again")
             con.execute(
                 "UPDATE optins SET confirmed_at = coalesce(confirmed_at, now()) WHERE token = ?", [token]
             )

@@ -220,8 +220,8 @@ def create_app(
     routes: list[BaseRoute] = [
         Route("/healthz", _healthz, methods=["GET", "HEAD"], name="healthz"),
         *messenger.routes(guarded, environ=environ),
-        *telegram.routes(guarded),
-        *pages.routes(guarded),
+        *telegram.routes(guarded, environ=environ),
+        *pages.routes(guarded, public_url=base, environ=environ),
     ]
     app = Starlette(
         routes=routes,
