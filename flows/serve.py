@@ -3,9 +3,10 @@
 Schedules need a real Prefect server (a temporary one creates no scheduled runs), so
 unless ``PREFECT_API_URL`` names one, this starts ``prefect server start`` (SQLite under
 a project-local ``PREFECT_HOME``, the UI on localhost) and then serves the deployments
-in this process: ``watch-sources`` and ``run-automations`` every ``every`` seconds, and
-``run-automation``, which ``run-automations`` triggers once per due automation so that
-each runs in its own process. Ctrl-C (or SIGTERM) stops both cleanly.
+in this process: ``watch-sources``, ``run-automations`` and ``inbox`` (the Telegram
+bots' long polling) every ``every`` seconds, and ``run-automation``, which
+``run-automations`` triggers once per due automation so that each runs in its own
+process. Ctrl-C (or SIGTERM) stops both cleanly.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ def serve(db: Path, *, every: int = 60, limit: int = 8, log: Callable[[str], Non
     from prefect.deployments.runner import RunnerDeployment
 
     from flows.automations import run_automation, run_automations
+    from flows.inbox import inbox
     from flows.watch import watch_sources
 
     path = str(db.resolve())
@@ -101,6 +103,12 @@ def serve(db: Path, *, every: int = 60, limit: int = 8, log: Callable[[str], Non
                 concurrency_limit=1,  # overlapping passes would only find the same work
             ),
             run_automation.to_deployment(name="run-automation", parameters={"db": path}),
+            inbox.to_deployment(
+                name="inbox",
+                interval=every,
+                parameters={"db": path, "duration": max(5, every - 5)},
+                concurrency_limit=1,
+            ),
         )
     ]
     log(
