@@ -76,7 +76,7 @@ def test_serve_runs_due_automations_on_prefect_and_stops_cleanly(tmp_path: Path)
         rows: list[dict[str, object]] = []
         while time.monotonic() < deadline and process.poll() is None:
             rows = store.query("SELECT automation, status FROM send_history")[1]
-            if rows:
+            if rows and all(r["status"] != "pending" for r in rows):
                 break
             time.sleep(1)
         assert rows == [{"automation": "instant", "status": "sent"}], "no campaign was sent under serve"
