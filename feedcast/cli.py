@@ -504,7 +504,7 @@ def demo_command(
 if __name__ != "__main__":
     import importlib
 
-    for _module in ("cli_delivery", "cli_inbox", "cli_web"):
+    for _module in ("cli_delivery", "cli_inbox", "cli_report", "cli_web"):
         importlib.import_module(f"feedcast.{_module}")
 
 

@@ -11,7 +11,7 @@ artifact per campaign: its items, recipients and sent / failed / skipped.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from feedcast import automations
 from feedcast.delivery import CampaignResult
-from feedcast.errors import StoreBusy
+from feedcast.errors import StoreBusy, StoreError
 from feedcast.store import Store
 
 __all__ = ["run_automation", "run_automations"]
@@ -134,4 +134,12 @@ def run_automations(db: str = "feedcast.duckdb", fan_out: bool = False) -> list[
             outcomes.append(state.result())
         else:
             outcomes.append({"automation": item.automation, "error": state.message})
+    if due:  # the analysts' report of the last 7 days (feedcast report), one key, latest version
+        from feedcast.report import build_report, report_markdown
+
+        since = datetime.now(UTC) - timedelta(days=7)
+        try:
+            create_markdown_artifact(report_markdown(build_report(store, since=since)), key="feedcast-report")
+        except StoreError as exc:  # a busy file must not fail a run that sent its campaigns
+            logger.warning("no report artifact this time: %s", exc)
     return outcomes

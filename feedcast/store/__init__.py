@@ -35,6 +35,7 @@ from feedcast.models import Item, PollOutcome, Source
 from feedcast.store._rows import _plain_price, item_from_row
 from feedcast.store.audience import AudienceStore, m003
 from feedcast.store.delivery import DeliveryStore, m002
+from feedcast.store.reports import ReportStore, m004
 
 __all__ = ["MIGRATIONS", "ItemEvent", "NewSource", "PollSummary", "Store", "default_db_path"]
 
@@ -296,9 +297,10 @@ def _newest_first(items: Sequence[Item]) -> list[int]:
 
 migration(2, "channels, subscribers, automations, campaigns, deliveries, send_history")(m002)
 migration(3, "inbound, bot_replies, channel_state, campaign_links, clicks, optins")(m003)
+migration(4, "campaign_report, source_health, automation_activity views")(m004)
 
 
-class Store(DeliveryStore, AudienceStore):
+class Store(DeliveryStore, AudienceStore, ReportStore):
     """One DuckDB file. Cheap to create; holds no connection between calls."""
 
     def __init__(self, path: str | Path | None = None, *, lock_timeout: float | None = None) -> None:

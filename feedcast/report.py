@@ -1,0 +1,515 @@
+"""The analysts' report: what was sent, to whom, what worked, which sources are healthy.
+
+Plain Python over :meth:`Store.report_data` (the ``campaign_report``, ``source_health``
+and ``automation_activity`` views): :func:`build_report` gathers the figures,
+:func:`report_html` renders one self-contained page with Plotly charts (plotly.js inlined
+once: the page needs no network), :func:`report_markdown` the same figures as Markdown
+(the Prefect artifact ``feedcast-report``), :func:`report_json` as plain data. Every
+section has an empty state: a report on a fresh database reads well.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from feedcast.errors import InvalidValue
+from feedcast.store import Store
+from feedcast.store.reports import ReportData
+
+__all__ = ["build_report", "parse_since", "report_html", "report_json", "report_markdown"]
+
+STATUS_COLOURS = {"sent": "#2e7d32", "failed": "#c62828", "skipped": "#f9a825", "pending": "#9e9e9e"}
+STATUSES = tuple(STATUS_COLOURS)
+PATTERNS = ("", "/", "x", ".", "\\", "+", "-", "|")  # one per channel in the timeline
+
+_RELATIVE = re.compile(r"^(\d+)\s*([dhw])$")
+
+
+def parse_since(text: str | None, now: datetime | None = None) -> datetime | None:
+    """``--since``: a date (``2026-11-01``, midnight UTC), an ISO date-time (UTC when it
+    has no offset) or a span back from now (``30d``, ``12h``, ``2w``)."""
+    if text is None:
+        return None
+    value = text.strip()
+    match = _RELATIVE.match(value.lower())
+    if match:
+        unit = {"d": "days", "h": "hours", "w": "weeks"}[match.group(2)]
+        return (now or datetime.now(UTC)) - timedelta(**{unit: int(match.group(1))})
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            return datetime(day.year, day.month, day.day, tzinfo=UTC)
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidValue(
+            f"--since {text!r} is not a date: use YYYY-MM-DD, an ISO date-time or a span such as 30d"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def build_report(
+    store: Store,
+    *,
+    since: datetime | None = None,
+    automation: str | None = None,
+    now: datetime | None = None,
+) -> ReportData:
+    """The report's figures (short read-only connections, one per section)."""
+    return store.report_data(since=since, automation=automation, now=now or datetime.now(UTC))
+
+
+def report_json(data: ReportData) -> dict[str, Any]:
+    """The report as plain data (``feedcast report --format json``)."""
+    return asdict(data)
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _int(value: Any) -> str:
+    return f"{int(value or 0):,}"
+
+
+def _pct(value: Any) -> str:
+    return "–" if value is None else f"{float(value) * 100:.1f} %"
+
+
+def _when(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, datetime):
+        return (
+            value.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+            if value.tzinfo
+            else value.strftime("%Y-%m-%d %H:%M")
+        )
+    return str(value)
+
+
+def _seconds(value: Any) -> str:
+    if value is None:
+        return "–"
+    seconds = float(value)
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _short(text: Any, width: int = 60) -> str:
+    value = " ".join(str(text or "").split())
+    return value if len(value) <= width else value[: width - 1] + "…"
+
+
+def scope_line(data: ReportData) -> str:
+    parts = [f"since {_when(data.since)} UTC" if data.since else "all time"]
+    if data.automation:
+        parts.append(f"automation {data.automation}")
+    return ", ".join(parts)
+
+
+def campaign_rows(data: ReportData) -> tuple[list[str], list[list[str]]]:
+    """The campaigns table, as the terminal, the page and Markdown show it."""
+    columns = ["campaign", "created (UTC)", "automation", "channel", "items", "recipients", "sent",
+               "failed", "skipped", "pending", "clicks", "click rate", "unsubscribed 7d", "duration"]  # fmt: skip
+    rows = [
+        [
+            str(c["campaign_id"]),
+            _when(c["created_at"]),
+            str(c["automation"] or ""),
+            f"{c['channel']} ({c['channel_kind']})",
+            _int(c["items"]),
+            _int(c["recipients"]),
+            _int(c["sent"]),
+            _int(c["failed"]),
+            _int(c["skipped"]),
+            _int(c["pending"]),
+            _int(c["clicks"]),
+            _pct(c["click_rate"]),
+            _int(c["unsubscribes_7d"]),
+            _seconds(c["duration_s"]),
+        ]
+        for c in data.campaigns
+    ]
+    return columns, rows
+
+
+def source_rows(data: ReportData) -> tuple[list[str], list[list[str]]]:
+    columns = ["source", "status", "last success (UTC)", "errors in a row", "fetches 30d", "304s",
+               "new items/day", "median fetch", "last error"]  # fmt: skip
+    rows = [
+        [
+            str(s["name"]),
+            str(s["status"]),
+            _when(s["last_success_at"]),
+            _int(s["consecutive_errors"]),
+            _int(s["fetches"]),
+            _pct(s["ratio_304"]),
+            f"{float(s['items_per_day']):.2f}",
+            "–" if s["median_fetch_ms"] is None else f"{float(s['median_fetch_ms']):.0f} ms",
+            _short(s["last_error"], 80),
+        ]
+        for s in data.sources
+    ]
+    return columns, rows
+
+
+def failure_rows(data: ReportData) -> tuple[list[str], list[list[str]]]:
+    columns = ["status", "channel kind", "code", "example", "deliveries"]
+    rows = [
+        [
+            str(f["status"]),
+            str(f["channel_kind"]),
+            str(f["error_code"] or "–"),
+            _short(f["error"], 90),
+            _int(f["deliveries"]),
+        ]
+        for f in data.failures
+    ]
+    return columns, rows
+
+
+def item_rows(data: ReportData) -> tuple[list[str], list[list[str]]]:
+    columns = ["item", "clicks", "unique clickers", "campaigns", "url"]
+    rows = [
+        [
+            _short(i["item"], 70),
+            _int(i["clicks"]),
+            _int(i["unique_clickers"]),
+            _int(i["campaigns"]),
+            str(i["url"]),
+        ]
+        for i in data.top_items
+    ]
+    return columns, rows
+
+
+def activity_rows(data: ReportData) -> tuple[list[str], list[list[str]]]:
+    columns = ["day", "automation", "campaigns", "items", "recipients", "sent", "failed", "skipped", "clicks"]
+    rows = [
+        [
+            str(a["day"]),
+            str(a["automation"] or ""),
+            _int(a["campaigns"]),
+            _int(a["items"]),
+            _int(a["recipients"]),
+            _int(a["sent"]),
+            _int(a["failed"]),
+            _int(a["skipped"]),
+            _int(a["clicks"]),
+        ]
+        for a in data.activity
+    ]
+    return columns, rows
+
+
+def totals_line(data: ReportData) -> list[tuple[str, str]]:
+    t = data.totals
+    return [
+        ("campaigns", _int(t["campaigns"])),
+        ("deliveries", _int(t["deliveries"])),
+        ("sent", _int(t["sent"])),
+        ("failed", _int(t["failed"])),
+        ("skipped", _int(t["skipped"])),
+        ("pending", _int(t["pending"])),
+        ("clicks", _int(t["clicks"])),
+        ("click rate", _pct(t["click_rate"])),
+        ("unsubscribed within 7 days", _int(t["unsubscribes_7d"])),
+    ]
+
+
+# --------------------------------------------------------------------------- Markdown
+
+
+def _md_cell(value: str) -> str:
+    return value.replace("|", "/").replace("\n", " ")
+
+
+def _md_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
+        *("| " + " | ".join(_md_cell(v) for v in row) + " |" for row in rows),
+    ]
+
+
+def report_markdown(data: ReportData, *, campaigns: int = 10) -> str:
+    """The report as Markdown (the Prefect artifact ``feedcast-report``): totals, the
+    latest campaigns, failures by reason and source health; no charts."""
+    lines = [f"## feedcast report ({scope_line(data)})", ""]
+    lines += _md_table([k for k, _ in totals_line(data)], [[v for _, v in totals_line(data)]])
+    columns, rows = campaign_rows(data)
+    lines += ["", f"### Latest campaigns ({min(campaigns, len(rows))} of {data.campaigns_total})", ""]
+    lines += _md_table(columns, rows[:campaigns]) if rows else ["No campaigns yet."]
+    columns, rows = failure_rows(data)
+    lines += ["", "### Failed and skipped, by reason", ""]
+    lines += _md_table(columns, rows[:10]) if rows else ["Nothing failed or was skipped."]
+    columns, rows = source_rows(data)
+    lines += ["", "### Source health", ""]
+    lines += _md_table(columns, rows[:30]) if rows else ["No sources yet."]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- HTML
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _html_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_e(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _empty(text: str) -> str:
+    return f'<p class="empty">{_e(text)}</p>'
+
+
+def _figure(fig: Any, div_id: str) -> str:
+    fig.update_layout(
+        template="plotly_white",
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        font={"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12},
+        legend={"orientation": "h", "y": -0.2},
+    )
+    fig.update_yaxes(automargin=True)
+    fig.update_xaxes(automargin=True)
+    return str(
+        fig.to_html(
+            full_html=False,
+            include_plotlyjs=False,
+            div_id=div_id,
+            default_height="360px",
+            config={"displaylogo": False, "responsive": True},
+        )
+    )
+
+
+def _timeline_chart(data: ReportData) -> str:
+    import plotly.graph_objects as go  # type: ignore[import-untyped]
+
+    if not data.timeline:
+        return _empty(
+            "No deliveries yet: they appear here once a campaign is sent (feedcast send AUTOMATION)."
+        )
+    channels = sorted({str(r["channel"]) for r in data.timeline})
+    fig = go.Figure()
+    for index, channel in enumerate(channels):
+        for status in STATUSES:
+            points = [r for r in data.timeline if r["channel"] == channel and r["status"] == status]
+            if not points:
+                continue
+            fig.add_trace(
+                go.Bar(
+                    x=[r["bucket"] for r in points],
+                    y=[r["deliveries"] for r in points],
+                    name=f"{_e(channel)} · {status}",
+                    legendgroup=channel,
+                    marker={
+                        "color": STATUS_COLOURS[status],
+                        "pattern": {"shape": PATTERNS[index % len(PATTERNS)]},
+                    },
+                    hovertemplate=f"{_e(channel)} · {status}<br>%{{x}}<br>%{{y:,}} deliveries<extra></extra>",
+                )
+            )
+    fig.update_layout(barmode="stack", bargap=0.15)
+    fig.update_yaxes(title_text=f"deliveries per {data.bucket}")
+    return _figure(fig, "chart-timeline")
+
+
+def _click_rate_chart(data: ReportData) -> str:
+    import plotly.graph_objects as go
+
+    rated = [c for c in reversed(data.campaigns) if c["click_rate"] is not None]
+    if not rated:
+        return _empty("No sent campaign yet: click rates appear once deliveries are sent.")
+    if not any(c["clicks"] for c in rated):
+        return _empty(
+            f"No clicks yet on the {len(rated)} latest sent campaign(s): automations record clicks"
+            " with --track-clicks (links go through feedcast web)."
+        )
+    labels = [f"#{c['campaign_id']} {_e(_short(c['automation'], 24))}" for c in rated]
+    fig = go.Figure(
+        go.Bar(
+            x=labels,
+            y=[float(c["click_rate"]) * 100 for c in rated],
+            customdata=[
+                [c["sent"], c["unique_clickers"], c["clicks"], _when(c["created_at"])] for c in rated
+            ],
+            marker={"color": "#1565c0"},
+            hovertemplate="%{x}<br>%{customdata[3]} UTC<br>click rate %{y:.1f} %"
+            "<br>%{customdata[1]:,} of %{customdata[0]:,} clicked (%{customdata[2]:,} clicks)<extra></extra>",
+        )
+    )
+    fig.update_yaxes(title_text="unique clickers / sent (%)", rangemode="tozero")
+    fig.update_xaxes(type="category")
+    return _figure(fig, "chart-click-rate")
+
+
+def _top_items_chart(data: ReportData) -> str:
+    import plotly.graph_objects as go
+
+    if not data.top_items:
+        return _empty(
+            "No clicks yet: automations record clicks with --track-clicks (links go through feedcast web)."
+        )
+    fig = go.Figure(
+        go.Bar(
+            orientation="h",
+            y=[_e(_short(i["item"], 50)) for i in data.top_items],
+            x=[i["clicks"] for i in data.top_items],
+            customdata=[[i["unique_clickers"], _e(i["url"])] for i in data.top_items],
+            marker={"color": "#6a1b9a"},
+            hovertemplate="%{y}<br>%{x:,} clicks, %{customdata[0]:,} people<br>%{customdata[1]}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(title_text="clicks")
+    return _figure(fig, "chart-top-items")
+
+
+def _source_chart(data: ReportData) -> str:
+    import plotly.graph_objects as go
+
+    if not data.sources:
+        return _empty("No sources yet: add one with feedcast source add NAME URL.")
+
+    def colour(s: dict[str, Any]) -> str:
+        if s["status"] != "active":
+            return "#9e9e9e"
+        return "#c62828" if s["consecutive_errors"] else "#2e7d32"
+
+    fig = go.Figure(
+        go.Bar(
+            orientation="h",
+            y=[_e(_short(s["name"], 40)) for s in data.sources],
+            x=[float(s["items_per_day"]) for s in data.sources],
+            marker={"color": [colour(s) for s in data.sources]},
+            customdata=[
+                [
+                    s["status"],
+                    s["consecutive_errors"],
+                    _pct(s["ratio_304"]),
+                    "–" if s["median_fetch_ms"] is None else f"{float(s['median_fetch_ms']):.0f} ms",
+                    _e(_short(s["last_error"] or "", 80)),
+                ]
+                for s in data.sources
+            ],
+            hovertemplate="%{y} (%{customdata[0]})<br>%{x:.2f} new items a day"
+            "<br>%{customdata[1]} errors in a row, 304s %{customdata[2]}, median fetch %{customdata[3]}"
+            "<br>%{customdata[4]}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(title_text="new items per day (last 30 days); red: failing, grey: paused or gone")
+    return _figure(fig, "chart-sources")
+
+
+def _failures_chart(data: ReportData) -> str:
+    import plotly.graph_objects as go
+
+    if not data.failures:
+        return _empty("Nothing failed or was skipped.")
+    fig = go.Figure()
+    for status in ("failed", "skipped"):
+        rows = [f for f in data.failures if f["status"] == status]
+        if rows:
+            fig.add_trace(
+                go.Bar(
+                    orientation="h",
+                    name=status,
+                    y=[
+                        _e(f"{f['channel_kind']} {f['error_code'] or '–'}: {_short(f['error'], 50)}")
+                        for f in rows
+                    ],
+                    x=[f["deliveries"] for f in rows],
+                    marker={"color": STATUS_COLOURS[status]},
+                    hovertemplate="%{y}<br>%{x:,} deliveries<extra>" + status + "</extra>",
+                )
+            )
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(title_text="deliveries")
+    return _figure(fig, "chart-failures")
+
+
+_CSS = """
+:root { color-scheme: light; }
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0;
+       background: #f5f6f8; color: #1d2330; }
+header { background: #1d2330; color: #fff; padding: 20px 32px; }
+header h1 { margin: 0 0 4px; font-size: 22px; }
+header p { margin: 0; color: #c5cad6; font-size: 13px; }
+main { padding: 20px 32px 40px; max-width: 1280px; margin: 0 auto; }
+.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(140px, 1fr)); gap: 12px; }
+.card { background: #fff; border-radius: 8px; padding: 12px 14px; box-shadow: 0 1px 2px #0001; }
+.card b { display: block; font-size: 22px; }
+.card span { color: #5b6475; font-size: 12px; }
+section { background: #fff; border-radius: 8px; padding: 16px 20px; margin-top: 18px;
+          box-shadow: 0 1px 2px #0001; }
+section h2 { font-size: 16px; margin: 0 0 10px; }
+.empty { color: #5b6475; background: #f5f6f8; border: 1px dashed #c5cad6; border-radius: 6px;
+         padding: 28px; text-align: center; margin: 0; }
+.table { overflow-x: auto; }
+table { border-collapse: collapse; width: 100%; font-size: 13px; }
+th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid #e6e8ee; white-space: nowrap; }
+th { color: #5b6475; font-weight: 600; }
+.note { color: #5b6475; font-size: 12px; margin: 8px 0 0; }
+"""
+
+
+def report_html(data: ReportData, *, title: str = "feedcast report", database: str = "") -> str:
+    """One self-contained page: plotly.js inlined once, every chart a Plotly figure, every
+    section with an empty state; nothing is fetched from the network."""
+    import plotly.offline  # type: ignore[import-untyped]
+
+    cards = "".join(
+        f'<div class="card"><b>{_e(v)}</b><span>{_e(k)}</span></div>' for k, v in totals_line(data)
+    )
+    columns, rows = campaign_rows(data)
+    campaigns = (
+        _html_table(columns, rows)
+        + (
+            f'<p class="note">The {len(rows)} latest of {data.campaigns_total:,} campaigns.</p>'
+            if data.campaigns_total > len(rows)
+            else ""
+        )
+        if rows
+        else _empty("No campaigns yet: create an automation and run feedcast send AUTOMATION.")
+    )
+    columns, rows = activity_rows(data)
+    activity = _html_table(columns, rows) if rows else _empty("No activity yet.")
+    columns, rows = source_rows(data)
+    sources = _html_table(columns, rows) if rows else ""
+    columns, rows = failure_rows(data)
+    failures = _html_table(columns, rows) if rows else ""
+    columns, rows = item_rows(data)
+    items = _html_table(columns, rows) if rows else ""
+    subtitle = f"{scope_line(data)} · generated {_when(data.generated_at)} UTC"
+    if database:
+        subtitle += f" · {database}"
+    sections = [
+        ("Deliveries over time, per channel and status", _timeline_chart(data)),
+        ("Click rate per campaign", _click_rate_chart(data)),
+        ("Campaigns", campaigns),
+        ("Top items by clicks", _top_items_chart(data) + items),
+        ("Failed and skipped deliveries, by reason", _failures_chart(data) + failures),
+        ("Source health", _source_chart(data) + sources),
+        ("Activity per automation and day", activity),
+    ]
+    body = "".join(f"<section><h2>{_e(name)}</h2>{content}</section>" for name, content in sections)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style>"
+        f'<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script></head><body>'
+        f"<header><h1>{_e(title)}</h1><p>{_e(subtitle)}</p></header>"
+        f'<main><div class="cards">{cards}</div>{body}</main></body></html>\n'
+    )
