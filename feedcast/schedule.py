@@ -53,7 +53,9 @@ def parse_schedule(
 ) -> Schedule:
     """One of cron, every or on-new (or none: the automation runs when told to)."""
     _zone(timezone)
-    given = [flag for flag, value in (("--schedule", cron), ("--every", every), ("--on-new", on_new)) if value]
+    given = [
+        flag for flag, value in (("--schedule", cron), ("--every", every), ("--on-new", on_new)) if value
+    ]
     if len(given) > 1:
         raise InvalidValue(f"choose one of {', '.join(given)}")
     if cron:

@@ -183,7 +183,6 @@ def _file_lock(path: Path) -> threading.RLock:
         return lock
 
 
-
 @dataclass(frozen=True, slots=True)
 class NewSource:
     """A source to register (see :meth:`Store.add_sources`)."""
