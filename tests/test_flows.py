@@ -102,6 +102,10 @@ def test_run_automations_runs_each_due_automation_as_a_named_flow_run(
             artifacts = await client.read_artifacts(
                 artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["campaign-1", "campaign-2"]))
             )
+            reports = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["feedcast-report"]))
+            )
+            assert reports and "alpha" in str(reports[0].data)  # the report published after the run
             return {r.name for r in runs}, [str(a.data) for a in artifacts]
 
     import asyncio
