@@ -116,12 +116,15 @@ class SendContext:
 
 @dataclass(frozen=True, slots=True)
 class RateRule:
-    """At most ``limit`` calls (weighted by ``cost``) per ``period`` seconds for ``key``."""
+    """At most ``limit`` calls (weighted by ``cost``) per ``period`` seconds for ``key``,
+    spread at least ``spacing`` seconds apart (default ``period / limit``): a spacing a
+    little above that keeps slack for network jitter while the window stays the cap."""
 
     key: str
     limit: int
     period: int  # seconds (whole seconds: the limiter's windows)
     cost: int = 1
+    spacing: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,11 +72,14 @@ class RateGate:
                     self._limiter.hit(self._item(rule), rule.key, cost=min(rule.cost, rule.limit))
                     # from the slot this call was due in, not from when it woke up: late
                     # wake-ups would otherwise add up and drag the rate below the limit
-                    spacing = rule.period * min(rule.cost, rule.limit) / rule.limit
+                    unit = rule.spacing if rule.spacing is not None else rule.period / rule.limit
+                    spacing = unit * min(rule.cost, rule.limit)
                     slot = self._next.get(rule.key, now)
                     if now - slot > spacing:  # idle for a while: start afresh, no catch-up burst
                         slot = now
-                    self._next[rule.key] = slot + spacing
+                    # late wake-ups are made up for, but two calls never leave closer than
+                    # half a spacing (a burst that jitter could push into one window)
+                    self._next[rule.key] = max(slot + spacing, now + spacing / 2)
                 break
             # the window's oldest hit expires at reset_time; a few ms more avoids spinning
             await asyncio.sleep(min(max(wait, 0.002), 1.0))
