@@ -255,18 +255,24 @@ def campaign_payload(template: Path, workdir: Path, environ: dict[str, str]) -> 
 
 
 class Checks:
-    def __init__(self) -> None:
-        self.results: list[dict[str, Any]] = []
+    """Correctness checks always decide the exit status; the pacing targets (no 429, no
+    over-limit second) do in a full run, and are only reported by --quick, a smoke test
+    on machines of unknown noise (the test suite checks pacing on its own)."""
 
-    def check(self, name: str, ok: bool, detail: str) -> bool:
-        self.results.append({"check": name, "ok": bool(ok), "detail": detail})
+    def __init__(self, *, strict_targets: bool = True) -> None:
+        self.results: list[dict[str, Any]] = []
+        self.strict_targets = strict_targets
+
+    def check(self, name: str, ok: bool, detail: str, *, target: bool = False) -> bool:
+        self.results.append({"check": name, "ok": bool(ok), "detail": detail, "target": target})
         if not ok:
-            print(f"  CHECK FAILED: {name}: {detail}", file=sys.stderr, flush=True)
+            kind = "TARGET MISSED" if target and not self.strict_targets else "CHECK FAILED"
+            print(f"  {kind}: {name}: {detail}", file=sys.stderr, flush=True)
         return bool(ok)
 
     @property
     def ok(self) -> bool:
-        return all(r["ok"] for r in self.results)
+        return all(r["ok"] for r in self.results if self.strict_targets or not r["target"])
 
 
 def check_db(checks: Checks, store: Store, campaign_id: int, n: int, label: str) -> dict[str, int]:
@@ -1206,11 +1212,13 @@ def run_paced(checks: Checks, workdir: Path, n: int) -> dict[str, Any]:
             "paced: no 429 and no over-limit arrival",
             stats.get("rate_limited") == 0 and stats.get("over_limit") == 0,
             f"rate_limited {stats.get('rate_limited')}, over_limit {stats.get('over_limit')}",
+            target=True,
         )
         checks.check(
             f"paced: at most {TELEGRAM_PER_SECOND} requests in any sliding second",
             0 < stats.get("max_per_second", 0) <= TELEGRAM_PER_SECOND,
             f"max_per_second {stats.get('max_per_second')}",
+            target=True,
         )
         result = run.__dict__ | {"rate": run.rate, "extra": run.extra | extra}
         if failed is not None:
@@ -1331,7 +1339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = date.strftime("%Y-%m-%dT%H%M%SZ")
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"send-{stamp}.json"
-    checks = Checks()
+    checks = Checks(strict_targets=not args.quick)
     res: dict[str, Any] = {
         "date": date.strftime("%Y-%m-%d %H:%M UTC"),
         "command": "bench/send.py" + "".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv)),
