@@ -94,6 +94,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_RNG = random.Random()  # jitter; the global random state stays the caller's
 
 
 class AutomationBusy(FeedcastError):
@@ -710,4 +711,4 @@ class _Engine:
         if result.retry_after is not None:
             return result.retry_after
         base = min(self.settings.backoff_cap, self.settings.backoff * 2.0 ** (tries - 1))
-        return base * (0.5 + random.random() / 2)
+        return base * (0.5 + _RNG.random() / 2)

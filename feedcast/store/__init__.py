@@ -40,6 +40,7 @@ from feedcast.store.reports import ReportStore, m004
 __all__ = ["MIGRATIONS", "ItemEvent", "NewSource", "PollSummary", "Store", "default_db_path"]
 
 log = logging.getLogger(__name__)
+_RNG = random.Random()  # jitter; the global random state stays the caller's
 
 Connection = duckdb.DuckDBPyConnection
 
@@ -378,7 +379,7 @@ class Store(DeliveryStore, AudienceStore, ReportStore):
                         f"{self.path} is busy: another process kept it open for more than "
                         f"{self.lock_timeout:g} s"
                     ) from None
-                time.sleep(delay * (0.5 + random.random()))
+                time.sleep(delay * (0.5 + _RNG.random()))
                 delay = min(delay * 2, 0.5)
             except duckdb.Error as exc:
                 raise StoreError(f"cannot open {self.path}: {str(exc).splitlines()[0]}") from None
@@ -861,7 +862,7 @@ class Store(DeliveryStore, AudienceStore, ReportStore):
             else:
                 errors += 1
                 # exponential backoff, capped at a day, with jitter so failures spread out
-                delay = timedelta(seconds=min(every * 2 ** min(errors, 16), 86400) * random.uniform(0.8, 1.0))
+                delay = timedelta(seconds=min(every * 2 ** min(errors, 16), 86400) * _RNG.uniform(0.8, 1.0))
             rows["id"].append(o.source_id)
             rows["url"].append(o.new_url)
             rows["site_url"].append(o.site_url)
