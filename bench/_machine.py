@@ -1,4 +1,4 @@
-"""Facts about the machine a benchmark ran on, recorded beside its figures."""
+"""Shared by the benchmarks: facts about the machine a run was on, and writing its entry into bench/README.md."""
 
 from __future__ import annotations
 
@@ -57,3 +57,25 @@ def machine(packages: Sequence[str]) -> dict[str, Any]:
         "versions": versions,
         "loadavg_before": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def append_readme(section: str, entry: str) -> Path:
+    """Put ``entry`` at the end of ``section`` (a "## ..." heading) of bench/README.md,
+    created at the end of the file when missing. Re-read right before writing: several
+    benchmarks append to the same file."""
+    readme = ROOT / "bench" / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == section), None)
+    if start is None:
+        with readme.open("a", encoding="utf-8") as fh:
+            fh.write(("\n" if text.endswith("\n") else "\n\n") + section + "\n\n" + entry)
+        return readme
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), None)
+    if end is None:  # the section is the last one: a plain append
+        with readme.open("a", encoding="utf-8") as fh:
+            fh.write(("" if text.endswith("\n") else "\n") + "\n" + entry)
+        return readme
+    new = "".join(lines[:end]).rstrip("\n") + "\n\n" + entry + "\n" + "".join(lines[end:])
+    readme.write_text(new, encoding="utf-8")
+    return readme

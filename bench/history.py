@@ -53,6 +53,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import duckdb  # noqa: E402
+from _machine import append_readme as _append_readme  # noqa: E402
 from _machine import machine  # noqa: E402
 
 from feedcast.report import build_report, report_html  # noqa: E402
@@ -323,24 +324,7 @@ def readme_entry(res: dict[str, Any]) -> str:
 
 
 def append_readme(entry: str) -> Path:
-    """Put ``entry`` at the end of the README's history section (created at the end of the
-    file when missing). Re-read right before writing: other benchmarks append to the same file."""
-    readme = BENCH / "README.md"
-    text = readme.read_text(encoding="utf-8")
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == README_SECTION), None)
-    if start is None:
-        with readme.open("a", encoding="utf-8") as fh:
-            fh.write(("\n" if text.endswith("\n") else "\n\n") + README_SECTION + "\n\n" + entry)
-        return readme
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), None)
-    if end is None:
-        with readme.open("a", encoding="utf-8") as fh:
-            fh.write(("" if text.endswith("\n") else "\n") + "\n" + entry)
-        return readme
-    new = "".join(lines[:end]).rstrip("\n") + "\n\n" + entry + "\n" + "".join(lines[end:])
-    readme.write_text(new, encoding="utf-8")
-    return readme
+    return _append_readme(README_SECTION, entry)
 
 
 # --------------------------------------------------------------------------- main
