@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import subprocess
+import sys
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -79,3 +81,16 @@ def append_readme(section: str, entry: str) -> Path:
     new = "".join(lines[:end]).rstrip("\n") + "\n\n" + entry + "\n" + "".join(lines[end:])
     readme.write_text(new, encoding="utf-8")
     return readme
+
+
+def run_child(script: str, args: Sequence[str], what: str) -> dict[str, Any]:
+    """Run ``script`` with ``args`` in a fresh interpreter (a clean memory figure) and
+    return the JSON it printed on its ``CHILD-RESULT`` line."""
+    proc = subprocess.run(
+        [sys.executable, script, *args], capture_output=True, text=True, check=False, timeout=3600
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("CHILD-RESULT "):
+            result: dict[str, Any] = json.loads(line.removeprefix("CHILD-RESULT "))
+            return result
+    raise RuntimeError(f"{what} child failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")

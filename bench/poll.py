@@ -58,7 +58,7 @@ if str(ROOT) not in sys.path:
 
 import feedparser  # noqa: E402
 import httpx  # noqa: E402
-from _machine import machine  # noqa: E402
+from _machine import machine, run_child  # noqa: E402
 
 from feedcast.store import Store  # noqa: E402
 from feedcast.watch import poll  # noqa: E402
@@ -548,20 +548,11 @@ def child_memory(db: str, concurrency: int) -> None:
 
 
 def run_memory(db: Path, concurrency: int) -> dict[str, Any]:
-    cmd = [
-        sys.executable,
+    return run_child(
         str(Path(__file__).resolve()),
-        "--child-memory",
-        str(db),
-        "--concurrency",
-        str(concurrency),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=3600)
-    for line in proc.stdout.splitlines():
-        if line.startswith("CHILD-RESULT "):
-            result: dict[str, Any] = json.loads(line.removeprefix("CHILD-RESULT "))
-            return result
-    raise RuntimeError(f"memory child failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        ["--child-memory", str(db), "--concurrency", str(concurrency)],
+        "memory",
+    )
 
 
 # --------------------------------------------------------------------------- reporting

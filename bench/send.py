@@ -82,7 +82,7 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 from _machine import append_readme as _append_readme  # noqa: E402
-from _machine import machine  # noqa: E402
+from _machine import machine, run_child  # noqa: E402
 
 from channels.http import sending_client  # noqa: E402
 from feedcast.delivery import BuildResult, SendSettings, build_campaign, send_automation  # noqa: E402
@@ -864,20 +864,9 @@ def child_recording(rows: int, repeat: int) -> None:
 
 
 def run_recording(rows: int, repeat: int) -> dict[str, Any]:
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--child-recording",
-        str(rows),
-        "--repeat",
-        str(repeat),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=3600)
-    for line in proc.stdout.splitlines():
-        if line.startswith("CHILD-RESULT "):
-            result: dict[str, Any] = json.loads(line.removeprefix("CHILD-RESULT "))
-            return result
-    raise RuntimeError(f"recording child failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return run_child(
+        str(Path(__file__).resolve()), ["--child-recording", str(rows), "--repeat", str(repeat)], "recording"
+    )
 
 
 # --------------------------------------------------------------------------- reporting
