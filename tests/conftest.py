@@ -6,10 +6,13 @@ import csv
 import ipaddress
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import time_machine
 
 HERE = Path(__file__).parent
 DATA = HERE / "data"
@@ -75,3 +78,16 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)
     monkeypatch.setattr(socket.socket, "connect_ex", guarded_connect_ex)
+
+
+# A fixed day for every test whose output names a date (month names, "today", digests):
+# such a test asks for ``pinned_clock`` instead of reading the real calendar, so it gives
+# the same answer on any day. The clock still ticks (timeouts and elapsed times work), it
+# only starts at PINNED_NOW; monotonic clocks are untouched.
+PINNED_NOW = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def pinned_clock() -> Iterator[datetime]:
+    with time_machine.travel(PINNED_NOW, tick=True):
+        yield PINNED_NOW

@@ -106,8 +106,9 @@ def serialise(messages: list[Message]) -> str:
 
 
 def spaces(text: str) -> str:
-    """Babel separates with narrow / no-break spaces: compare them as plain spaces."""
-    return text.replace("\u202f", " ").replace("\xa0", " ")
+    """Babel separates with narrow / no-break spaces and, for some locales, a typographic
+    or ASCII apostrophe that changes between CLDR releases: compare them as plain ones."""
+    return text.replace("\u202f", " ").replace("\xa0", " ").replace("\u2019", "'")
 
 
 POST = Item(
@@ -526,7 +527,7 @@ def test_prices_follow_the_locale() -> None:
     assert "<b>1 299,00 €</b>" in spaces(fr.modules[0].text or "")
     assert "<b>€1,299.00</b>" in (en.modules[0].text or "")
     with filters.using(filters.parse_locale("de_CH"), filters.parse_timezone("UTC")):
-        assert spaces(filters.money(Decimal("1299"), "CHF")) == "CHF 1’299.00"
+        assert spaces(filters.money(Decimal("1299"), "CHF")) == "CHF 1'299.00"
         assert filters.money(None, "CHF") == "" and filters.money("n/a", "CHF") == "n/a"
     assert filters.money(Decimal("5"), None) == "5.00"
 

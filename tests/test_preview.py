@@ -233,6 +233,7 @@ def test_terminal_view_per_kind(cli: Cli) -> None:
     assert "POST feedcast.v1 · subject: " in webhook and "- text: {" in webhook
 
 
+@pytest.mark.usefixtures("pinned_clock")  # the digest's header names today's month
 def test_time_zone_and_locale(cli: Cli) -> None:
     out = cli(
         "preview", "--source", "shop", "--layout", "product", "--channel-kind", "telegram",
