@@ -29,6 +29,7 @@ import asyncio
 import ipaddress
 import os
 import socket
+import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -304,7 +305,7 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         *,
         policy: AddressPolicy | None = None,
         limits: httpx.Limits | None = None,
-        verify: bool = True,
+        verify: ssl.SSLContext | bool = True,
         http2: bool = False,
     ) -> None:
         limits = limits or DEFAULT_LIMITS
