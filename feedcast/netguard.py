@@ -271,8 +271,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
             reason = exc.strerror or str(exc) or type(exc).__name__
             raise httpcore.ConnectError(f"cannot resolve host {_host_of(host)}: {reason}") from None
         error: Exception | None = None
-        for address in addresses:
+        for index, address in enumerate(addresses):
             left = None if deadline is None else max(0.0, deadline - loop.time())
+            if left is not None:  # an unreachable first address (IPv6 blackholed) leaves time for the others
+                left /= len(addresses) - index
             try:
                 return await self.inner.connect_tcp(
                     address, port, timeout=left, local_address=local_address, socket_options=socket_options
