@@ -115,13 +115,13 @@ from jinja2 import (
 )
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
 from feedcast.errors import InvalidValue, LayoutError
 from feedcast.models import Button, Card, Item, Message, Module
 from layouts import filters
 from layouts.html import plain_text
+from layouts.limits import LimitExceeded, MeteredSandbox, RenderLimits, current, metering
 
 __all__ = [
     "EMAIL_TEXT_TEMPLATE",
@@ -193,6 +193,7 @@ class RenderContext:
     link: LinkHook = identity_link
     now: datetime | None = None
     unsubscribe_url: str | None = None
+    limits: RenderLimits | None = None  # None: FEEDCAST_LAYOUT_TIME_LIMIT / _MAX_OUTPUT or defaults
 
     def __post_init__(self) -> None:
         filters.parse_timezone(self.timezone)  # InvalidValue when unknown
@@ -461,11 +462,10 @@ class _Loader(BaseLoader):
         return sorted(self._sources)
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """Jinja's immutable sandbox, stricter: unsafe attributes raise at once, and
-    ``*`` / ``**`` cannot build huge values."""
-
-    intercepted_binops = frozenset({"*", "**"})
+class _Sandbox(MeteredSandbox):
+    """Jinja's immutable sandbox, stricter: unsafe attributes raise at once, ``*`` /
+    ``**`` cannot build huge values, and every render runs under the time and size
+    limits of :mod:`layouts.limits`."""
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
@@ -518,6 +518,7 @@ def _environment(sources: Mapping[str, tuple[str, str]]) -> Environment:
         cache_size=-1,
     )
     env.filters.update(filters.FILTERS)
+    env.meter_filters()
     env.policies["json.dumps_function"] = _json_dumps
     env.policies["json.dumps_kwargs"] = {}
     return env
@@ -747,8 +748,18 @@ class _Builder:
     def _append(self, module: Module) -> str:
         if module.kind == "text" and not module.text and not module.buttons:
             return ""
+        self._count(module)
         self.modules.append(module)
         return ""
+
+    @staticmethod
+    def _count(module: Module) -> None:
+        """The module's text joins the message: held to the output limit."""
+        meter = current()
+        if meter is not None:
+            meter.written(module.text or "")
+            for card in module.cards:
+                meter.written(card.title + (card.subtitle or ""))
 
     def text(
         self, body: object = None, buttons: object = (), caller: Callable[[], object] | None = None
@@ -863,9 +874,11 @@ class _Builder:
                 collected.append(entry)
         intro = self._body("cards", body, None)
         if collected:
-            self.modules.append(
-                Module("cards", text=intro or None, cards=tuple(collected), buttons=self._buttons(buttons))
+            module = Module(
+                "cards", text=intro or None, cards=tuple(collected), buttons=self._buttons(buttons)
             )
+            self._count(module)
+            self.modules.append(module)
         return ""
 
     def set_subject(self, value: object = None) -> str:
@@ -874,7 +887,12 @@ class _Builder:
 
     def payload(self, value: object = None) -> str:
         self._enter("payload")
-        self.modules.append(Module("text", text=_json_dumps(value)))
+        meter = current()
+        if meter is not None:
+            meter.value(value, new=False)  # refuses what would write out too large
+        module = Module("text", text=_json_dumps(value))
+        self._count(module)
+        self.modules.append(module)
         return ""
 
     def finish(self, output: str) -> tuple[Module, ...]:
@@ -892,6 +910,7 @@ class _Builder:
 # ------------------------------------------------------------------------------- render
 
 _RENDER_ERRORS = (
+    LimitExceeded,
     TemplateError,
     _Misuse,
     TypeError,
@@ -915,7 +934,9 @@ def _where(exc: BaseException, layout: Layout, template: str) -> str:
     return where
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, layout: Layout) -> str:
+    if isinstance(exc, LimitExceeded):
+        return f"layout {layout.name!r} {exc.reason}"
     if isinstance(exc, TemplateError):
         return exc.message or type(exc).__name__
     if isinstance(exc, _Misuse):
@@ -930,15 +951,23 @@ def _run(layout: Layout, template: str, variables: Mapping[str, Any]) -> tuple[s
     env = layout.environment
     compiled = env.get_template(template)
     context = compiled.new_context(dict(variables))
+    meter = current()
     try:
         try:
-            output = env.concat(compiled.root_render_func(context))
+            chunks = []
+            for chunk in compiled.root_render_func(context):  # stops at the output limit
+                if meter is not None:
+                    meter.written(chunk)
+                chunks.append(chunk)
+            output = env.concat(chunks)
+            if meter is not None and meter.tripped is not None:  # swallowed on the way
+                raise LimitExceeded(meter.tripped)
         except Exception:
             env.handle_exception()  # re-raises, with the template lines in the traceback
     except LayoutError:
         raise
     except _RENDER_ERRORS as exc:
-        raise LayoutError(f"{_where(exc, layout, template)}: {_describe(exc)}") from exc
+        raise LayoutError(f"{_where(exc, layout, template)}: {_describe(exc, layout)}") from exc
     return str(output), context.vars
 
 
@@ -1021,8 +1050,10 @@ def render(
     }
     groups = [[i] for i in range(len(chosen))] if layout.per == "item" else [list(range(len(chosen)))]
     messages = []
-    with filters.using(locale, tz):
+    limits = context.limits or RenderLimits.from_env()
+    with filters.using(locale, tz), metering(limits) as meter:
         for group in groups:
+            meter.new_message()
             variables: dict[str, Any] = {**common, "items": [views[i] for i in group]}
             if layout.per == "item":
                 variables["item"] = views[group[0]]
