@@ -79,7 +79,9 @@ Loading: :func:`load_layout` takes a built-in name, a name found in the search p
 compiled once per process.
 
 Templates are untrusted: they run in Jinja's immutable sandbox (no ``_`` attributes, no
-mutation of values, bounded ``range`` and repetition). Undefined names and attributes
+mutation of values, bounded ``range`` and repetition) under the time and size limits of
+:mod:`layouts.limits` (``RenderContext.limits``, by default from
+``FEEDCAST_LAYOUT_TIME_LIMIT`` / ``FEEDCAST_LAYOUT_MAX_OUTPUT``). Undefined names and attributes
 render empty (``item.missing.deeper`` included); unsafe attribute access, runtime errors
 and syntax errors become :class:`LayoutError` naming the file and the line.
 """
