@@ -70,7 +70,9 @@ and the plain text second (:func:`email_parts`). Email templates make no module 
 
 Template variables: ``item`` (per-item layouts), ``items`` (always; item views, see
 :func:`item_view`), ``layout``, ``channel_format``, ``automation``, ``site_title``,
-``now`` (in the render's time zone), ``locale``, ``timezone``, ``unsubscribe_url``.
+``now`` (in the render's time zone), ``locale``, ``direction`` (``rtl`` or ``ltr``: the
+locale's, or the items' script when they are mostly right-to-left), ``timezone``,
+``unsubscribe_url``.
 Filters: see :mod:`layouts.filters`.
 
 Loading: :func:`load_layout` takes a built-in name, a name found in the search path
@@ -124,6 +126,7 @@ from feedcast.models import Button, Card, Item, Message, Module
 from layouts import filters
 from layouts.html import plain_text
 from layouts.limits import LimitExceeded, MeteredSandbox, RenderLimits, current, metering
+from layouts.text import text_direction
 
 __all__ = [
     "EMAIL_TEXT_TEMPLATE",
@@ -1047,6 +1050,7 @@ def render(
         "site_title": context.site_title,
         "now": now,
         "locale": str(locale),
+        "direction": _direction(locale, chosen),
         "timezone": context.timezone,
         "unsubscribe_url": _safe_url(context.unsubscribe_url, _BUTTON_SCHEMES),
     }
@@ -1069,6 +1073,14 @@ def render(
             modules, subject = rendered
             messages.append(Message(format=fmt, modules=modules, subject=subject, item_keys=keys))
     return messages
+
+
+def _direction(locale: Any, items: Sequence[Item]) -> str:
+    """``rtl`` for a right-to-left locale or items written mostly in right-to-left
+    scripts (an Arabic feed previewed in ``en``), ``ltr`` otherwise."""
+    if locale.character_order == "right-to-left":
+        return "rtl"
+    return text_direction(*(part for item in items for part in (item.title, item.summary)))
 
 
 def _render_one(

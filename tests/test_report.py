@@ -7,10 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from datetime import UTC, date, datetime, timedelta
-from html import escape as html_escape
-from html import unescape as html_unescape
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +18,10 @@ import feedcast.cli as cli_module
 from feedcast.models import NewSubscriber
 from feedcast.report import build_report, parse_since, report_html, report_markdown
 from feedcast.store import Store
+from tests.chromium import open_in_chromium as _open_in_chromium
+from tests.chromium import probe as _probe
 from tests.test_cli import Cli
-from tests.test_preview import _chromium, _png_sample_rows, _png_size
+from tests.test_preview import _png_sample_rows, _png_size
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)  # campaign 1; campaign 2 a day later
 TENT, STOVE = "https://shop.example/tent", "https://shop.example/stove"
@@ -401,25 +400,6 @@ def test_export_history_unwritable_folder(cli: Cli, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- headless Chromium
 
 
-def _open_in_chromium(page: Path, tmp_path: Path, *extra: str) -> tuple[str, str]:
-    """Load ``page`` in headless Chromium; its stdout and the console lines it logged.
-
-    Console messages (console.error, uncaught exceptions, failed loads) come through
-    ``--enable-logging=stderr --v=0`` as ``...:CONSOLE...] "message", source: ...`` lines;
-    ``test_console_capture_catches_errors`` proves that this channel works with the
-    Chromium installed, so a silent console is a real finding, not a broken probe."""
-    command = [
-        str(_chromium()), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--enable-logging=stderr", "--v=0", f"--user-data-dir={tmp_path / 'profile'}",
-        "--virtual-time-budget=10000", *extra, page.as_uri(),
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=90, check=False)
-    assert result.returncode == 0, result.stderr[-2000:]
-    console = "\n".join(line for line in result.stderr.splitlines() if ":CONSOLE" in line)
-    return result.stdout, console
-
-
 @pytest.mark.slow
 def test_console_capture_catches_errors(tmp_path: Path) -> None:
     page = tmp_path / "broken.html"
@@ -525,34 +505,6 @@ def test_sources_without_new_items_say_no_data_yet(tmp_path: Path) -> None:
     health = health[: health.index("</section>")]
     assert "No data yet: no source found new items in the last 30 days" in health
     assert '<figure class="chart' not in health and "<td" in health  # no empty axis; the table stays
-
-
-def _probe(page: Path, tmp_path: Path, width: int) -> dict[str, Any]:
-    """Open ``page`` in a frame exactly ``width`` px wide (headless Chromium's window is at
-    least 500 px) and measure it: the frame's width and scroll width, the elements whose
-    right edge passes it, and the tick labels as shown."""
-    import json
-
-    frame = html_escape(page.read_text(encoding="utf-8"))
-    wrapper = tmp_path / f"probe-{width}.html"
-    wrapper.write_text(
-        f'<!DOCTYPE html><body style="margin:0"><iframe id="f" style="border:0;width:{width}px;height:2400px"'
-        f' srcdoc="{frame}"></iframe><script>'
-        "f.onload = () => { const w = f.contentWindow, d = w.document;"
-        " const wide = [...d.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > w.innerWidth + 0.5)"
-        "   .slice(0, 8).map(e => e.tagName + '.' + e.className);"
-        " const ticks = [...d.querySelectorAll('.tick')].filter(t => t.offsetParent).map(t => t.innerText);"
-        " document.body.dataset.probe = JSON.stringify({inner: w.innerWidth, scroll: d.documentElement.scrollWidth,"
-        " wide, ticks}); };</script>",
-        encoding="utf-8",
-    )
-    dom, console = _open_in_chromium(
-        wrapper, tmp_path, "--dump-dom", f"--window-size={max(width, 500) + 20},900"
-    )
-    assert console == ""
-    found = re.search(r'data-probe="([^"]*)"', dom)
-    assert found, dom[-500:]
-    return dict(json.loads(html_unescape(found.group(1))))
 
 
 @pytest.mark.slow
