@@ -250,7 +250,11 @@ def due_automations(store: Store, now: datetime) -> list[Due]:
             if automation.next_run_at is not None and automation.next_run_at <= now:
                 due[automation.name] = Due(automation.name, "schedule")
         elif automation.schedule == "on-new":
-            _, waiting = store.queued_items(automation, 0)
+            try:
+                _, waiting = store.queued_items(automation, 0)
+            except FeedcastError:  # e.g. a --where that fails: its run reports why
+                due[automation.name] = Due(automation.name, "on-new")
+                continue
             if waiting >= max(1, automation.min_items):
                 due[automation.name] = Due(automation.name, "on-new")
     return list(due.values())

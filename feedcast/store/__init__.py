@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -35,6 +34,7 @@ from feedcast.models import Item, PollOutcome, Source
 from feedcast.store._rows import _plain_price, item_from_row
 from feedcast.store.audience import AudienceStore, m003
 from feedcast.store.delivery import DeliveryStore, m002
+from feedcast.store.guard import Guard, lock_down, open_config, run_select
 from feedcast.store.reports import ReportStore, m004
 
 __all__ = ["MIGRATIONS", "ItemEvent", "NewSource", "PollSummary", "Store", "default_db_path"]
@@ -333,6 +333,21 @@ class Store(DeliveryStore, AudienceStore, ReportStore):
             yield con
 
     @contextmanager
+    def guarded(self, guard: Guard | None = None) -> Iterator[Connection]:
+        """A read-only connection for SQL a user wrote (:mod:`feedcast.store.guard`): no
+        files, URLs or extensions, its configuration locked; retried like
+        :meth:`connect`, one connection per file at a time in this process. Always a
+        connection of its own: DuckDB settings hold for every connection to one file in
+        a process, so it never shares a :meth:`session`'s."""
+        if getattr(self._session, "con", None) is not None:
+            raise RuntimeError("a guarded connection cannot share a session's connection")
+        if not self._migrated:
+            with self.connect():
+                pass
+        with _file_lock(self.path), self._connection(True, guard or Guard()) as con:
+            yield con
+
+    @contextmanager
     def session(self) -> Iterator[None]:
         """Several units of work on one connection (this thread only): handling one
         inbound event takes a dozen small reads and writes, and opening the file for each
@@ -348,8 +363,8 @@ class Store(DeliveryStore, AudienceStore, ReportStore):
                 self._session.con = None
 
     @contextmanager
-    def _connection(self, read_only: bool) -> Iterator[Connection]:
-        con = self._open(read_only)
+    def _connection(self, read_only: bool, guard: Guard | None = None) -> Iterator[Connection]:
+        con = self._open(read_only, open_config(guard) if guard is not None else None)
         try:
             con.execute("SET TimeZone = 'UTC'")
             if not read_only:
@@ -358,17 +373,21 @@ class Store(DeliveryStore, AudienceStore, ReportStore):
                 con.execute("SET memory_limit = ?", [self.write_memory_limit])
             if not read_only and not self._migrated:
                 self._migrate(con)
+            if guard is not None:
+                lock_down(con, guard)
             yield con
         finally:
             con.close()
 
-    def _open(self, read_only: bool) -> Connection:
+    def _open(self, read_only: bool, config: dict[str, Any] | None = None) -> Connection:
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.01
         while True:
             try:
                 if not read_only:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
+                if config is not None:
+                    return duckdb.connect(str(self.path), read_only=read_only, config=config)
                 return duckdb.connect(str(self.path), read_only=read_only)
             except duckdb.IOException as exc:
                 message = str(exc)
@@ -1003,18 +1022,20 @@ class Store(DeliveryStore, AudienceStore, ReportStore):
     def query(
         self, sql: str, params: Sequence[Any] | None = None, *, read_only: bool = True
     ) -> tuple[list[str], list[dict[str, Any]]]:
-        """Run one SQL statement; returns column names and rows as dicts."""
-        with self.connect(read_only=read_only) as con:
-            try:
+        """Run one SELECT (what ``feedcast sql`` runs) on a guarded read-only connection:
+        no files, URLs or extensions, its configuration locked, errors that quote no
+        data (:mod:`feedcast.store.guard`). Returns column names and rows as dicts.
+
+        ``read_only=False`` is for feedcast's own SQL only (tests, maintenance): one
+        statement of any kind on a plain writable connection. No user text goes there."""
+        if not read_only:
+            with self.connect() as con:
                 cursor = con.execute(sql, list(params or []))
-            except duckdb.Error as exc:
-                raise InvalidValue(f"SQL error: {_first_line(str(exc))}") from None
-            description: list[Any] | None = cursor.description
-            if not description:  # a statement without a result set
-                return [], []
-            columns = [d[0] for d in description]
-            return columns, [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-
-
-def _first_line(message: str) -> str:
-    return re.sub(r"\s+", " ", message.strip().splitlines()[0] if message.strip() else message)
+                description: list[Any] | None = cursor.description
+                if not description:  # a statement without a result set
+                    return [], []
+                names = [d[0] for d in description]
+                return names, [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        with self.guarded() as con:
+            columns, rows = run_select(con, sql, params)
+        return columns, [dict(zip(columns, row, strict=True)) for row in rows]

@@ -9,6 +9,7 @@ rows only and records outcomes in batches, so a rerun after a crash resumes.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -30,6 +31,16 @@ from feedcast.models import (
     Subscriber,
 )
 from feedcast.store._rows import _plain_price, _utc, item_columns, item_from_row
+from feedcast.store.guard import (
+    NO_ACCESS,
+    Guard,
+    first_line,
+    lock_down,
+    open_config,
+    parse_predicate,
+    run_error,
+    wrap_where,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -223,34 +234,56 @@ FILTER_COLUMNS = {
 def validate_where(predicate: str) -> str:
     """Check an automation's ``--where``: one boolean expression over the item columns
     (:data:`FILTER_COLUMNS`), bound by DuckDB in an empty in-memory database that holds
-    nothing else. Returns it tidied; InvalidValue with DuckDB's reason otherwise."""
+    nothing else, guarded like every connection that runs user SQL (no files, URLs or
+    extensions, configuration locked: :mod:`feedcast.store.guard`). Returns it tidied;
+    InvalidValue with DuckDB's reason otherwise (a reason from parsing or binding, which
+    quotes only the predicate and the item columns)."""
     import duckdb
 
     text = predicate.strip()
     if not text:
         raise InvalidValue("--where is empty")
-    con = duckdb.connect(":memory:")
+    guard = Guard()
+    con = duckdb.connect(":memory:", config=open_config(guard))
     try:
+        lock_down(con, guard)
         con.execute(
             "CREATE TABLE item (" + ", ".join(f"{name} {kind}" for name, kind in FILTER_COLUMNS.items()) + ")"
         )
         try:
-            statements = con.extract_statements(f"SELECT * FROM item WHERE ({text})")
+            statements = con.extract_statements(wrap_where("SELECT * FROM item", text))
             if len(statements) != 1:
                 raise InvalidValue("--where must be one boolean expression, not several statements")
-            described = con.execute(f"DESCRIBE SELECT ({text}) AS keep FROM item").fetchall()
-            con.execute(f"SELECT count(*) FROM item WHERE ({text})").fetchall()
+            shape = parse_predicate(con, text, "item")
+            if shape is not None:
+                raise InvalidValue(
+                    f"--where {text!r} is not one boolean expression over the item columns: {shape}"
+                )
+            described = con.execute(f"DESCRIBE SELECT (\n{text}\n) AS keep FROM item").fetchall()
+            counted = con.sql(wrap_where("SELECT count(*) FROM item", text))  # bound, not run yet
+        except duckdb.PermissionException:
+            raise InvalidValue(f"--where {text!r} reads a file, a URL or an extension: {NO_ACCESS}") from None
         except duckdb.Error as exc:
-            reason = " ".join(str(exc).split())
             raise InvalidValue(
-                f"--where {text!r} is not a boolean expression over the item columns: {reason}"
+                f"--where {text!r} is not a boolean expression over the item columns: {first_line(str(exc))}"
             ) from None
         if len(described) != 1 or str(described[0][1]).upper() not in {"BOOLEAN", '"NULL"', "NULL"}:
             kind = described[0][1] if described else "nothing"
             raise InvalidValue(f"--where {text!r} is {kind}, not a boolean expression (e.g. price < 50)")
+        try:  # run once over no rows: nothing but the predicate's own constants to read
+            counted.fetchall()
+        except duckdb.Error as exc:
+            raise InvalidValue(f"--where {text!r} fails: {run_error(exc)}") from None
     finally:
         con.close()
     return text
+
+
+@functools.lru_cache(maxsize=256)
+def _validated_where(predicate: str) -> str:
+    """:func:`validate_where`, once per process for each predicate that passes (the
+    check is the same every time; one that fails is checked, and fails, again)."""
+    return validate_where(predicate)
 
 
 def _tags(values: Sequence[str]) -> list[str]:
@@ -263,6 +296,7 @@ class DeliveryStore:
     if TYPE_CHECKING:
 
         def connect(self, *, read_only: bool = False) -> AbstractContextManager[Connection]: ...
+        def guarded(self, guard: Guard | None = None) -> AbstractContextManager[Connection]: ...
         def transaction(self) -> AbstractContextManager[Connection]: ...
         def list_sources(self, names: Sequence[str] | None = None) -> list[Any]: ...
 
@@ -818,25 +852,38 @@ class DeliveryStore:
             "since": automation.since,
             "backfill": automation.backfill,
         }
-        where = f"WHERE ({automation.where})" if automation.where else ""
-        with self.connect(read_only=True) as con:
-            total_row = con.execute(
-                self._queue_sql()
-                + f" SELECT count(*) FROM pending p JOIN filterable i ON i.id = p.item_id {where}",
-                params,
-            ).fetchone()
-            sql = (
-                self._queue_sql()
-                + f"""
-                SELECT p.item_id, p.event, p.event_at, p.old_price, p.new_price, {item_columns("i")}
-                FROM pending p JOIN filterable i ON i.id = p.item_id
-                {where}
-                ORDER BY p.event_at, i.position, i.id
-                """
-            )
-            if limit is not None:
-                sql += f" LIMIT {int(limit)}"
-            rows = con.execute(sql, params).fetchall()
+        count_sql = (
+            self._queue_sql() + " SELECT count(*) FROM pending p JOIN filterable i ON i.id = p.item_id"
+        )
+        sql = (
+            self._queue_sql()
+            + f"""
+            SELECT p.item_id, p.event, p.event_at, p.old_price, p.new_price, {item_columns("i")}
+            FROM pending p JOIN filterable i ON i.id = p.item_id
+            """
+        )
+        order = "\nORDER BY p.event_at, i.position, i.id" + (
+            f" LIMIT {int(limit)}" if limit is not None else ""
+        )
+        if not automation.where:
+            with self.connect(read_only=True) as con:
+                total_row = con.execute(count_sql, params).fetchone()
+                rows = con.execute(sql + order, params).fetchall()
+        else:
+            # the predicate is user SQL: checked again as at `automation add` (a store
+            # written by an older feedcast may hold anything), then run on a guarded
+            # connection, its errors without DuckDB's message (a cast quotes the item)
+            _validated_where(automation.where)
+            import duckdb
+
+            with self.guarded() as con:
+                try:
+                    total_row = con.execute(wrap_where(count_sql, automation.where), params).fetchone()
+                    rows = con.execute(wrap_where(sql, automation.where) + order, params).fetchall()
+                except duckdb.Error as exc:
+                    raise InvalidValue(
+                        f"automation {automation.name!r}: its --where failed on the queued items: {run_error(exc)}"
+                    ) from None
         queued = [
             QueuedItem(
                 item_id=r[0],

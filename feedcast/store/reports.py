@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, suppress
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from feedcast.errors import InvalidValue, NotFound
+from feedcast.store.guard import Guard, run_error
 
 if TYPE_CHECKING:
     import duckdb
@@ -155,18 +156,35 @@ def _bucket(span_seconds: float | None) -> tuple[str, int, int]:
     return "week", 7 * _DAY_US, _MONDAY_US
 
 
+def _fetch(con: Connection, sql: str, params: Sequence[Any] = ()) -> Rows:
+    cursor = con.execute(sql, list(params))
+    columns = [d[0] for d in cursor.description or []]
+    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+@contextmanager
+def _report_errors() -> Iterator[None]:
+    """A report query that fails (the views are the store file's: a copied or restored
+    file may hold others) is one line, without DuckDB's message (it can quote data)."""
+    import duckdb
+
+    try:
+        yield
+    except duckdb.Error as exc:
+        raise InvalidValue(f"cannot read the report views: {run_error(exc)}") from None
+
+
 class ReportStore:
     """The report views' queries, each on a short read-only connection."""
 
     if TYPE_CHECKING:
 
         def connect(self, *, read_only: bool = False) -> AbstractContextManager[Connection]: ...
+        def guarded(self, guard: Guard | None = None) -> AbstractContextManager[Connection]: ...
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> Rows:
-        with self.connect(read_only=True) as con:
-            cursor = con.execute(sql, list(params))
-            columns = [d[0] for d in cursor.description or []]
-            return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+        with self.guarded() as con, _report_errors():
+            return _fetch(con, sql, params)
 
     def campaign_report(self, campaign_id: int | None = None) -> Rows:
         """Rows of the ``campaign_report`` view: one campaign, or all of them newest first."""
@@ -206,7 +224,7 @@ class ReportStore:
             scope.append(automation)
         # campaign_report is computed once (the costly part: every delivery is read), into a
         # temporary table of this read-only connection; totals, campaigns and activity read it
-        with self.connect(read_only=True) as con:
+        with self.guarded() as con, _report_errors():
             con.execute(
                 "CREATE TEMP TABLE scope_report AS SELECT * FROM campaign_report"
                 f" WHERE {' AND '.join(report_where)}",
@@ -214,9 +232,7 @@ class ReportStore:
             )
 
             def rows(sql: str, params: Sequence[Any] = ()) -> Rows:
-                cursor = con.execute(sql, list(params))
-                columns = [d[0] for d in cursor.description or []]
-                return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+                return _fetch(con, sql, params)
 
             totals = rows("""
                 SELECT count(*) AS campaigns, coalesce(sum(recipients), 0) AS deliveries,
@@ -310,16 +326,20 @@ class ReportStore:
             raise InvalidValue(f"cannot create {directory}: {exc.strerror or exc}") from None
         if not directory.is_dir() or not os.access(directory, os.W_OK | os.X_OK):
             raise InvalidValue(f"cannot write into {directory}: not a writable folder")
+        # the connection may write into this one folder (guarded: no other file, no URL,
+        # no extension, configuration locked), resolved as DuckDB compares paths
+        folder = directory.resolve()
         counts: dict[str, int] = {}
         for stem, (relation, column) in EXPORTS.items():
             final = directory / f"{stem}.parquet"
-            temp = directory / f".{stem}.parquet.{uuid.uuid4().hex[:8]}.tmp"
-            where = f"WHERE {column} >= '{since.isoformat()}'::TIMESTAMPTZ" if since is not None else ""
+            temp = folder / f".{stem}.parquet.{uuid.uuid4().hex[:8]}.tmp"
+            where = f"WHERE {column} >= ?::TIMESTAMPTZ" if since is not None else ""
             target = str(temp).replace("'", "''")
             try:
-                with self.connect(read_only=True) as con:
+                with self.guarded(Guard(write_dir=folder)) as con:
                     row = con.execute(
-                        f"COPY (SELECT * FROM {relation} {where}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)"
+                        f"COPY (SELECT * FROM {relation} {where}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)",
+                        [since] if since is not None else [],
                     ).fetchone()
                 os.replace(temp, final)
             except (OSError, duckdb.IOException) as exc:
@@ -327,6 +347,10 @@ class ReportStore:
                     temp.unlink()
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
                 raise InvalidValue(f"cannot write {final}: {' '.join(reason.split())}") from None
+            except duckdb.Error as exc:  # e.g. a view of the file that reads elsewhere
+                with suppress(OSError):
+                    temp.unlink()
+                raise InvalidValue(f"cannot export {stem}: {run_error(exc)}") from None
             except BaseException:
                 with suppress(OSError):
                     temp.unlink()
