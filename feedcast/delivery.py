@@ -14,9 +14,21 @@ sends it again. The engine never lets more than ``max_unrecorded`` deliveries be
 flight or sent but unrecorded (a delivery's slot is released only once its outcome is
 written; outcomes are written every ``flush_interval`` or as soon as half the window is
 waiting), so a crash duplicates at most ``max_unrecorded`` deliveries (512 by default;
-at a provider's paced rate, only what was sent since the last write: about 8 on
-Telegram); everything else is sent once. Each write opens the database for one short
-transaction (about 25 ms), so writes are batched rather than made per delivery.
+at a provider's paced rate, only what was sent since the last write plus the calls in
+flight: about 8 on Telegram, 29/s x 0.25 s); everything else is sent once. Each write
+opens the database for one short transaction (about 25 ms), so writes are batched
+rather than made per delivery.
+
+Those duplicates show in the history: before a delivery's first call goes out it is
+marked started in the store (``started_at`` set, the try counted in ``attempts``), in
+batches of the deliveries taking a call slot plus as many ahead (``in_flight``, doubled
+whenever a delivery had to wait for its mark), written apart from the outcomes so a
+slow outcome write does not hold them up. A rerun that finds a pending delivery still
+marked counts that lost try (``lost_attempts``; ``send_history.unconfirmed_attempts``,
+``possibly_duplicated``). Marked deliveries are a subset of the ``max_unrecorded``
+window, so a crash flags at most that many, and every one it sent twice. A stop that
+is not a crash (``--deadline``, a fatal answer before a delivery's first call) unmarks
+the deliveries that sent nothing.
 
 Pacing: every call passes the channel's :class:`~channels.ratelimit.RateGate`
 (provider limits as sliding windows); a 429 pauses the whole channel for the provider's
