@@ -21,8 +21,10 @@ rather than made per delivery.
 
 Those duplicates show in the history: before a delivery's first call goes out it is
 marked started in the store (``started_at`` set, the try counted in ``attempts``), in
-batches of the deliveries taking a call slot plus as many ahead (``in_flight``, doubled
-whenever a delivery had to wait for its mark), written apart from the outcomes so a
+batches of the deliveries taking a call slot plus some ahead (``in_flight``, or what
+begins in four flush intervals and mark writes at the rate so far, doubled whenever a
+delivery had to wait for its mark: a mark write every other flush interval, or fewer
+when the database is slow), written apart from the outcomes so a
 slow outcome write does not hold them up. A rerun that finds a pending delivery still
 marked counts that lost try (``lost_attempts``; ``send_history.unconfirmed_attempts``,
 ``possibly_duplicated``). Marked deliveries are a subset of the ``max_unrecorded``
@@ -41,6 +43,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import os
 import random
 import socket
@@ -526,7 +529,14 @@ class _Engine:
         self.marked: set[int] = set()
         self.mark_waiters: dict[int, asyncio.Future[bool]] = {}
         self.mark_wake = asyncio.Event()
-        self.ahead = self.in_flight  # deliveries marked ahead of need (doubles when that ran dry)
+        # deliveries marked ahead of need: a call slot's worth, or what begins in four flush
+        # intervals and mark writes at the rate seen so far (a mark write every other
+        # interval, fewer when the database is slow), doubled whenever a delivery had to
+        # wait for its mark; never more than the window
+        self.ahead = self.in_flight
+        self.begun = 0  # deliveries past their mark, for the rate
+        self.begun_since: float | None = None
+        self.mark_latency = 0.0  # seconds a mark write takes (moving average)
         self.unstart: list[int] = []  # marked, stopped before any call went out
         self.done = 0
         self.total = info.pending
@@ -632,6 +642,11 @@ class _Engine:
             self.mark_wake.clear()
             if self.finished.is_set() or self.flush_error is not None:
                 return
+            if self.begun_since is not None:
+                elapsed = max(1.0, time.monotonic() - self.begun_since)  # past the first burst
+                span = 4 * (self.settings.flush_interval + self.mark_latency)
+                pace = math.ceil(span * self.begun / elapsed)
+                self.ahead = min(self.window, max(self.ahead, pace))
             want = len(self.mark_waiters) + max(0, self.ahead - len(self.marked))
             batch: list[int] = []
             while self.to_mark and len(batch) < want:
@@ -643,11 +658,13 @@ class _Engine:
                     batch.append(delivery_id)
             if not batch:
                 continue
+            began = time.monotonic()
             try:
                 await asyncio.to_thread(self.store.start_deliveries, batch)
             except BaseException as exc:  # the store failed: nothing unmarked goes out
                 self._store_failed(exc)
                 return
+            self.mark_latency = 0.7 * self.mark_latency + 0.3 * (time.monotonic() - began)
             self.marked.update(batch)
             for delivery_id in batch:
                 waiter = self.mark_waiters.pop(delivery_id, None)
@@ -668,6 +685,9 @@ class _Engine:
             if not await waiter:
                 return False
         self.marked.discard(delivery_id)
+        self.begun += 1
+        if self.begun_since is None:
+            self.begun_since = time.monotonic()
         if len(self.marked) <= self.ahead // 2 and self.to_mark:
             self.mark_wake.set()  # refill ahead of need
         return True
