@@ -22,8 +22,8 @@ rather than made per delivery.
 Those duplicates show in the history: before a delivery's first call goes out it is
 marked started in the store (``started_at`` set, the try counted in ``attempts``), in
 batches of the deliveries taking a call slot plus some ahead (``in_flight``, or what
-begins in four flush intervals and mark writes at the rate so far, doubled whenever a
-delivery had to wait for its mark: a mark write every other flush interval, or fewer
+begins in two flush intervals and mark writes at the rate so far, doubled whenever a
+delivery had to wait for its mark: a mark write about every flush interval, or fewer
 when the database is slow), written apart from the outcomes so a
 slow outcome write does not hold them up. A rerun that finds a pending delivery still
 marked counts that lost try (``lost_attempts``; ``send_history.unconfirmed_attempts``,
@@ -529,8 +529,8 @@ class _Engine:
         self.marked: set[int] = set()
         self.mark_waiters: dict[int, asyncio.Future[bool]] = {}
         self.mark_wake = asyncio.Event()
-        # deliveries marked ahead of need: a call slot's worth, or what begins in four flush
-        # intervals and mark writes at the rate seen so far (a mark write every other
+        # deliveries marked ahead of need: a call slot's worth, or what begins in two flush
+        # intervals and mark writes at the rate seen so far (a mark write about every
         # interval, fewer when the database is slow), doubled whenever a delivery had to
         # wait for its mark; never more than the window
         self.ahead = self.in_flight
@@ -644,7 +644,7 @@ class _Engine:
                 return
             if self.begun_since is not None:
                 elapsed = max(1.0, time.monotonic() - self.begun_since)  # past the first burst
-                span = 4 * (self.settings.flush_interval + self.mark_latency)
+                span = 2 * (self.settings.flush_interval + self.mark_latency)
                 pace = math.ceil(span * self.begun / elapsed)
                 self.ahead = min(self.window, max(self.ahead, pace))
             want = len(self.mark_waiters) + max(0, self.ahead - len(self.marked))
