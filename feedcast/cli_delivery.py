@@ -1003,7 +1003,10 @@ def export_command(
     (secrets stay env:VAR references; subscribers are data: see `feedcast subscriber list`)."""
     from feedcast.config import export_config
 
-    text = export_config(State.store())
+    notes: list[str] = []
+    text = export_config(State.store(), notes)
+    for note in notes:
+        err.print(f"warning: {note}", markup=False)
     if output is None:
         sys.stdout.write(text)
         return
