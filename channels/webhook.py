@@ -91,6 +91,9 @@ DELIVERY_HEADER = "X-Feedcast-Delivery"
 DEFAULT_TOLERANCE = 300  # seconds a signed request stays acceptable
 
 SLACK_RULE = (1, 1)  # 1 message per 1 s per webhook
+# calls 1.15 s apart: at exactly 1 s, a request that left a few ms late and the next one
+# on time arrive less than a second apart, over Slack's limit
+SLACK_SPACING = 1.15
 DISCORD_RULE = (5, 2)  # 5 requests per 2 s per webhook
 
 # Slack error codes that mean the webhook itself is gone
@@ -471,7 +474,7 @@ class WebhookChannel(Channel):
     def rate_rules(self, recipient: Recipient, call: ProviderCall) -> Sequence[RateRule]:
         key = f"webhook:{self.name}"
         if self.format == "slack":
-            return (RateRule(key, *SLACK_RULE),)
+            return (RateRule(key, *SLACK_RULE, spacing=SLACK_SPACING),)
         if self.format == "discord":
             return (RateRule(key, *DISCORD_RULE),)
         rate = self.settings.get("rate")

@@ -14,9 +14,23 @@ sends it again. The engine never lets more than ``max_unrecorded`` deliveries be
 flight or sent but unrecorded (a delivery's slot is released only once its outcome is
 written; outcomes are written every ``flush_interval`` or as soon as half the window is
 waiting), so a crash duplicates at most ``max_unrecorded`` deliveries (512 by default;
-at a provider's paced rate, only what was sent since the last write: about 8 on
-Telegram); everything else is sent once. Each write opens the database for one short
-transaction (about 25 ms), so writes are batched rather than made per delivery.
+at a provider's paced rate, only what was sent since the last write plus the calls in
+flight: about 8 on Telegram, 29/s x 0.25 s); everything else is sent once. Each write
+opens the database for one short transaction (about 25 ms), so writes are batched
+rather than made per delivery.
+
+Those duplicates show in the history: before a delivery's first call goes out it is
+marked started in the store (``started_at`` set, the try counted in ``attempts``), in
+batches of the deliveries taking a call slot plus some ahead (``in_flight``, or what
+begins in two flush intervals and mark writes at the rate so far, doubled whenever a
+delivery had to wait for its mark: a mark write about every flush interval, or fewer
+when the database is slow), written apart from the outcomes so a
+slow outcome write does not hold them up. A rerun that finds a pending delivery still
+marked counts that lost try (``lost_attempts``; ``send_history.unconfirmed_attempts``,
+``possibly_duplicated``). Marked deliveries are a subset of the ``max_unrecorded``
+window, so a crash flags at most that many, and every one it sent twice. A stop that
+is not a crash (``--deadline``, a fatal answer before a delivery's first call) unmarks
+the deliveries that sent nothing.
 
 Pacing: every call passes the channel's :class:`~channels.ratelimit.RateGate`
 (provider limits as sliding windows); a 429 pauses the whole channel for the provider's
@@ -29,11 +43,13 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import os
 import random
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -508,6 +524,22 @@ class _Engine:
         self.slots = asyncio.Semaphore(self.window)  # released when an outcome is recorded
         self.calls = asyncio.Semaphore(self.in_flight)  # released when a delivery's calls are done
         self.buffer: list[DeliveryUpdate] = []
+        # marking deliveries as started (store.start_deliveries) before their first call:
+        # the ones about to take a call slot, in the order they take it, not marked yet;
+        # the marked ones whose first call has not begun; the deliveries waiting for it
+        self.to_mark: deque[int] = deque()
+        self.marked: set[int] = set()
+        self.mark_waiters: dict[int, asyncio.Future[bool]] = {}
+        self.mark_wake = asyncio.Event()
+        # deliveries marked ahead of need: a call slot's worth, or what begins in two flush
+        # intervals and mark writes at the rate seen so far (a mark write about every
+        # interval, fewer when the database is slow), doubled whenever a delivery had to
+        # wait for its mark; never more than the window
+        self.ahead = self.in_flight
+        self.begun = 0  # deliveries past their mark, for the rate
+        self.begun_since: float | None = None
+        self.mark_latency = 0.0  # seconds a mark write takes (moving average)
+        self.unstart: list[int] = []  # marked, stopped before any call went out
         self.done = 0
         self.total = info.pending
         self.key: bytes | None = None
@@ -519,13 +551,15 @@ class _Engine:
             self.key = signing_key(store.path, environ)
         self.environ = environ
         self.click_key: bytes | None = None  # set when the campaign's links are tracked
+        self.deadline: float | None = None  # monotonic time after which no delivery starts
 
     async def run(self) -> None:
         calls = await asyncio.to_thread(self.store.campaign_calls, self.info.id)
         key = self.key or signing_key(self.store.path, self.environ)
         if is_tracked(calls, key):
             self.click_key = key
-        deadline = time.monotonic() + self.settings.deadline if self.settings.deadline else None
+        if self.settings.deadline:
+            self.deadline = time.monotonic() + self.settings.deadline
         async with _client(self.settings, self.in_flight) as client:
             try:
                 await self.channel.open(client)
@@ -533,10 +567,12 @@ class _Engine:
                 self.fatal = str(exc)
                 return
             flusher = asyncio.create_task(self._flush_loop())
+            marker = asyncio.create_task(self._mark_loop())
             tasks: set[asyncio.Task[None]] = set()
             try:
                 after = 0
-                while not self.stopping.is_set():
+                expired = False
+                while not expired and not self.stopping.is_set():
                     async with self.db_lock:
                         chunk = await asyncio.to_thread(
                             self.store.pending_deliveries, self.info.id, after_id=after, limit=2000
@@ -546,9 +582,9 @@ class _Engine:
                     after = chunk[-1].id
                     for pending in chunk:
                         await self.slots.acquire()
-                        if self.stopping.is_set() or (deadline is not None and time.monotonic() > deadline):
+                        if self._past_deadline():  # deliveries in progress finish
                             self.slots.release()
-                            self.stopping.set()
+                            expired = True
                             break
                         task = asyncio.create_task(self._deliver(pending, calls))
                         tasks.add(task)
@@ -558,9 +594,12 @@ class _Engine:
             finally:
                 self.finished.set()
                 self.wake.set()
+                self.mark_wake.set()
+                await marker  # never cancelled mid-write either
                 await flusher  # never cancelled mid-write: its thread would go on writing
                 if self.flush_error is None:
                     await self._flush()
+                    await self._unstart()
                 await self.channel.close()
             if self.flush_error is not None:
                 raise self.flush_error
@@ -573,11 +612,96 @@ class _Engine:
             try:
                 await self._flush()
             except BaseException as exc:  # the store failed: stop sending, keep the rest pending
-                self.flush_error = exc
-                self.stopping.set()
-                for _ in range(self.window):  # whoever waits for a slot sees the stop
-                    self.slots.release()
+                self._store_failed(exc)
                 return
+
+    def _past_deadline(self) -> bool:
+        """No new delivery starts: the deadline passed, or sending stops (a fatal answer,
+        the store failed). A delivery whose first call went out finishes its calls unless
+        sending stops."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            return True
+        return self.stopping.is_set()
+
+    def _store_failed(self, exc: BaseException) -> None:
+        if self.flush_error is None:
+            self.flush_error = exc
+        self.stopping.set()
+        for _ in range(self.window):  # whoever waits for a slot sees the stop
+            self.slots.release()
+        for waiter in self.mark_waiters.values():  # and whoever waits for a mark
+            if not waiter.done():
+                waiter.set_result(False)
+        self.mark_waiters.clear()
+
+    async def _mark_loop(self) -> None:
+        """Mark deliveries as started in the store, in batches, before their first call:
+        the ones waiting for it, and as many more as ``ahead`` (the next to take a call
+        slot), so a delivery rarely waits. A crash then leaves every delivery that may
+        have reached its recipient marked, and the rerun counts that try."""
+        while True:
+            await self.mark_wake.wait()
+            self.mark_wake.clear()
+            if self.finished.is_set() or self.flush_error is not None:
+                return
+            if self.begun_since is not None:
+                elapsed = max(1.0, time.monotonic() - self.begun_since)  # past the first burst
+                span = 2 * (self.settings.flush_interval + self.mark_latency)
+                pace = math.ceil(span * self.begun / elapsed)
+                self.ahead = min(self.window, max(self.ahead, pace))
+            want = len(self.mark_waiters) + max(0, self.ahead - len(self.marked))
+            batch: list[int] = []
+            while self.to_mark and len(batch) < want:
+                batch.append(self.to_mark.popleft())
+            chosen = set(batch)
+            for delivery_id in self.mark_waiters:  # a waiter out of order: never left waiting
+                if delivery_id not in chosen:
+                    self.to_mark.remove(delivery_id)
+                    batch.append(delivery_id)
+            if not batch:
+                continue
+            began = time.monotonic()
+            try:
+                await asyncio.to_thread(self.store.start_deliveries, batch)
+            except BaseException as exc:  # the store failed: nothing unmarked goes out
+                self._store_failed(exc)
+                return
+            self.mark_latency = 0.7 * self.mark_latency + 0.3 * (time.monotonic() - began)
+            self.marked.update(batch)
+            for delivery_id in batch:
+                waiter = self.mark_waiters.pop(delivery_id, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(True)
+            if self.mark_waiters:  # a delivery took a call slot while this batch was written
+                self.ahead = min(self.window, self.ahead * 2)
+                self.mark_wake.set()
+
+    async def _started(self, delivery_id: int) -> bool:
+        """Wait until the delivery is marked started in the store (False: the store failed)."""
+        if delivery_id not in self.marked:
+            if self.flush_error is not None:
+                return False
+            waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            self.mark_waiters[delivery_id] = waiter
+            self.mark_wake.set()
+            if not await waiter:
+                return False
+        self.marked.discard(delivery_id)
+        self.begun += 1
+        if self.begun_since is None:
+            self.begun_since = time.monotonic()
+        if len(self.marked) <= self.ahead // 2 and self.to_mark:
+            self.mark_wake.set()  # refill ahead of need
+        return True
+
+    async def _unstart(self) -> None:
+        """Deliveries marked started that stopped before any call went out (a deadline,
+        a stop) are unmarked: nothing of them can have reached anyone."""
+        ids = sorted(set(self.unstart) | self.marked)
+        self.unstart, self.marked = [], set()
+        if ids:
+            async with self.db_lock:
+                await asyncio.to_thread(self.store.unstart_deliveries, ids)
 
     async def _flush(self) -> None:
         async with self.db_lock:
@@ -611,8 +735,20 @@ class _Engine:
 
     async def _deliver(self, pending: PendingDelivery, calls: Sequence[tuple[int, ProviderCall]]) -> None:
         try:
-            async with self.calls:
-                update = await self._attempt(pending, calls)
+            update = self._skip(pending)
+            if update is None:
+                self.to_mark.append(pending.id)  # in the order deliveries take a call slot
+                async with self.calls:
+                    # a delivery starts when it takes a call slot (up to max_unrecorded wait
+                    # for one): the deadline stops the ones that have not started yet
+                    if not self._past_deadline() and await self._started(pending.id):
+                        update = await self._attempt(pending, calls)
+                    elif pending.id in self.marked:  # marked ahead, never begun
+                        self.marked.discard(pending.id)
+                        self.unstart.append(pending.id)
+                    else:
+                        with contextlib.suppress(ValueError):
+                            self.to_mark.remove(pending.id)
         except Exception as exc:  # a bug in a channel must not lose the others
             log.exception("delivery %s failed unexpectedly", pending.id)
             update = DeliveryUpdate(
@@ -627,24 +763,30 @@ class _Engine:
             return
         self._finish(update)
 
-    async def _attempt(
-        self, pending: PendingDelivery, calls: Sequence[tuple[int, ProviderCall]]
-    ) -> DeliveryUpdate | None:
-        attempts = pending.attempts
+    def _skip(self, pending: PendingDelivery) -> DeliveryUpdate | None:
+        """The outcome of a delivery that is not attempted (no call goes out), if it is one."""
         if pending.subscriber_status != "active":
             return DeliveryUpdate(
                 id=pending.id,
                 status="skipped",
-                attempts=attempts,
+                attempts=pending.attempts,
                 error=f"subscriber is {pending.subscriber_status}",
                 error_code="subscriber",
             )
-        recipient = self._recipient(pending)
-        reason = self.channel.skip_reason(recipient, self.context)
+        reason = self.channel.skip_reason(self._recipient(pending), self.context)
         if reason is not None:
             return DeliveryUpdate(
-                id=pending.id, status="skipped", attempts=attempts, error=reason, error_code="skipped"
+                id=pending.id, status="skipped", attempts=pending.attempts, error=reason, error_code="skipped"
             )
+        return None
+
+    async def _attempt(
+        self, pending: PendingDelivery, calls: Sequence[tuple[int, ProviderCall]]
+    ) -> DeliveryUpdate | None:
+        """Make the delivery's calls (it is marked started in the store). ``attempts``
+        starts from the stored count, which includes any try a crash lost."""
+        attempts = pending.attempts
+        recipient = self._recipient(pending)
         first_id: str | None = None
         new_recipient: str | None = None
         if self.click_key is not None:  # click tracking: this recipient's own links
@@ -652,10 +794,10 @@ class _Engine:
         for position, (_message, call) in enumerate(calls):
             tries = 0
             while True:
-                if self.stopping.is_set():
+                if self._halted(pending, attempts):
                     return None
                 await self.gate.acquire(self.channel.rate_rules(recipient, call))
-                if self.stopping.is_set():
+                if self._halted(pending, attempts):
                     return None
                 attempts += 1
                 tries += 1
@@ -689,7 +831,7 @@ class _Engine:
                     if self.fatal is None:
                         self.fatal = f"channel {self.config.name!r}: {result.error}"
                     self.stopping.set()
-                    return None
+                    return None  # stays pending and marked: its earlier calls may have gone out
                 if result.outcome is Outcome.SKIPPED:
                     return DeliveryUpdate(status="skipped", **common)
                 if result.outcome is Outcome.RECIPIENT:
@@ -706,6 +848,17 @@ class _Engine:
             subscriber_id=pending.subscriber_id,
             new_recipient=new_recipient,
         )
+
+    def _halted(self, pending: PendingDelivery, attempts: int) -> bool:
+        """Whether the next call must not go out: before the first one, a deadline or a
+        stop (the delivery stays pending and is unmarked: nothing of it went out); after,
+        only a stop (a fatal answer, the store failed; it stays pending and marked)."""
+        if attempts == pending.attempts:
+            if self._past_deadline():
+                self.unstart.append(pending.id)
+                return True
+            return False
+        return self.stopping.is_set()
 
     def _delay(self, result: Result, tries: int) -> float:
         if result.pause_channel:

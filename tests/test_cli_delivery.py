@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import time_machine
 
 import feedcast.cli as cli_module
 from feedcast.sandbox import AsgiServer, SampleServer, sample_text
 from feedcast.sandbox.telegram import TelegramEmulator
+from tests.conftest import PINNED_NOW
 from tests.test_cli import Cli
 
 TOKEN = "424242:CLI-test-token-qwertyuiop"
@@ -271,3 +274,92 @@ def test_webhook_and_outbox_channels_subscribe_their_recipient(cli: Cli, tmp_pat
     assert isinstance(kinds, list) and {"telegram", "messenger", "email", "webhook", "outbox"} <= {
         k["kind"] for k in kinds
     }
+
+
+def _many_subscribers(cli: Cli, tmp_path: Path, n: int) -> list[int]:
+    chats = [7000 + i for i in range(n)]
+    people = tmp_path / "people.csv"
+    people.write_text("chat_id\n" + "".join(f"{c}\n" for c in chats), encoding="utf-8")
+    assert f"{n} added" in cli("subscriber", "import", "tg", str(people))
+    return chats
+
+
+def test_send_deadline_stops_starting_deliveries_and_a_rerun_finishes(
+    cli: Cli, tg: tuple[TelegramEmulator, str], samples: SampleServer, tmp_path: Path
+) -> None:
+    emulator, url = tg
+    emulator.configure(limits=True)
+    cli("source", "add", "blog", samples.base_url + "/blog.rss")
+    cli("channel", "add", "tg", "telegram", "--token", "env:TG_TOKEN", "--api-url", url)
+    chats = _many_subscribers(cli, tmp_path, 150)  # at Telegram's 29/s, at least 5 s of sending
+    cli(
+        "automation",
+        "add",
+        "news",
+        "--source",
+        "blog",
+        "--layout",
+        "single",
+        "--channel",
+        "tg",
+        "--backfill",
+        "1",
+    )
+
+    [stopped] = json.loads(cli("send", "news", "--deadline", "3", "--format", "json"))["campaigns"]
+
+    # deliveries queued in the engine before the deadline but not begun stay pending:
+    # 3 s at 29/s leaves at least 60 of the 150 for later, however fast or slow the machine
+    assert stopped["status"] == "sending" and stopped["pending"] > 0
+    assert stopped["sent"] + stopped["pending"] == 150
+    assert sum(len(emulator.received(c)) for c in chats) == stopped["sent"]
+    waiting = cli.json(
+        "sql",
+        "SELECT count(*) AS n, sum(unconfirmed_attempts) AS doubt, sum(attempts) AS tries"
+        " FROM send_history WHERE status = 'pending'",
+    )
+    # nothing of the pending ones went out: none in doubt, no try counted
+    assert waiting == [{"n": stopped["pending"], "doubt": 0, "tries": 0}]
+
+    [resumed] = json.loads(cli("send", "news", "--format", "json"))["campaigns"]
+    assert resumed["resumed"] and (resumed["status"], resumed["sent"], resumed["pending"]) == ("sent", 150, 0)
+    assert all(len(emulator.received(c)) == 1 for c in chats)
+    assert "--deadline" in cli("send", "news", "--deadline", "soon", code=2)
+
+
+def test_send_at_schedules_a_campaign_that_run_sends_when_due(
+    cli: Cli, tg: tuple[TelegramEmulator, str], samples: SampleServer
+) -> None:
+    emulator, url = tg
+    cli("source", "add", "blog", samples.base_url + "/blog.rss")
+    cli("channel", "add", "tg", "telegram", "--token", "env:TG_TOKEN", "--api-url", url)
+    cli("subscriber", "add", "tg", "8801")
+    cli(
+        "automation", "add", "news", "--source", "blog", "--layout", "single", "--channel", "tg",
+        "--backfill", "1", "--timezone", "Asia/Dubai",
+    )  # fmt: skip
+    with time_machine.travel(PINNED_NOW, tick=True) as clock:  # 2026-11-26 09:30 UTC, 13:30 in Dubai
+        out = cli("send", "news", "--at", "2026-11-26T15:00")  # the automation's time zone
+        assert "2026-11-26T15:00:00+04:00 (2026-11-26T11:00:00+00:00 UTC)" in out
+        assert "11:00" in cli("send", "news", "--at", "2026-11-26T11:00+00:00")  # the same time, given in UTC
+        [pending, again] = cli.json("sql", "SELECT status, run_at FROM scheduled_sends ORDER BY id")  # type: ignore[misc]
+        assert pending["status"] == again["status"] == "pending"
+        assert "in the past" in cli("send", "news", "--at", "2026-11-26T13:00", code=2)  # 09:00 UTC
+        assert "not an ISO date-time" in cli("send", "news", "--at", "tomorrow", code=2)
+
+        assert "no automation due" in cli("run", "--no-poll")  # 09:30: not yet
+        assert emulator.received(8801) == []
+
+        clock.shift(timedelta(hours=1, minutes=31))  # 11:01 UTC
+        [due] = cli.json("run", "--no-poll")["automations"]  # type: ignore[index]
+        assert (due["automation"], due["trigger"]) == ("news", "at")
+        assert [c["sent"] for c in due["campaigns"]] == [1]
+        assert len(emulator.received(8801)) == 1
+        history = cli.json("sql", "SELECT trigger, status FROM send_history")
+        assert history == [{"trigger": "at", "status": "sent"}]
+        # the second send --at for the same minute finds nothing new: nothing goes out twice
+        cli("run", "--no-poll")
+        assert len(emulator.received(8801)) == 1
+        assert cli.json("sql", "SELECT count(*) AS n FROM scheduled_sends WHERE status = 'pending'") == [
+            {"n": 0}
+        ]

@@ -33,7 +33,7 @@ from feedcast.errors import AlreadyExists, InvalidValue, NotFound, StoreBusy, St
 from feedcast.models import Item, PollOutcome, Source
 from feedcast.store._rows import _plain_price, item_from_row
 from feedcast.store.audience import AudienceStore, m003
-from feedcast.store.delivery import DeliveryStore, m002
+from feedcast.store.delivery import DeliveryStore, m002, m005
 from feedcast.store.guard import Guard, lock_down, open_config, run_select
 from feedcast.store.reports import ReportStore, m004
 
@@ -298,6 +298,7 @@ def _newest_first(items: Sequence[Item]) -> list[int]:
 migration(2, "channels, subscribers, automations, campaigns, deliveries, send_history")(m002)
 migration(3, "inbound, bot_replies, channel_state, campaign_links, clicks, optins")(m003)
 migration(4, "campaign_report, source_health, automation_activity views")(m004)
+migration(5, "deliveries.started_at, lost_attempts; send_history shows unconfirmed tries")(m005)
 
 
 class Store(DeliveryStore, AudienceStore, ReportStore):
@@ -309,6 +310,9 @@ class Store(DeliveryStore, AudienceStore, ReportStore):
             lock_timeout if lock_timeout is not None else float(os.environ.get("FEEDCAST_LOCK_TIMEOUT", "60"))
         )
         self.write_memory_limit = os.environ.get("FEEDCAST_WRITE_MEMORY_LIMIT", "128MB")
+        # "off": writes stay in <db>.wal, never checkpointed into the file (for tests and
+        # audits that read every byte written, e.g. that no secret is; the WAL grows)
+        self.checkpoint = os.environ.get("FEEDCAST_CHECKPOINT", "on").strip().lower() != "off"
         self._migrated = False
         self._session = threading.local()
 
@@ -371,6 +375,9 @@ class Store(DeliveryStore, AudienceStore, ReportStore):
                 # bounds DuckDB's buffers while writing (checkpoints included): the
                 # poller's peak memory stays flat however big the store grows
                 con.execute("SET memory_limit = ?", [self.write_memory_limit])
+                if not self.checkpoint:
+                    con.execute("PRAGMA disable_checkpoint_on_shutdown")
+                    con.execute("SET checkpoint_threshold = '1TB'")
             if not read_only and not self._migrated:
                 self._migrate(con)
             if guard is not None:

@@ -4,7 +4,9 @@ the store (a mixin of :class:`feedcast.store.Store`; SQL lives only in this pack
 Exactly-once bookkeeping: a campaign is created in one transaction with its items
 (the automation's cursor), its provider calls and one ``pending`` delivery per active
 subscriber of its audience (unique on campaign and subscriber); sending takes pending
-rows only and records outcomes in batches, so a rerun after a crash resumes.
+rows only and records outcomes in batches, so a rerun after a crash resumes. Before a
+delivery's first call goes out it is marked started (``start_deliveries``, batched), so
+a try whose outcome a crash lost is counted on the rerun (``lost_attempts``).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
 
     Connection = duckdb.DuckDBPyConnection
 
-__all__ = ["DeliveryStore", "m002"]
+__all__ = ["DeliveryStore", "m002", "m005"]
 
 # an item's pending events collapse into one; the most telling wins
 _EVENT_PRIORITY = (
@@ -201,6 +203,30 @@ def m002(con: Connection) -> None:
                    c.layout, c.format, c.trigger, c.created_at AS campaign_created_at
             FROM deliveries d JOIN campaigns c ON c.id = d.campaign_id;
     """)
+
+
+_SEND_HISTORY = """
+    CREATE OR REPLACE VIEW send_history AS
+        SELECT d.id AS delivery_id, d.campaign_id, c.automation_name AS automation,
+               c.channel_name AS channel, c.channel_kind, d.recipient, d.status, d.attempts,
+               d.error, d.provider_message_id, d.queued_at, d.sent_at,
+               d.subscriber_id, d.error_code, d.calls_sent, d.updated_at,
+               c.layout, c.format, c.trigger, c.created_at AS campaign_created_at,
+               d.started_at,
+               coalesce(d.lost_attempts, 0)
+                   + CASE WHEN d.status = 'pending' AND d.started_at IS NOT NULL THEN 1 ELSE 0 END
+                   AS unconfirmed_attempts,
+               d.status = 'sent' AND coalesce(d.lost_attempts, 0) > 0 AS possibly_duplicated
+        FROM deliveries d JOIN campaigns c ON c.id = d.campaign_id
+"""
+
+
+def m005(con: Connection) -> None:
+    """deliveries.started_at and lost_attempts: a try whose outcome a crash lost stays
+    visible (send_history.unconfirmed_attempts, possibly_duplicated)."""
+    con.execute("ALTER TABLE deliveries ADD COLUMN started_at TIMESTAMPTZ")
+    con.execute("ALTER TABLE deliveries ADD COLUMN lost_attempts INTEGER DEFAULT 0")
+    con.execute(_SEND_HISTORY)
 
 
 # what an automation's --where predicate sees: one row per queued item
@@ -1104,6 +1130,36 @@ class DeliveryStore:
                 return
             yield rows
             after = rows[-1].id
+
+    def start_deliveries(self, ids: Sequence[int], *, now: datetime | None = None) -> None:
+        """Mark pending deliveries as being sent, in one short transaction, before any of
+        their provider calls goes out: ``started_at`` is set and the try counts in
+        ``attempts`` at once. A delivery still marked from an earlier run (started, no
+        outcome recorded: that process died) has its lost try counted in
+        ``lost_attempts``; its recipient may already have the message."""
+        if not ids:
+            return
+        now = now or datetime.now(UTC)
+        with self.transaction() as con:
+            con.execute(
+                "UPDATE deliveries SET"
+                " lost_attempts = coalesce(lost_attempts, 0) + CASE WHEN started_at IS NULL THEN 0 ELSE 1 END,"
+                " attempts = attempts + 1, started_at = ?"
+                " WHERE id IN (SELECT unnest(?::BIGINT[])) AND status = 'pending'",
+                [now, list(ids)],
+            )
+
+    def unstart_deliveries(self, ids: Sequence[int]) -> None:
+        """Undo :meth:`start_deliveries` for deliveries that stopped before any call went
+        out (a deadline, a stop): nothing can have reached their recipients."""
+        if not ids:
+            return
+        with self.transaction() as con:
+            con.execute(
+                "UPDATE deliveries SET attempts = greatest(attempts - 1, 0), started_at = NULL"
+                " WHERE id IN (SELECT unnest(?::BIGINT[])) AND status = 'pending' AND started_at IS NOT NULL",
+                [list(ids)],
+            )
 
     def record_deliveries(self, updates: Sequence[DeliveryUpdate], *, now: datetime | None = None) -> None:
         """Record delivery outcomes in one transaction (bulk, through Arrow), with what
