@@ -141,10 +141,12 @@ def _table(
     rows: Sequence[Sequence[Any]],
     title: str | None = None,
     *,
+    optional: Sequence[str] = (),
     full: str | None = "--format json",
 ) -> None:
-    """Every list: one line per row, cut to the terminal's width (feedcast.terminal)."""
-    print_table(out, columns, rows, title=title, full=full, notes=err)
+    """Every list: one line per row, cut to the terminal's width, ``optional`` columns
+    hidden first on a narrow one, or one record after the other (feedcast.terminal)."""
+    print_table(out, columns, rows, title=title, optional=optional, full=full, notes=err)
 
 
 def _fields(fields: Sequence[tuple[str, Any]], title: str | None = None) -> None:
@@ -246,6 +248,7 @@ def source_list(fmt: FormatOpt = Format.table) -> None:
             ]
             for s in sources
         ],
+        optional=["next poll", "every", "kind", "errors", "last poll"],
     )
 
 
@@ -391,6 +394,7 @@ def items_command(
             ]
             for r in rows
         ],
+        optional=["availability", "published", "id"],
     )
 
 

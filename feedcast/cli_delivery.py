@@ -294,6 +294,7 @@ def subscriber_list(
             [s.channel, s.recipient, s.status, " ".join(s.tags), s.name, s.status_reason, s.created_at]
             for s in subs
         ],
+        optional=["since", "reason", "tags"],
     )
 
 
@@ -556,6 +557,7 @@ def automation_list(fmt: FormatOpt = Format.table) -> None:
             ]
             for a in automations
         ],
+        optional=["last campaign", "events", "audience", "layout", "next run (UTC)"],
     )
 
 

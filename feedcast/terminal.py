@@ -37,6 +37,7 @@ from rich.table import Table
 from rich.text import Text
 
 __all__ = [
+    "COMFORTABLE_COLUMN",
     "MIN_COLUMN",
     "cell",
     "console",
@@ -164,8 +165,10 @@ def console(*, stderr: bool = False, file: IO[str] | None = None, **options: Any
 
 # --------------------------------------------------------------------------- tables
 
-MIN_COLUMN = 8  # a column is not cut below this (or below its header, up to 16 cells)
+MIN_COLUMN = 8  # a text column is not cut below this (nor below its header, up to 16 cells)
+COMFORTABLE_COLUMN = 24  # optional columns are hidden before a text column gets narrower
 _MAX_HEADER = 16
+_WHOLE = (int, float, Decimal, datetime, date, timedelta, type(None))  # never cut: numbers, dates
 
 
 def print_table(
@@ -174,43 +177,59 @@ def print_table(
     rows: Sequence[Sequence[Any]],
     *,
     title: str | None = None,
+    optional: Sequence[str] = (),
     full: str | None = "--format json",
     notes: Console | None = None,
 ) -> None:
-    """Rows as a table, one line per row, cut to ``out.width``; or, when the columns do not
-    fit even cut, one record after the other (``column  value`` lines). When a cell was
-    cut, a note on ``notes`` names the option (``full``) that shows every value whole."""
+    """Rows as a table cut to ``out.width``, one line per row.
+
+    Numbers and dates are never cut; text cells are cut with an ellipsis, down to
+    :data:`MIN_COLUMN` cells. Before a text column gets narrower than
+    :data:`COMFORTABLE_COLUMN`, the ``optional`` columns are hidden, in that order. When
+    even then the columns do not fit, the rows are shown one record after the other
+    (``column  value`` lines, every column). A note on ``notes`` says what was cut or
+    hidden and which option (``full``) shows everything."""
     headers = [literal(c) for c in columns]
     cells = [[cell(v) for v in row] for row in rows]
+    whole = [all(i >= len(row) or isinstance(row[i], _WHOLE) for row in rows) for i in range(len(headers))]
     natural = [
         max([cell_len(header), *(row[i].cell_len for row in cells if i < len(row))])
         for i, header in enumerate(headers)
     ]
-    floor = [
-        min(width, max(MIN_COLUMN, min(cell_len(header), _MAX_HEADER)))
-        for width, header in zip(natural, headers, strict=True)
-    ]
-    overhead = 3 * len(headers) + 1  # "│ " before each column, " │" after the last
-    room = out.width - overhead
-    if len(headers) == 1:
-        floor = [min(floor[0], max(room, 1))]
-    if len(headers) > 1 and sum(floor) > room:
+
+    def least(i: int, width: int) -> int:
+        header = min(cell_len(headers[i]), _MAX_HEADER)
+        return natural[i] if whole[i] else min(natural[i], max(width, header))
+
+    def needs(shown: list[int], width: int) -> int:  # cells and borders ("│ " ... " │")
+        return sum(least(i, width) for i in shown) + 3 * len(shown) + 1
+
+    shown = list(range(len(headers)))
+    hidden: list[str] = []
+    for name in optional:
+        if needs(shown, COMFORTABLE_COLUMN) <= out.width:
+            break
+        if name in columns and len(shown) > 1:
+            shown.remove(columns.index(name))
+            hidden.append(name)
+    if len(shown) > 1 and needs(shown, MIN_COLUMN) > out.width:
         _print_records(out, headers, cells, title=title)
         return
-    widths = _fit(natural, floor, max(room, 1))
+    room = max(out.width - (3 * len(shown) + 1), 1)
+    floor = [min(least(i, MIN_COLUMN), room) for i in shown]
+    want = [natural[i] for i in shown]
+    widths = _fit(want, floor, room)
     table = Table(title=title, header_style="bold")
-    for header, width in zip(headers, widths, strict=True):
-        table.add_column(header, width=width, no_wrap=True, overflow="ellipsis")
+    for i, width in zip(shown, widths, strict=True):
+        table.add_column(headers[i], width=width, no_wrap=True, overflow="ellipsis")
     for row in cells:
-        table.add_row(*row)
+        table.add_row(*(row[i] for i in shown if i < len(row)))
     out.print(table)
-    if full and notes is not None and widths != natural:
-        notes.print(
-            Text(
-                f"(cells cut to fit {out.width} columns end with …; {full} shows them whole)",
-                style="dim",
-            )
-        )
+    if full and notes is not None and (widths != want or hidden):
+        said = [f"not shown at {out.width} columns: {', '.join(hidden)}"] if hidden else []
+        if widths != want:
+            said.append(f"cells cut to fit {out.width} columns end with …")
+        notes.print(Text(f"({'; '.join(said)}; {full} shows everything)", style="dim"))
 
 
 def _fit(natural: list[int], floor: list[int], room: int) -> list[int]:
