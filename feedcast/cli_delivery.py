@@ -627,7 +627,7 @@ def _send_bar(*, disable: bool) -> Iterator[Callable[[int, int], None]]:
         disable=disable,
         transient=True,
     )
-    task = bar.add_task("send", total=None)
+    task = bar.add_task("send", total=None, visible=False)  # shown from the first count
     earlier = [0]  # deliveries of the campaigns this send finished before the current one
     current = [0]  # the current campaign's total
 
@@ -635,7 +635,7 @@ def _send_bar(*, disable: bool) -> Iterator[Callable[[int, int], None]]:
         if done == 0:  # a campaign starts
             earlier[0] += current[0]
             current[0] = total
-        bar.update(task, completed=earlier[0] + done, total=earlier[0] + total, refresh=True)
+        bar.update(task, completed=earlier[0] + done, total=earlier[0] + total, visible=True, refresh=True)
 
     with bar:
         yield progress
@@ -755,6 +755,7 @@ def send_command(
                     ]
                     for r in results
                 ],
+                optional=["seconds", "pending", "skipped", "items"],
             )
     stopped = [r for r in results if r.campaign.status == "stopped"]
     if stopped:
@@ -1041,7 +1042,10 @@ def export_command(
 
     text = export_config(State.reader())
     if output is None:
-        sys.stdout.write(text)
+        from feedcast.terminal import literal
+
+        # to a file or pipe as it is; on a terminal its control characters shown
+        sys.stdout.write(literal(text, newlines=True) if sys.stdout.isatty() else text)
         return
     try:
         output.write_text(text, encoding="utf-8")

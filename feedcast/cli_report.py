@@ -99,4 +99,8 @@ def export_history_command(
     from feedcast.report import parse_since
 
     counts = State.reader().export_history(parquet, since=parse_since(since))
-    _table(["file", "rows"], [[str(parquet / f"{stem}.parquet"), f"{n:,}"] for stem, n in counts.items()])
+    _table(
+        ["file", "rows"],
+        [[str(parquet / f"{stem}.parquet"), f"{n:,}"] for stem, n in counts.items()],
+        full=None,
+    )
