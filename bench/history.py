@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": " ".join(["bench/history.py", *sys.argv[1:]]),
-        "machine": machine(["duckdb", "plotly", "pyarrow"]),
+        "machine": machine(["duckdb", "pyarrow"]),
         "config": {"deliveries": args.deliveries, "campaigns": args.campaigns, "repeat": args.repeat},
     }
     checks: list[tuple[str, bool]] = []
@@ -317,7 +317,7 @@ def readme_entry(res: dict[str, Any]) -> str:
         "",
         "Export: " + ", ".join(f"{k} {v:,} rows" for k, v in export["rows"].items())
         + "; sizes " + ", ".join(f"{k} {v} MB" for k, v in export["mb"].items())
-        + f". The report page is {res['report_html_mb']:.1f} MB (plotly.js inlined: 4.6 MB of it).",
+        + f". The report page is {res['report_html_mb']:.1f} MB (no chart library: HTML and CSS charts).",
         "",
     ]  # fmt: skip
     return "\n".join(lines)

@@ -79,6 +79,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+os.environ["FEEDCAST_ALLOW_PRIVATE_NETWORKS"] = "1"  # the sandbox is on loopback
 
 import httpx  # noqa: E402
 from _machine import append_readme as _append_readme  # noqa: E402

@@ -29,13 +29,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import httpx
 
-from feedcast.errors import FeedcastError, InvalidValue
+from feedcast.errors import BlockedAddress, FeedcastError, InvalidValue
 from feedcast.models import ProviderCall
+from feedcast.netguard import address_problem, secret_transport_problem
 
 __all__ = [
+    "NETWORK_ERRORS",
     "UNSUBSCRIBE_PLACEHOLDER",
     "Channel",
     "ChannelError",
@@ -47,6 +50,7 @@ __all__ = [
     "SecretRedactor",
     "Secrets",
     "SendContext",
+    "endpoint_problem",
     "is_secret_ref",
     "mask",
     "one_line",
@@ -142,6 +146,29 @@ class Option:
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
+
+
+# what a provider call may raise instead of answering: network errors, and the address
+# guard refusing the endpoint (feedcast.netguard) before any byte was sent
+NETWORK_ERRORS: tuple[type[BaseException], ...] = (httpx.HTTPError, httpx.InvalidURL, OSError, BlockedAddress)
+
+
+def endpoint_problem(url: str, *, carries_secret: bool) -> str | None:
+    """Why a channel may not call ``url`` (None: it may): not http(s), a refused address
+    written as its host (private, loopback, link-local), or a secret over plain http.
+    The sentence never quotes the URL (it may carry a token)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme not in ("http", "https"):
+        return f"must be an http or https URL, not {parts.scheme or 'a relative'!s} one"
+    if not parts.hostname:
+        return "has no host"
+    problem = address_problem(url)
+    if problem is None and carries_secret:
+        problem = secret_transport_problem(url)
+    return problem
 
 
 def is_secret_ref(value: object) -> bool:
@@ -292,6 +319,12 @@ class Channel(abc.ABC):
         secret = {o.name for o in cls.options if o.secret or o.may_be_secret}
         return {k: (mask(v) if k in secret else v) for k, v in settings.items()}
 
+    @classmethod
+    def exported_settings(cls, name: str, settings: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """Settings as ``feedcast export`` writes them, and a note for each one left out
+        (a secret stored by an older feedcast is replaced by an ``env:VAR`` to set)."""
+        return dict(settings), []
+
     def validate_recipient(self, address: str) -> str:
         """Normalise a recipient id for this channel; InvalidValue when it cannot be one."""
         address = address.strip()
@@ -349,7 +382,17 @@ class Channel(abc.ABC):
 
 
 def network_result(channel: Channel, exc: BaseException) -> Result:
-    """A network failure (connect, read timeout, dropped connection) is transient."""
+    """A network failure (connect, read timeout, dropped connection) is transient; an
+    endpoint the address guard refuses is fatal (nothing was sent, retrying cannot help).
+    A malformed answer is named, never quoted (it may come from anything)."""
+    if isinstance(exc, BlockedAddress):
+        return Result(
+            Outcome.FATAL, error=channel.error_text(exc).removeprefix("BlockedAddress: "), code="blocked"
+        )
+    if isinstance(exc, httpx.RemoteProtocolError) and re.search(r"""b['"]""", str(exc)):
+        # h11 quotes the bytes it could not parse: the reason, not the bytes
+        reason = str(exc).partition(":")[0].strip() or "malformed answer"
+        return Result(Outcome.TRANSIENT, error=f"RemoteProtocolError: {reason}", code="network")
     return Result(Outcome.TRANSIENT, error=channel.error_text(exc), code="network")
 
 

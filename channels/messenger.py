@@ -38,6 +38,7 @@ from typing import Any, ClassVar
 import httpx
 
 from channels.base import (
+    NETWORK_ERRORS,
     REDACTOR,
     Channel,
     ChannelError,
@@ -48,12 +49,14 @@ from channels.base import (
     Result,
     Secrets,
     SendContext,
+    endpoint_problem,
     network_result,
     one_line,
     retry_after_header,
 )
 from feedcast.errors import InvalidValue
 from feedcast.models import ProviderCall
+from feedcast.netguard import guarded_client
 
 __all__ = ["DEFAULT_API_URL", "MESSAGE_TAGS", "OUTSIDE_WINDOW", "MessengerChannel"]
 
@@ -127,6 +130,9 @@ class MessengerChannel(Channel):
         url = str(out.get("api_url") or DEFAULT_API_URL).rstrip("/")
         if not url.lower().startswith(("https://", "http://")):
             raise InvalidValue(f"--api-url must be an http(s) URL, not {url!r}")
+        problem = endpoint_problem(url, carries_secret=True)  # the page token goes with every call
+        if problem:
+            raise InvalidValue(f"--api-url {problem}")
         out["api_url"] = url
         return out
 
@@ -144,6 +150,9 @@ class MessengerChannel(Channel):
 
     def _page_token(self) -> str:
         if self._token is None:
+            problem = endpoint_problem(self.api_url, carries_secret=True)
+            if problem:  # checked again here: the row may predate the check, the environment change
+                raise ChannelError(f"messenger channel {self.name!r}: --api-url {problem}")
             self._token = self.setting("page_token")
             digest = hashlib.sha256(self._token.encode("utf-8")).hexdigest()[:16]
             self._key = f"messenger:{digest}"
@@ -151,6 +160,10 @@ class MessengerChannel(Channel):
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._page_token()}"}
+
+    def auth_headers(self) -> dict[str, str]:
+        """The page token's header, once the API URL passed the checks (ChannelError)."""
+        return self._headers()
 
     def _scrub(self, text: str, limit: int = 300) -> str:
         return one_line(REDACTOR.scrub(self.secrets.redact(text)), limit)
@@ -213,7 +226,7 @@ class MessengerChannel(Channel):
         body = self.request_body(recipient, call, context)
         try:
             response = await client.post(f"{self.api_url}/me/messages", json=body, headers=self._headers())
-        except httpx.HTTPError as exc:
+        except NETWORK_ERRORS as exc:
             result = network_result(self, exc)
         else:
             result = self.classify(response.status_code, _json_or_none(response), response.headers)
@@ -288,9 +301,9 @@ class MessengerChannel(Channel):
             if self.client is not None:
                 response = await self.client.get(url, headers=headers)
             else:
-                async with httpx.AsyncClient(timeout=httpx.Timeout(15.0)) as client:
+                async with guarded_client(httpx.Timeout(15.0)) as client:
                     response = await client.get(url, headers=headers)
-        except httpx.HTTPError as exc:
+        except NETWORK_ERRORS as exc:
             raise ChannelError(f"{where}: cannot reach {self.api_url}: {self.error_text(exc)}") from None
         payload = _json_or_none(response)
         if response.status_code == 200 and isinstance(payload, dict) and "id" in payload:

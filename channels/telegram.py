@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from channels.base import (
+    NETWORK_ERRORS,
     REDACTOR,
     Channel,
     ChannelError,
@@ -49,11 +50,13 @@ from channels.base import (
     Result,
     Secrets,
     SendContext,
+    endpoint_problem,
     network_result,
     one_line,
 )
 from feedcast.errors import InvalidValue
 from feedcast.models import ProviderCall
+from feedcast.netguard import guarded_client
 
 __all__ = ["DEFAULT_API_URL", "TIMEOUT", "TelegramChannel", "classify"]
 
@@ -196,6 +199,9 @@ class TelegramChannel(Channel):
         parts = urlsplit(api)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
             raise InvalidValue(f"--api-url must be an http(s) URL such as {DEFAULT_API_URL}, not {api!r}")
+        problem = endpoint_problem(api, carries_secret=True)  # the bot token is in every URL
+        if problem:
+            raise InvalidValue(f"--api-url {problem}")
         out["api_url"] = api
         thread = out.get("thread_id")
         if thread is not None:
@@ -223,6 +229,9 @@ class TelegramChannel(Channel):
 
     def _resolve_token(self) -> str:
         if self._token is None:
+            problem = endpoint_problem(self.api_url, carries_secret=True)
+            if problem:  # checked again here: the row may predate the check, the environment change
+                raise ChannelError(f"telegram channel {self.name!r}: --api-url {problem}")
             self._token = self.setting("token", secret=True)
         return self._token
 
@@ -233,7 +242,7 @@ class TelegramChannel(Channel):
         await super().open(client)
         self._resolve_token()
         if client is None:
-            self._own_client = httpx.AsyncClient(timeout=TIMEOUT)
+            self._own_client = guarded_client(TIMEOUT)
             self.client = self._own_client
 
     async def close(self) -> None:
@@ -284,7 +293,7 @@ class TelegramChannel(Channel):
             response = await client.post(
                 self._url(call.method), json=self._body(recipient, call), timeout=_timeout(client)
             )
-        except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+        except NETWORK_ERRORS as exc:
             result = network_result(self, exc)
         else:
             result = self._classify(response)
@@ -326,10 +335,10 @@ class TelegramChannel(Channel):
         client = self.client
         own = client is None
         if client is None:
-            client = httpx.AsyncClient(timeout=TIMEOUT)
+            client = guarded_client(TIMEOUT)
         try:
             response = await client.post(url, timeout=_timeout(client))
-        except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+        except NETWORK_ERRORS as exc:
             raise ChannelError(
                 f"{where}: the Bot API at {self.api_url} is unreachable ({self.error_text(exc)})"
             ) from None
@@ -351,11 +360,11 @@ class TelegramChannel(Channel):
         self, method: str, params: Mapping[str, Any] | None = None, *, timeout: httpx.Timeout | None = None
     ) -> tuple[Result, object]:
         """Call a Bot API method that sends nothing: its classified answer and ``result``.
-        Network errors propagate (``httpx.HTTPError``, ``OSError``); the caller decides."""
+        Network errors propagate (:data:`~channels.base.NETWORK_ERRORS`); the caller decides."""
         client = self.client
         own = client is None
         if client is None:
-            client = httpx.AsyncClient(timeout=TIMEOUT)
+            client = guarded_client(TIMEOUT)
         try:
             response = await client.post(
                 self._url(method), json=dict(params or {}), timeout=timeout or _timeout(client)
@@ -388,7 +397,7 @@ class TelegramChannel(Channel):
         """A method's ``result``, or ChannelError (one line, no secret) for any failure."""
         try:
             result, value = await self._method(method, params, timeout=timeout)
-        except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+        except NETWORK_ERRORS as exc:
             raise ChannelError(
                 f"telegram channel {self.name!r}: the Bot API at {self.api_url} is unreachable "
                 f"({self.error_text(exc)})"
@@ -428,7 +437,7 @@ class TelegramChannel(Channel):
             result, value = await self._method(
                 "getUpdates", params, timeout=httpx.Timeout(seconds + 15.0, connect=10.0)
             )
-        except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+        except NETWORK_ERRORS as exc:
             log.warning("telegram channel %r: getUpdates failed: %s", self.name, self.error_text(exc))
             return []
         if result.outcome is Outcome.SENT:

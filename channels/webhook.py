@@ -24,9 +24,12 @@ One channel is one webhook URL and has exactly one recipient (``fixed_recipient`
 
     Receivers verify with :func:`verify` (constant time, refuses stale timestamps).
 
-Answers map to results in :func:`classify` (one place). Slack and Discord URLs carry
-their token: the URL is registered as a secret and every error shows scheme and host
-only.
+Answers map to results in :func:`classify` (one place). A URL that carries a token
+(Slack, Discord, credentials, a token-like path segment or query) is accepted only as
+``env:VAR`` (:func:`token_in_url`); the resolved URL is registered as a secret and every
+error shows scheme and host only. An error records what the provider's format defines
+(a Slack error code, Discord's or a JSON receiver's ``code`` / ``message``), never the
+raw body of an answer.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from channels.base import (
+    NETWORK_ERRORS,
     REDACTOR,
     Channel,
     ChannelError,
@@ -55,6 +59,7 @@ from channels.base import (
     Result,
     Secrets,
     SendContext,
+    endpoint_problem,
     is_secret_ref,
     network_result,
     one_line,
@@ -62,6 +67,7 @@ from channels.base import (
 )
 from feedcast.errors import InvalidValue
 from feedcast.models import ProviderCall
+from feedcast.netguard import guarded_client
 
 __all__ = [
     "DELIVERY_HEADER",
@@ -72,6 +78,7 @@ __all__ = [
     "classify",
     "delivery_id",
     "sign",
+    "token_in_url",
     "verify",
 ]
 
@@ -93,6 +100,7 @@ _SLACK_CONFIG = frozenset(
     {"no_service_id", "no_team", "team_disabled", "invalid_token", "invalid_token_type"}
 )
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+_SLACK_CODE = re.compile(r"[a-z0-9_]{1,64}")  # Slack answers errors as a bare code: nothing else is kept
 _LABEL = {"slack": "Slack webhook", "discord": "Discord webhook", "json": "JSON webhook"}
 
 
@@ -193,7 +201,7 @@ def classify(fmt: str, status: int, headers: Mapping[str, str], text: str, *, wh
     # what the provider said, one line
     provider_code = ""
     if fmt == "slack":
-        provider_code = one_line(text, 80) if text.strip() else ""
+        provider_code = text.strip() if _SLACK_CODE.fullmatch(text.strip()) else ""
         detail = provider_code
     elif data is not None:
         code = data.get("code")
@@ -203,7 +211,7 @@ def classify(fmt: str, status: int, headers: Mapping[str, str], text: str, *, wh
         if fmt == "discord" and data.get("errors"):
             detail = one_line(f"{detail} {json.dumps(data['errors'], ensure_ascii=False)}", 240)
     else:
-        detail = one_line(text, 120)
+        detail = ""  # not the provider's error format: the body is not recorded (it may be anything)
     code = f"{status} {provider_code}".strip()
     error = one_line(f"{label}: HTTP {status}" + (f" {detail}" if detail else ""))
 
@@ -247,6 +255,65 @@ def _check_url(url: str) -> str | None:
     return None
 
 
+_SLACK_HOSTS = ("hooks.slack.com", "hooks.slack-gov.com")
+_DISCORD_HOSTS = ("discord.com", "discordapp.com", "ptb.discord.com", "canary.discord.com")
+_TOKEN_KEYS = frozenset(
+    {
+        "token",
+        "access_token",
+        "auth",
+        "authorization",
+        "key",
+        "api_key",
+        "apikey",
+        "secret",
+        "password",
+        "pass",
+        "sig",
+        "signature",
+        "code",
+        "hmac",
+        "jwt",
+    }
+)
+
+
+def _token_like(piece: str) -> bool:
+    """A path segment or query value that looks like a credential: long, with letters
+    and digits mixed (random ids, hex digests, base64)."""
+    piece = piece.strip()
+    if len(piece) < 16:
+        return False
+    return any(c.isdigit() for c in piece) and any(c.isalpha() for c in piece)
+
+
+def token_in_url(url: str) -> str | None:
+    """What makes ``url`` carry a token (None: nothing does), without quoting it:
+    a Slack or Discord webhook URL, credentials, a token-like query or path segment."""
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").rstrip(".").lower()
+    except ValueError:
+        return None
+    if parts.username or parts.password:
+        return "holds credentials (user:password@)"
+    if host in _SLACK_HOSTS and parts.path.startswith("/services/"):
+        return "is a Slack webhook URL (its path is the token)"
+    if (host in _DISCORD_HOSTS or host.endswith(".discord.com")) and "/webhooks/" in parts.path:
+        return "is a Discord webhook URL (its path holds the token)"
+    for pair in parts.query.split("&"):
+        key, _, value = pair.partition("=")
+        if key.strip().lower() in _TOKEN_KEYS or _token_like(value):
+            return "has a token in its query"
+    if any(_token_like(segment) for segment in parts.path.split("/")):
+        return "has a token-like part in its path"
+    return None
+
+
+def _env_name(name: str) -> str:
+    return "FEEDCAST_" + re.sub(r"[^A-Z0-9]+", "_", name.upper()).strip("_") + "_URL"
+
+
 def _where(url: str) -> str:
     parts = urlsplit(url)
     host = parts.hostname or "?"
@@ -265,7 +332,7 @@ class WebhookChannel(Channel):
     options: ClassVar[tuple[Option, ...]] = (
         Option(
             "url",
-            "the webhook URL (Slack and Discord URLs carry their token: prefer env:VAR)",
+            "the webhook URL; one that carries a token (Slack, Discord, a key in it) only as env:VAR",
             required=True,
             may_be_secret=True,
         ),
@@ -293,8 +360,18 @@ class WebhookChannel(Channel):
     def validate_settings(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
         out = super().validate_settings(settings)
         url = out["url"]
+        carries_secret = bool(out.get("secret") or out.get("header"))
         if not is_secret_ref(url):
             problem = _check_url(url)
+            if problem:
+                raise InvalidValue(f"--url {problem}")
+            token = token_in_url(url)
+            if token:
+                raise InvalidValue(
+                    f"--url {token}: give it as env:VAR (e.g. --url env:{_env_name('hook')}); "
+                    "feedcast never stores secrets"
+                )
+            problem = endpoint_problem(url, carries_secret=carries_secret)
             if problem:
                 raise InvalidValue(f"--url {problem}")
         fmt = out.get("format", "json")
@@ -323,6 +400,19 @@ class WebhookChannel(Channel):
             out["header"] = f"{name.strip()}: {value.strip()}"
         return out
 
+    @classmethod
+    def exported_settings(cls, name: str, settings: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        out = dict(settings)
+        url = str(out.get("url") or "")
+        if url and not is_secret_ref(url) and token_in_url(url):  # stored by an older feedcast
+            var = _env_name(name)
+            out["url"] = f"env:{var}"
+            return out, [
+                f"channel {name}: its url carries a token and is not exported: "
+                f"set the environment variable {var} to it"
+            ]
+        return out, []
+
     @property
     def format(self) -> str:
         return str(self.settings.get("format") or "json")
@@ -338,8 +428,21 @@ class WebhookChannel(Channel):
     def _resolve(self) -> str:
         if self._url is not None:
             return self._url
+        stored = str(self.settings.get("url") or "")
+        if stored and not is_secret_ref(stored) and token_in_url(stored):
+            self.secrets.remember(stored)
+            raise ChannelError(
+                f"channel {self.name!r}: its --url {token_in_url(stored)} and is stored in plain text "
+                f"(an older feedcast allowed it): put the URL in an environment variable, e.g. "
+                f"{_env_name(self.name)}, then set 'url: env:{_env_name(self.name)}' for this channel "
+                "in your YAML and run feedcast apply (feedcast export writes it so)"
+            )
         url = self.setting("url")  # Secrets.resolve remembers the value (literal or env)
         problem = _check_url(url)
+        carries_secret = is_secret_ref(stored) or bool(
+            self.settings.get("secret") or self.settings.get("header")
+        )
+        problem = problem or endpoint_problem(url, carries_secret=carries_secret)
         if problem:
             raise ChannelError(f"channel {self.name!r}: --url {problem}")
         parts = urlsplit(url)
@@ -436,14 +539,16 @@ class WebhookChannel(Channel):
         started = time.monotonic()
         try:
             response = await self.client.post(target, content=body, headers=headers)
-        except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+        except NETWORK_ERRORS as exc:
             result = network_result(self, exc)
             result = Result(
                 result.outcome,
                 error=one_line(f"{_LABEL[self.format]} at {self._where}: {result.error}"),
-                code="network",
+                code=result.code,
             )
-            log.info("webhook send channel=%s outcome=%s code=network", self.name, result.outcome.value)
+            log.info(
+                "webhook send channel=%s outcome=%s code=%s", self.name, result.outcome.value, result.code
+            )
             return result
         text = response.text
         result = classify(self.format, response.status_code, response.headers, text, where=self._where)
@@ -479,13 +584,13 @@ class WebhookChannel(Channel):
         client = self.client
         own = client is None
         if client is None:
-            client = httpx.AsyncClient(timeout=10.0)
+            client = guarded_client(10.0)
         try:
             if self.format == "discord":
                 response = await client.get(url, headers={"User-Agent": _user_agent()})
             else:
                 response = await client.head(url, headers={"User-Agent": _user_agent()})
-        except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+        except NETWORK_ERRORS as exc:
             raise ChannelError(f"{label} is unreachable: {self.error_text(exc)}") from None
         finally:
             if own:

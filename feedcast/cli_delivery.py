@@ -1040,7 +1040,10 @@ def export_command(
     (secrets stay env:VAR references; subscribers are data: see `feedcast subscriber list`)."""
     from feedcast.config import export_config
 
-    text = export_config(State.reader())
+    notes: list[str] = []
+    text = export_config(State.reader(), notes)
+    for note in notes:
+        err.print(f"warning: {note}", markup=False)
     if output is None:
         from feedcast.terminal import literal
 

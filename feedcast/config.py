@@ -445,9 +445,11 @@ def apply_config(store: Store, plan: ApplyPlan, *, fetch: bool = True) -> list[s
     return notes
 
 
-def export_config(store: Store) -> str:
+def export_config(store: Store, notes: list[str] | None = None) -> str:
     """The current set-up as an apply-able YAML document (subscribers are data: listed
-    with `feedcast subscriber list`, not exported)."""
+    with `feedcast subscriber list`, not exported). A secret an older feedcast stored in
+    clear is written as an ``env:VAR`` to set; ``notes`` receives a line for each."""
+    from channels import channel_class
     from feedcast.cli import _human_duration
 
     data: dict[str, Any] = {"sources": [], "channels": [], "automations": []}
@@ -461,12 +463,15 @@ def export_config(store: Store) -> str:
         if s.selectors:
             entry["selectors"] = dict(s.selectors)
         data["sources"].append(entry)
+    notes = [] if notes is None else notes
     for c in store.list_channels():
+        settings, left_out = channel_class(c.kind).exported_settings(c.name, c.settings)
+        notes.extend(left_out)
         data["channels"].append(
             {
                 "name": c.name,
                 "kind": c.kind,
-                **{("from" if k == "from_addr" else k): v for k, v in c.settings.items()},
+                **{("from" if k == "from_addr" else k): v for k, v in settings.items()},
             }
         )
     defaults = AutomationSpec(sources=[], layout="", channel="")
@@ -479,4 +484,5 @@ def export_config(store: Store) -> str:
                 entry[key] = value
         data["automations"].append(entry)
     header = "# feedcast configuration (feedcast export); apply with: feedcast apply FILE.yaml\n"
+    header += "".join(f"# {note}\n" for note in notes)
     return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)

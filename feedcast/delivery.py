@@ -69,6 +69,7 @@ from feedcast.models import (
 from feedcast.store import Store
 from feedcast.tokens import signing_key, unsubscribe_url
 from feedcast.tracking import LinkTracker, is_tracked, personal_calls, public_url
+from layouts.limits import RenderLimits
 from layouts.payloads import provider_calls
 from layouts.render import (
     EventInfo,
@@ -281,6 +282,7 @@ def build_campaign(
         now=now,
         unsubscribe_url=UNSUBSCRIBE_PLACEHOLDER if fmt == "email" else None,
         link=tracker if tracker is not None else identity_link,
+        limits=RenderLimits.from_env(environ),
     )
     items = [q.item for q in queued]
     events = {q.item.key: EventInfo(q.event, q.old_price, q.new_price) for q in queued if q.event != "new"}

@@ -56,6 +56,7 @@ from layouts.render import (
     render,
     search_path_from_env,
 )
+from layouts.text import text_direction
 from layouts.validate import PayloadError, validate_call
 
 __all__ = [
@@ -754,7 +755,7 @@ def _tg_keyboard_html(body: Mapping[str, Any]) -> str:
 
 
 def _tg_text(text: str, time: str) -> str:
-    return f'<div class="tg-text">{telegram_to_html(text)}<span class="tg-time">{_e(time)}</span></div>'
+    return f'<div class="tg-text">{telegram_to_html(text)}<span class="tg-time"><bdi>{_e(time)}</bdi></span></div>'
 
 
 def _tg_media_tile(kind: str, url: str) -> str:
@@ -1008,10 +1009,14 @@ def _stage(preview: Preview, sender: _Sender) -> str:
             calls.append(html + _invalid(pc.error))
         if pm.error is not None:
             calls.append(f'<div class="invalid" role="alert">✗ {_e(pm.error)}</div>')
-        label = f"Message {pm.number} of {total} · {about}"
+        label = f"Message {pm.number} of {total} · "
+        # the message's own direction: right to left when its text mostly is (an Arabic
+        # digest that starts with a Latin site name too), else the first strong letter's
+        direction = "rtl" if text_direction(*_message_texts(pm.message)) == "rtl" else "auto"
         blocks.append(
-            f'<section class="message" id="message-{pm.number}"><div class="pill">{_e(label)}</div>'
-            f"{''.join(calls)}</section>"
+            f'<section class="message" id="message-{pm.number}">'
+            f'<div class="pill" lang="en" dir="ltr">{_e(label)}<bdi>{_e(about)}</bdi></div>'
+            f'<div class="body" dir="{direction}">{"".join(calls)}</div></section>'
         )
     if not blocks:
         blocks.append('<p class="empty">The layout rendered nothing for these items.</p>')
@@ -1035,6 +1040,14 @@ def _stage(preview: Preview, sender: _Sender) -> str:
     return f'<div class="plain-stage">{body}</div>'
 
 
+def _message_texts(message: Message) -> list[str]:
+    texts = []
+    for module in message.modules:
+        texts.append(module.text or "")
+        texts.extend(card.title + " " + (card.subtitle or "") for card in module.cards)
+    return texts
+
+
 def _item_line(item: Item, event: EventInfo | None) -> str:
     image = item.image or next((m.url for m in item.media if m.medium == "image"), None)
     thumb = _img(image, "", "thumb") if _safe_url(image) else '<div class="thumb thumb-none">·</div>'
@@ -1050,9 +1063,9 @@ def _item_line(item: Item, event: EventInfo | None) -> str:
         facts.append(event.event.replace("_", " "))
     title = _a(item.url, _e(item.title or item.key))
     return (
-        f"<li>{thumb}<div><div class='item-title'>{title}</div>"
-        f"<div class='muted small'>{_e(' · '.join(facts))}</div>"
-        f"<code class='small'>{_e(item.key)}</code></div></li>"
+        f"<li>{thumb}<div><div class='item-title' dir='auto'>{title}</div>"
+        f"<div class='muted small'>{' · '.join(f'<bdi>{_e(fact)}</bdi>' for fact in facts)}</div>"
+        f"<code class='small' dir='ltr'>{_e(item.key)}</code></div></li>"
     )
 
 
@@ -1071,17 +1084,24 @@ def _sidebar(preview: Preview) -> str:
         if pm.error is not None:
             rows.append(f"<li><span class='bad'>✗</span> message {pm.number}: {_e(pm.error)}</li>")
     context = preview.context
+    content_lang = _lang(context.locale)
     return (
-        '<aside class="side">'
+        '<aside class="side" lang="en">'
         f"<section class='card'><h2>Layout</h2><p><b>{_e(layout.name)}</b> · one message per {_e(layout.per)}"
         f" · up to {layout.max_items} items</p><p class='muted'>{_e(layout.description)}</p>"
         f"<p class='muted small'>{_e(layout.location)} · {_e(context.timezone)} · {_e(context.locale)}</p></section>"
-        f"<section class='card'><h2>Items ({len(preview.items)})</h2><ol class='items'>{items}</ol></section>"
+        f"<section class='card'><h2>Items ({len(preview.items)})</h2><ol class='items' lang='{_e(content_lang)}'>{items}</ol>"
+        "</section>"
         f"<section class='card'><h2>Payloads ({preview.call_count})</h2><ol class='calls'>{''.join(rows)}</ol>"
         "<p class='muted small'>Exactly the request bodies feedcast sends (recipient and credentials aside),"
         " each checked against the provider's rules.</p></section>"
         "</aside>"
     )
+
+
+def _lang(locale: str) -> str:
+    """A locale (``fr_FR``) as an HTML ``lang`` (``fr-FR``)."""
+    return locale.replace("_", "-")
 
 
 def preview_html(preview: Preview) -> str:
@@ -1103,19 +1123,19 @@ def preview_html(preview: Preview) -> str:
     stamp = preview.rendered_at.strftime("%Y-%m-%d %H:%M %Z")
     return (
         "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">\n'
+        f'<html lang="{_e(_lang(preview.context.locale))}"><head><meta charset="utf-8">\n'
         f'<meta http-equiv="Content-Security-Policy" content="{_e(CSP)}">\n'
         '<meta name="referrer" content="no-referrer">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{_e(title)}</title>\n<style>{_STYLE}</style></head>\n"
         f'<body class="kind-{_e(preview.kind)}">\n'
-        '<header class="top"><div class="brand">feedcast · preview</div>'
+        '<header class="top" lang="en"><div class="brand">feedcast · preview</div>'
         f"<h1>{_e(preview.layout.name)} <span class='to'>→</span> {_e(kind_name)}</h1>"
-        f"<p class='meta'>{_count(len(preview.items), 'item')} from <b>{_e(sources)}</b>"
+        f"<p class='meta'>{_count(len(preview.items), 'item')} from <b><bdi>{_e(sources)}</bdi></b>"
         f" · {_count(len(preview.messages), 'message')} · {_count(preview.call_count, 'provider call')}"
-        f" · rendered {_e(stamp)}</p>{badge}</header>\n"
+        f" · rendered <bdi>{_e(stamp)}</bdi></p>{badge}</header>\n"
         f'<main class="grid"><div class="stage">{_stage(preview, sender)}</div>{_sidebar(preview)}</main>\n'
-        "<footer>Generated by <b>feedcast preview</b>. Images load from the items' own URLs;"
+        "<footer lang='en'>Generated by <b>feedcast preview</b>. Images load from the items' own URLs;"
         " nothing in this page runs scripts.</footer>\n"
         "</body></html>\n"
     )
@@ -1137,12 +1157,16 @@ code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,"Liberation Mono
 .badge-ok{background:#e3f8e9;color:#17703a}.badge-bad{background:#fde8e8;color:#b42318}
 .grid{display:grid;grid-template-columns:minmax(0,1fr) 340px;gap:28px;padding:28px 40px;align-items:start;max-width:1400px}
 @media (max-width:900px){.grid{grid-template-columns:1fr;padding:16px}.top{padding:20px 16px}}
-.side{display:grid;gap:16px}
-.card{background:#fff;border:1px solid #dde3ea;border-radius:12px;padding:14px 16px}
+.side{display:grid;gap:16px;min-width:0}
+.stage{min-width:0}
+.card{background:#fff;border:1px solid #dde3ea;border-radius:12px;padding:14px 16px;min-width:0;overflow-wrap:anywhere}
 .card h2{margin:0 0 8px;font-size:13px;letter-spacing:.06em;text-transform:uppercase;color:#7b8794}
 .card p{margin:4px 0}
 .items{list-style:none;margin:0;padding:0;display:grid;gap:10px}
-.items li{display:grid;grid-template-columns:44px 1fr;gap:10px;align-items:start}
+.items li{display:grid;grid-template-columns:44px minmax(0,1fr);gap:10px;align-items:start}
+.items code{overflow-wrap:anywhere}
+.top h1,.meta{min-width:0;overflow-wrap:break-word}
+@media (max-width:600px){.top{grid-template-columns:minmax(0,1fr)}.badge{grid-column:1;grid-row:auto;justify-self:start;margin-top:12px;white-space:normal}.top h1{font-size:24px}}
 .items .item-title a{color:#1f2933;text-decoration:none;font-weight:600}
 .thumb{width:44px;height:44px;border-radius:8px;object-fit:cover;background:#e4e7eb;display:block}
 .thumb-none{display:flex;align-items:center;justify-content:center;color:#9aa5b1}

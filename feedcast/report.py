@@ -2,8 +2,8 @@
 
 Plain Python over :meth:`Store.report_data` (the ``campaign_report``, ``source_health``
 and ``automation_activity`` views): :func:`build_report` gathers the figures,
-:func:`report_html` renders one self-contained page with Plotly charts (plotly.js inlined
-once: the page needs no network), :func:`report_markdown` the same figures as Markdown
+:func:`report_html` renders one self-contained page, its charts plain HTML and CSS
+(:mod:`feedcast.charts`: no script, no library, a few tens of kB), :func:`report_markdown` the same figures as Markdown
 (the Prefect artifact ``feedcast-report``), :func:`report_json` as plain data. Every
 section has an empty state: a report on a fresh database reads well.
 """
@@ -17,6 +17,7 @@ from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from feedcast import charts
 from feedcast.errors import InvalidValue
 from feedcast.store import Store
 from feedcast.store.reports import ReportData
@@ -25,7 +26,6 @@ __all__ = ["build_report", "parse_since", "report_html", "report_json", "report_
 
 STATUS_COLOURS = {"sent": "#2e7d32", "failed": "#c62828", "skipped": "#f9a825", "pending": "#9e9e9e"}
 STATUSES = tuple(STATUS_COLOURS)
-PATTERNS = ("", "/", "x", ".", "\\", "+", "-", "|")  # one per channel in the timeline
 
 _RELATIVE = re.compile(r"^(\d+)\s*([dhw])$")
 
@@ -263,122 +263,98 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+# how each table's columns read: numbers right-aligned; long text may wrap
+_NUMERIC = {"campaign", "items", "recipients", "sent", "failed", "skipped", "pending", "clicks", "click rate",
+            "unsubscribed 7d", "duration", "errors in a row", "fetches 30d", "304s", "new items/day",
+            "median fetch", "unique clickers", "campaigns", "deliveries"}  # fmt: skip
+_WRAP = {"last error", "example", "url", "item", "automation"}
+
+
 def _html_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{_e(v)}</td>" for v in row) + "</tr>" for row in rows)
-    return f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    """A table that fits its page: on a desktop its long columns wrap; on a phone each
+    row becomes a card of ``label: value`` pairs (no horizontal scrolling)."""
+
+    def kind(column: str) -> str:
+        return "num" if column in _NUMERIC else ("wrap" if column in _WRAP else "")
+
+    head = "".join(f'<th class="{kind(c)}" scope="col">{_e(c)}</th>' for c in columns)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="{kind(c)}" data-label="{_e(c)}">{_e(v)}</td>'
+            for c, v in zip(columns, row, strict=True)
+        )
+        + "</tr>"
+        for row in rows
+    )
+    return f'<table class="data"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def _empty(text: str) -> str:
-    return f'<p class="empty">{_e(text)}</p>'
-
-
-def _figure(fig: Any, div_id: str) -> str:
-    fig.update_layout(
-        template="plotly_white",
-        margin={"l": 10, "r": 10, "t": 10, "b": 10},
-        font={"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12},
-        legend={"orientation": "h", "y": -0.2},
-    )
-    fig.update_yaxes(automargin=True)
-    fig.update_xaxes(automargin=True)
-    return str(
-        fig.to_html(
-            full_html=False,
-            include_plotlyjs=False,
-            div_id=div_id,
-            default_height="360px",
-            config={"displaylogo": False, "responsive": True},
-        )
-    )
+    return charts.empty(text)
 
 
 def _timeline_chart(data: ReportData) -> str:
-    import plotly.graph_objects as go  # type: ignore[import-untyped]
-
     if not data.timeline:
         return _empty(
             "No deliveries yet: they appear here once a campaign is sent (feedcast send AUTOMATION)."
         )
-    channels = sorted({str(r["channel"]) for r in data.timeline})
-    fig = go.Figure()
-    for index, channel in enumerate(channels):
-        for status in STATUSES:
-            points = [r for r in data.timeline if r["channel"] == channel and r["status"] == status]
-            if not points:
-                continue
-            fig.add_trace(
-                go.Bar(
-                    x=[r["bucket"] for r in points],
-                    y=[r["deliveries"] for r in points],
-                    name=f"{_e(channel)} · {status}",
-                    legendgroup=channel,
-                    marker={
-                        "color": STATUS_COLOURS[status],
-                        "pattern": {"shape": PATTERNS[index % len(PATTERNS)]},
-                    },
-                    hovertemplate=f"{_e(channel)} · {status}<br>%{{x}}<br>%{{y:,}} deliveries<extra></extra>",
-                )
-            )
-    fig.update_layout(barmode="stack", bargap=0.15)
-    fig.update_yaxes(title_text=f"deliveries per {data.bucket}")
-    return _figure(fig, "chart-timeline")
+    return charts.time_columns(
+        data.timeline,
+        bucket=data.bucket,
+        group="channel",
+        stack="status",
+        value="deliveries",
+        colours=STATUS_COLOURS,
+        unit="deliveries",
+        label="Deliveries over time",
+    )
 
 
-def _click_rate_chart(data: ReportData) -> str:
-    import plotly.graph_objects as go
-
-    rated = [c for c in reversed(data.campaigns) if c["click_rate"] is not None]
+def _click_rate_chart(data: ReportData, *, latest: int = 20) -> str:
+    rated = [c for c in data.campaigns if c["click_rate"] is not None][:latest]
     if not rated:
         return _empty("No sent campaign yet: click rates appear once deliveries are sent.")
     if not any(c["clicks"] for c in rated):
         return _empty(
-            f"No clicks yet on the {len(rated)} latest sent campaign(s): automations record clicks"
-            " with --track-clicks (links go through feedcast web)."
+            f"No data yet: no clicks on the {len(rated)} latest sent campaign(s). Automations record"
+            " clicks with --track-clicks (links go through feedcast web)."
         )
-    labels = [f"#{c['campaign_id']} {_e(_short(c['automation'], 24))}" for c in rated]
-    fig = go.Figure(
-        go.Bar(
-            x=labels,
-            y=[float(c["click_rate"]) * 100 for c in rated],
-            customdata=[
-                [c["sent"], c["unique_clickers"], c["clicks"], _when(c["created_at"])] for c in rated
-            ],
-            marker={"color": "#1565c0"},
-            hovertemplate="%{x}<br>%{customdata[3]} UTC<br>click rate %{y:.1f} %"
-            "<br>%{customdata[1]:,} of %{customdata[0]:,} clicked (%{customdata[2]:,} clicks)<extra></extra>",
+    bars = [
+        charts.Bar(
+            label=f"#{c['campaign_id']} {_short(c['automation'], 28)} · {_when(c['created_at'])}",
+            value=float(c["click_rate"]),
+            shown=_pct(c["click_rate"]),
+            detail=f"{_int(c['unique_clickers'])} of {_int(c['sent'])} clicked ({_int(c['clicks'])} clicks)",
         )
+        for c in rated
+    ]
+    return charts.bar_list(
+        bars,
+        label=f"Click rate (unique clickers / sent) of the {len(bars)} latest sent campaigns",
+        empty_text="No data yet: no clicks.",
     )
-    fig.update_yaxes(title_text="unique clickers / sent (%)", rangemode="tozero")
-    fig.update_xaxes(type="category")
-    return _figure(fig, "chart-click-rate")
 
 
 def _top_items_chart(data: ReportData) -> str:
-    import plotly.graph_objects as go
-
     if not data.top_items:
         return _empty(
             "No clicks yet: automations record clicks with --track-clicks (links go through feedcast web)."
         )
-    fig = go.Figure(
-        go.Bar(
-            orientation="h",
-            y=[_e(_short(i["item"], 50)) for i in data.top_items],
-            x=[i["clicks"] for i in data.top_items],
-            customdata=[[i["unique_clickers"], _e(i["url"])] for i in data.top_items],
-            marker={"color": "#6a1b9a"},
-            hovertemplate="%{y}<br>%{x:,} clicks, %{customdata[0]:,} people<br>%{customdata[1]}<extra></extra>",
+    bars = [
+        charts.Bar(
+            label=_short(i["item"], 80),
+            value=float(i["clicks"]),
+            shown=_int(i["clicks"]),
+            detail=f"{_int(i['unique_clickers'])} people · {i['url']}",
+            colour="#6a1b9a",
         )
-    )
-    fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_xaxes(title_text="clicks")
-    return _figure(fig, "chart-top-items")
+        for i in data.top_items
+    ]
+    return charts.bar_list(bars, label="Clicks per item", empty_text="No data yet: no clicks.")
 
 
 def _source_chart(data: ReportData) -> str:
-    import plotly.graph_objects as go
-
     if not data.sources:
         return _empty("No sources yet: add one with feedcast source add NAME URL.")
 
@@ -387,89 +363,95 @@ def _source_chart(data: ReportData) -> str:
             return "#9e9e9e"
         return "#c62828" if s["consecutive_errors"] else "#2e7d32"
 
-    fig = go.Figure(
-        go.Bar(
-            orientation="h",
-            y=[_e(_short(s["name"], 40)) for s in data.sources],
-            x=[float(s["items_per_day"]) for s in data.sources],
-            marker={"color": [colour(s) for s in data.sources]},
-            customdata=[
-                [
-                    s["status"],
-                    s["consecutive_errors"],
-                    _pct(s["ratio_304"]),
-                    "–" if s["median_fetch_ms"] is None else f"{float(s['median_fetch_ms']):.0f} ms",
-                    _e(_short(s["last_error"] or "", 80)),
-                ]
-                for s in data.sources
-            ],
-            hovertemplate="%{y} (%{customdata[0]})<br>%{x:.2f} new items a day"
-            "<br>%{customdata[1]} errors in a row, 304s %{customdata[2]}, median fetch %{customdata[3]}"
-            "<br>%{customdata[4]}<extra></extra>",
+    bars = [
+        charts.Bar(
+            label=_short(s["name"], 40),
+            value=float(s["items_per_day"]),
+            shown=f"{float(s['items_per_day']):.2f}/day",
+            detail=f"{s['status']}, {s['consecutive_errors']} errors in a row"
+            + (f", last error: {_short(s['last_error'], 80)}" if s["last_error"] else ""),
+            colour=colour(s),
         )
+        for s in data.sources
+    ]
+    return charts.bar_list(
+        bars,
+        label="New items per day per source, last 30 days",
+        empty_text="No data yet: no source found new items in the last 30 days (the table below shows their health).",
+        legend={"healthy": "#2e7d32", "failing": "#c62828", "paused or gone": "#9e9e9e"},
     )
-    fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_xaxes(title_text="new items per day (last 30 days); red: failing, grey: paused or gone")
-    return _figure(fig, "chart-sources")
 
 
 def _failures_chart(data: ReportData) -> str:
-    import plotly.graph_objects as go
-
     if not data.failures:
         return _empty("Nothing failed or was skipped.")
-    fig = go.Figure()
-    for status in ("failed", "skipped"):
-        rows = [f for f in data.failures if f["status"] == status]
-        if rows:
-            fig.add_trace(
-                go.Bar(
-                    orientation="h",
-                    name=status,
-                    y=[
-                        _e(f"{f['channel_kind']} {f['error_code'] or '–'}: {_short(f['error'], 50)}")
-                        for f in rows
-                    ],
-                    x=[f["deliveries"] for f in rows],
-                    marker={"color": STATUS_COLOURS[status]},
-                    hovertemplate="%{y}<br>%{x:,} deliveries<extra>" + status + "</extra>",
-                )
-            )
-    fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_xaxes(title_text="deliveries")
-    return _figure(fig, "chart-failures")
+    bars = [
+        charts.Bar(
+            label=f"{f['channel_kind']} {f['error_code'] or '–'}: {_short(f['error'], 60)}",
+            value=float(f["deliveries"]),
+            shown=_int(f["deliveries"]),
+            detail=str(f["status"]),
+            colour=STATUS_COLOURS[str(f["status"])],
+        )
+        for f in data.failures
+    ]
+    legend = {
+        k: STATUS_COLOURS[k] for k in ("failed", "skipped") if any(f["status"] == k for f in data.failures)
+    }
+    return charts.bar_list(
+        bars, label="Failed and skipped deliveries by reason", empty_text="No data yet.", legend=legend
+    )
 
 
 _CSS = """
 :root { color-scheme: light; }
+* { box-sizing: border-box; }
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0;
-       background: #f5f6f8; color: #1d2330; }
+       background: #f5f6f8; color: #1d2330; line-height: 1.4; }
 header { background: #1d2330; color: #fff; padding: 20px 32px; }
 header h1 { margin: 0 0 4px; font-size: 22px; }
-header p { margin: 0; color: #c5cad6; font-size: 13px; }
+header p { margin: 0; color: #c5cad6; font-size: 13px; overflow-wrap: anywhere; }
 main { padding: 20px 32px 40px; max-width: 1280px; margin: 0 auto; }
-.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(140px, 1fr)); gap: 12px; }
+.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(118px, 1fr)); gap: 12px; }
 .card { background: #fff; border-radius: 8px; padding: 12px 14px; box-shadow: 0 1px 2px #0001; }
-.card b { display: block; font-size: 22px; }
+.card b { display: block; font-size: 22px; font-variant-numeric: tabular-nums; }
 .card span { color: #5b6475; font-size: 12px; }
 section { background: #fff; border-radius: 8px; padding: 16px 20px; margin-top: 18px;
-          box-shadow: 0 1px 2px #0001; }
-section h2 { font-size: 16px; margin: 0 0 10px; }
+          box-shadow: 0 1px 2px #0001; min-width: 0; }
+section h2 { font-size: 16px; margin: 0 0 12px; }
 .empty { color: #5b6475; background: #f5f6f8; border: 1px dashed #c5cad6; border-radius: 6px;
-         padding: 28px; text-align: center; margin: 0; }
-.table { overflow-x: auto; }
-table { border-collapse: collapse; width: 100%; font-size: 13px; }
-th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid #e6e8ee; white-space: nowrap; }
-th { color: #5b6475; font-weight: 600; }
+         padding: 24px; text-align: center; margin: 0 0 12px; }
+table.data { border-collapse: collapse; width: 100%; font-size: 13px; }
+.data th, .data td { text-align: left; padding: 5px 8px; border-bottom: 1px solid #e6e8ee; vertical-align: top; }
+.data th { color: #5b6475; font-weight: 600; font-size: 12px; }
+.data td { white-space: nowrap; }
+.data .num { text-align: right; font-variant-numeric: tabular-nums; }
+.data td.wrap { white-space: normal; overflow-wrap: anywhere; min-width: 8em; }
+.data tbody tr:hover { background: #f8f9fb; }
 .note { color: #5b6475; font-size: 12px; margin: 8px 0 0; }
+@media (max-width: 720px) {
+  header { padding: 16px; }
+  main { padding: 12px 12px 32px; }
+  .cards { grid-template-columns: repeat(auto-fill, minmax(100px, 1fr)); gap: 8px; }
+  .card b { font-size: 18px; }
+  section { padding: 14px; }
+  .data thead { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
+  .data, .data tbody, .data tr { display: block; }
+  .data tr { display: grid; grid-template-columns: repeat(auto-fill, minmax(96px, 1fr)); gap: 4px 12px;
+             padding: 10px 0; border-bottom: 1px solid #e6e8ee; }
+  .data td { display: block; padding: 0; border: 0; white-space: normal; overflow-wrap: anywhere; text-align: left; }
+  .data td.num { text-align: left; }
+  .data td::before { content: attr(data-label); display: block; color: #5b6475; font-size: 11px; }
+  .data td:first-child { grid-column: 1 / -1; font-weight: 600; }
+  .data td:first-child::before { display: inline; content: attr(data-label) " "; font-size: inherit;
+                                  color: inherit; }
+}
 """
 
 
 def report_html(data: ReportData, *, title: str = "feedcast report", database: str = "") -> str:
-    """One self-contained page: plotly.js inlined once, every chart a Plotly figure, every
-    section with an empty state; nothing is fetched from the network."""
-    import plotly.offline  # type: ignore[import-untyped]
-
+    """One self-contained page, light and without script: the charts are HTML and CSS
+    (:mod:`feedcast.charts`), every section has an empty state, nothing is fetched."""
     cards = "".join(
         f'<div class="card"><b>{_e(v)}</b><span>{_e(k)}</span></div>' for k, v in totals_line(data)
     )
@@ -508,8 +490,7 @@ def report_html(data: ReportData, *, title: str = "feedcast report", database: s
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style>"
-        f'<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script></head><body>'
+        f"<title>{_e(title)}</title><style>{_CSS}{charts.CSS}</style></head><body>"
         f"<header><h1>{_e(title)}</h1><p>{_e(subtitle)}</p></header>"
         f'<main><div class="cards">{cards}</div>{body}</main></body></html>\n'
     )

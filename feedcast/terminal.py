@@ -4,15 +4,16 @@ Titles, URLs, error texts, names from a CSV, provider answers and anything read 
 the database come from outside. They reach the terminal only through :func:`literal`
 (and :func:`cell`, which every table uses): Rich markup (``[/bold]``) and emoji codes
 (``:x:``) stay plain text, and control characters (C0, DEL, C1, ESC sequences, bidi
-overrides) are shown as visible escapes (``\\x1b``, ``\\u202e``) instead of acting on the
-terminal. The consoles of :func:`console` parse no markup and no emoji codes, highlight
-nothing, and escape control characters in every string and segment they print, as a
-last guard for a value that reached them some other way; only feedcast's own text is
-styled, with :class:`rich.text.Text` styles.
+embeddings and overrides) are shown as visible escapes (``\\x1b``, ``\\u202e``) instead
+of acting on the terminal. The consoles of :func:`console` parse no markup and no emoji
+codes, highlight nothing, and escape control characters in every string and segment
+they print, as a last guard for a value that reached them some other way; only
+feedcast's own text is styled, with :class:`rich.text.Text` styles.
 
-:func:`print_table` shows a list one line per row: long cells are cut with an ellipsis
-to fit the console's width, and when even the shortest sensible columns do not fit, it
-switches to a vertical record view (one ``column  value`` line per field, records
+:func:`print_table` shows a list one line per row: long text cells are cut with an
+ellipsis to fit the console's width (numbers and dates never), optional columns are
+hidden first on a narrow terminal, and when even the shortest sensible columns do not
+fit, it switches to a vertical record view (one ``column  value`` line per field, records
 separated by a blank line, as DuckDB's ``.mode line``). :func:`print_fields` shows one
 record (``feedcast source show``), its values wrapped rather than cut.
 """
@@ -54,14 +55,15 @@ __all__ = [
 
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 # C0 controls, DEL, C1 controls (U+009B is an 8-bit CSI), line and paragraph separators,
-# and the bidi embeddings, overrides and isolates that reorder what a terminal shows
+# and the bidi embeddings and overrides (U+202A-U+202E) that reorder what a line shows;
+# the isolates (U+2066-U+2069) stay: they only keep a span's direction, and the layouts
+# put them around dates in right-to-left messages (layouts.filters)
 _UNSAFE_CODES = [
     *range(0x20),
     *range(0x7F, 0xA0),
     0x2028,
     0x2029,
     *range(0x202A, 0x202F),
-    *range(0x2066, 0x206A),
 ]
 
 

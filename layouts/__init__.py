@@ -3,6 +3,7 @@
 * :mod:`layouts.render`: layouts (folders of Jinja2 templates, built-in ones in
   ``layouts/builtin/``) render items into :class:`~feedcast.models.Message` objects;
 * :mod:`layouts.filters`: the template filters (sanitising, excerpts, money, dates);
+* :mod:`layouts.limits`: the time and size limits every render runs under;
 * :mod:`layouts.html` / :mod:`layouts.text`: sanitisers, validators, truncation;
 * :mod:`layouts.payloads`: a Message as the provider calls of its format.
 

@@ -252,7 +252,7 @@ def date(value: object, format: str = "medium") -> str:
     if when is None:
         return "" if _missing(value) else str(value)
     day = _local(when).date() if isinstance(when, dt.datetime) else when
-    return babel.dates.format_date(day, format=format, locale=settings().locale)
+    return _isolated(babel.dates.format_date(day, format=format, locale=settings().locale))
 
 
 def datetime(value: object, format: str = "medium") -> str:
@@ -263,9 +263,23 @@ def datetime(value: object, format: str = "medium") -> str:
     if not isinstance(when, dt.datetime):
         return date(when, format)
     current = settings()
-    return babel.dates.format_datetime(
-        _local(when), format=format, tzinfo=current.timezone, locale=current.locale
+    return _isolated(
+        babel.dates.format_datetime(
+            _local(when), format=format, tzinfo=current.timezone, locale=current.locale
+        )
     )
+
+
+_FSI, _PDI = "\u2068", "\u2069"  # Unicode first-strong isolate ... pop directional isolate
+
+
+def _isolated(text: str) -> str:
+    """A date of a right-to-left locale, isolated from the text around it (Unicode FSI /
+    PDI): ``11‏/09‏/2015`` reads in its own order after a Latin name too (it read
+    ``112015/09/``). Left-to-right locales are left as they are."""
+    if settings().locale.character_order == "right-to-left":
+        return f"{_FSI}{text}{_PDI}"
+    return text
 
 
 # ---------------------------------------------------------------------------- labels

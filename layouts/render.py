@@ -70,7 +70,9 @@ and the plain text second (:func:`email_parts`). Email templates make no module 
 
 Template variables: ``item`` (per-item layouts), ``items`` (always; item views, see
 :func:`item_view`), ``layout``, ``channel_format``, ``automation``, ``site_title``,
-``now`` (in the render's time zone), ``locale``, ``timezone``, ``unsubscribe_url``.
+``now`` (in the render's time zone), ``locale``, ``direction`` (``rtl`` or ``ltr``: the
+locale's, or the items' script when they are mostly right-to-left), ``timezone``,
+``unsubscribe_url``.
 Filters: see :mod:`layouts.filters`.
 
 Loading: :func:`load_layout` takes a built-in name, a name found in the search path
@@ -79,7 +81,9 @@ Loading: :func:`load_layout` takes a built-in name, a name found in the search p
 compiled once per process.
 
 Templates are untrusted: they run in Jinja's immutable sandbox (no ``_`` attributes, no
-mutation of values, bounded ``range`` and repetition). Undefined names and attributes
+mutation of values, bounded ``range`` and repetition) under the time and size limits of
+:mod:`layouts.limits` (``RenderContext.limits``, by default from
+``FEEDCAST_LAYOUT_TIME_LIMIT`` / ``FEEDCAST_LAYOUT_MAX_OUTPUT``). Undefined names and attributes
 render empty (``item.missing.deeper`` included); unsafe attribute access, runtime errors
 and syntax errors become :class:`LayoutError` naming the file and the line.
 """
@@ -115,13 +119,14 @@ from jinja2 import (
 )
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
 from feedcast.errors import InvalidValue, LayoutError
 from feedcast.models import Button, Card, Item, Message, Module
 from layouts import filters
 from layouts.html import plain_text
+from layouts.limits import LimitExceeded, MeteredSandbox, RenderLimits, current, metering
+from layouts.text import text_direction
 
 __all__ = [
     "EMAIL_TEXT_TEMPLATE",
@@ -193,6 +198,7 @@ class RenderContext:
     link: LinkHook = identity_link
     now: datetime | None = None
     unsubscribe_url: str | None = None
+    limits: RenderLimits | None = None  # None: FEEDCAST_LAYOUT_TIME_LIMIT / _MAX_OUTPUT or defaults
 
     def __post_init__(self) -> None:
         filters.parse_timezone(self.timezone)  # InvalidValue when unknown
@@ -461,11 +467,10 @@ class _Loader(BaseLoader):
         return sorted(self._sources)
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """Jinja's immutable sandbox, stricter: unsafe attributes raise at once, and
-    ``*`` / ``**`` cannot build huge values."""
-
-    intercepted_binops = frozenset({"*", "**"})
+class _Sandbox(MeteredSandbox):
+    """Jinja's immutable sandbox, stricter: unsafe attributes raise at once, ``*`` /
+    ``**`` cannot build huge values, and every render runs under the time and size
+    limits of :mod:`layouts.limits`."""
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
@@ -518,6 +523,7 @@ def _environment(sources: Mapping[str, tuple[str, str]]) -> Environment:
         cache_size=-1,
     )
     env.filters.update(filters.FILTERS)
+    env.meter_filters()
     env.policies["json.dumps_function"] = _json_dumps
     env.policies["json.dumps_kwargs"] = {}
     return env
@@ -747,8 +753,18 @@ class _Builder:
     def _append(self, module: Module) -> str:
         if module.kind == "text" and not module.text and not module.buttons:
             return ""
+        self._count(module)
         self.modules.append(module)
         return ""
+
+    @staticmethod
+    def _count(module: Module) -> None:
+        """The module's text joins the message: held to the output limit."""
+        meter = current()
+        if meter is not None:
+            meter.written(module.text or "")
+            for card in module.cards:
+                meter.written(card.title + (card.subtitle or ""))
 
     def text(
         self, body: object = None, buttons: object = (), caller: Callable[[], object] | None = None
@@ -863,9 +879,11 @@ class _Builder:
                 collected.append(entry)
         intro = self._body("cards", body, None)
         if collected:
-            self.modules.append(
-                Module("cards", text=intro or None, cards=tuple(collected), buttons=self._buttons(buttons))
+            module = Module(
+                "cards", text=intro or None, cards=tuple(collected), buttons=self._buttons(buttons)
             )
+            self._count(module)
+            self.modules.append(module)
         return ""
 
     def set_subject(self, value: object = None) -> str:
@@ -874,7 +892,12 @@ class _Builder:
 
     def payload(self, value: object = None) -> str:
         self._enter("payload")
-        self.modules.append(Module("text", text=_json_dumps(value)))
+        meter = current()
+        if meter is not None:
+            meter.value(value, new=False)  # refuses what would write out too large
+        module = Module("text", text=_json_dumps(value))
+        self._count(module)
+        self.modules.append(module)
         return ""
 
     def finish(self, output: str) -> tuple[Module, ...]:
@@ -892,6 +915,7 @@ class _Builder:
 # ------------------------------------------------------------------------------- render
 
 _RENDER_ERRORS = (
+    LimitExceeded,
     TemplateError,
     _Misuse,
     TypeError,
@@ -915,7 +939,9 @@ def _where(exc: BaseException, layout: Layout, template: str) -> str:
     return where
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, layout: Layout) -> str:
+    if isinstance(exc, LimitExceeded):
+        return f"layout {layout.name!r} {exc.reason}"
     if isinstance(exc, TemplateError):
         return exc.message or type(exc).__name__
     if isinstance(exc, _Misuse):
@@ -930,15 +956,23 @@ def _run(layout: Layout, template: str, variables: Mapping[str, Any]) -> tuple[s
     env = layout.environment
     compiled = env.get_template(template)
     context = compiled.new_context(dict(variables))
+    meter = current()
     try:
         try:
-            output = env.concat(compiled.root_render_func(context))
+            chunks = []
+            for chunk in compiled.root_render_func(context):  # stops at the output limit
+                if meter is not None:
+                    meter.written(chunk)
+                chunks.append(chunk)
+            output = env.concat(chunks)
+            if meter is not None and meter.tripped is not None:  # swallowed on the way
+                raise LimitExceeded(meter.tripped)
         except Exception:
             env.handle_exception()  # re-raises, with the template lines in the traceback
     except LayoutError:
         raise
     except _RENDER_ERRORS as exc:
-        raise LayoutError(f"{_where(exc, layout, template)}: {_describe(exc)}") from exc
+        raise LayoutError(f"{_where(exc, layout, template)}: {_describe(exc, layout)}") from exc
     return str(output), context.vars
 
 
@@ -1016,13 +1050,16 @@ def render(
         "site_title": context.site_title,
         "now": now,
         "locale": str(locale),
+        "direction": _direction(locale, chosen),
         "timezone": context.timezone,
         "unsubscribe_url": _safe_url(context.unsubscribe_url, _BUTTON_SCHEMES),
     }
     groups = [[i] for i in range(len(chosen))] if layout.per == "item" else [list(range(len(chosen)))]
     messages = []
-    with filters.using(locale, tz):
+    limits = context.limits or RenderLimits.from_env()
+    with filters.using(locale, tz), metering(limits) as meter:
         for group in groups:
+            meter.new_message()
             variables: dict[str, Any] = {**common, "items": [views[i] for i in group]}
             if layout.per == "item":
                 variables["item"] = views[group[0]]
@@ -1036,6 +1073,14 @@ def render(
             modules, subject = rendered
             messages.append(Message(format=fmt, modules=modules, subject=subject, item_keys=keys))
     return messages
+
+
+def _direction(locale: Any, items: Sequence[Item]) -> str:
+    """``rtl`` for a right-to-left locale or items written mostly in right-to-left
+    scripts (an Arabic feed previewed in ``en``), ``ltr`` otherwise."""
+    if locale.character_order == "right-to-left":
+        return "rtl"
+    return text_direction(*(part for item in items for part in (item.title, item.summary)))
 
 
 def _render_one(

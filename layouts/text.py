@@ -11,13 +11,27 @@ from __future__ import annotations
 import unicodedata
 from typing import Literal
 
-__all__ = ["cut_point", "is_grapheme_boundary", "truncate_text", "utf16_len"]
+__all__ = ["cut_point", "is_grapheme_boundary", "text_direction", "truncate_text", "utf16_len"]
 
 Unit = Literal["chars", "utf16"]
 
 _ZWJ = "\u200d"
 # how much of the budget a word cut may give up before a grapheme cut is preferred
 _WORD_SLACK = 3  # at most a third
+
+
+def text_direction(*texts: str | None) -> Literal["rtl", "ltr"]:
+    """``rtl`` when most letters of ``texts`` are of right-to-left scripts (Arabic,
+    Hebrew, Syriac, Thaana, N'Ko ...), ``ltr`` otherwise (also when there is no letter)."""
+    rtl = ltr = 0
+    for text in texts:
+        for ch in text or "":
+            kind = unicodedata.bidirectional(ch)
+            if kind in ("R", "AL"):
+                rtl += 1
+            elif kind == "L":
+                ltr += 1
+    return "rtl" if rtl > ltr else "ltr"
 
 
 def utf16_len(text: str) -> int:

@@ -3,7 +3,10 @@
 The ``httpx.AsyncClient`` is always passed in (tests hand in one pointed at a local
 server or with a ``MockTransport``); :func:`make_client` builds the default one.
 Redirects are followed here, hop by hop, so every hop passes the address guard and
-we know whether the whole chain was permanent (the stored URL is then updated).
+we know whether the whole chain was permanent (the stored URL is then updated). The
+guard itself is :mod:`feedcast.netguard`: the client's connections resolve each host
+once, check every address and connect to a checked one (no DNS rebinding between the
+check and the connection); the address actually connected to is checked again.
 Bodies are decompressed here too, in bounded steps, so a gzip bomb stops at the size
 limit instead of inflating a whole network read at once; the request deadline covers
 the whole chain of hops.
@@ -15,7 +18,6 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import os
 import socket
 import time
 import zlib
@@ -28,6 +30,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from feedcast.errors import BlockedAddress, FetchError, Gone, HttpStatus, RateLimited, TooLarge
+from feedcast.netguard import AddressPolicy, GuardedTransport, allow_private_networks
 
 __all__ = [
     "FetchLimits",
@@ -89,44 +92,21 @@ class FetchResponse:
         return self.headers.get("last-modified")
 
 
-def allow_private_networks() -> bool:
-    """``FEEDCAST_ALLOW_PRIVATE_NETWORKS=1`` lifts the SSRF guard (tests, demo, benchmarks)."""
-    return os.environ.get("FEEDCAST_ALLOW_PRIVATE_NETWORKS", "").strip().lower() in {"1", "true", "yes"}
-
-
-def make_client(limits: FetchLimits | None = None) -> httpx.AsyncClient:
-    """The default client: pooled connections, compression, explicit timeouts."""
+def make_client(
+    limits: FetchLimits | None = None, *, policy: AddressPolicy | None = None
+) -> httpx.AsyncClient:
+    """The default client: pooled connections through the address guard (``policy``,
+    else the environment's), compression, explicit timeouts, no proxy, no redirects."""
     limits = limits or FetchLimits()
+    pool = httpx.Limits(
+        max_connections=limits.max_connections, max_keepalive_connections=limits.max_connections
+    )
     return httpx.AsyncClient(
+        transport=GuardedTransport(policy=policy, limits=pool),
         headers={"User-Agent": USER_AGENT, "Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING},
         timeout=httpx.Timeout(limits.read_timeout, connect=limits.connect_timeout),
-        limits=httpx.Limits(
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_connections,
-        ),
         follow_redirects=False,
         trust_env=False,
-    )
-
-
-def _blocked_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-        or not ip.is_global
-    )
-
-
-def _blocked(host: str) -> BlockedAddress:
-    return BlockedAddress(
-        f"refused to fetch {host}: private, loopback or link-local address "
-        "(set FEEDCAST_ALLOW_PRIVATE_NETWORKS=1 to allow)"
     )
 
 
@@ -163,7 +143,11 @@ class _Budget:
 class Fetcher:
     """Fetches documents with per-host concurrency, validators and guards.
 
-    ``resolve`` replaces the DNS lookup of the address guard (tests; a caching resolver).
+    Each hop's URL is checked before it is requested (scheme, and a refused address or
+    ``localhost`` written as the host); the client built by :func:`make_client` then
+    resolves the name once per connection, checks every address and connects to a
+    checked one. ``resolve`` adds a DNS check before the request (a transport that does
+    not connect, such as ``httpx.MockTransport`` in tests; a caching resolver).
     """
 
     def __init__(
@@ -176,10 +160,12 @@ class Fetcher:
     ) -> None:
         self.client = client
         self.limits = limits or FetchLimits()
-        self.allow_private = allow_private_networks() if allow_private is None else allow_private
-        self.resolve: Resolver = resolve or system_resolve
+        env = AddressPolicy.from_env()
+        self.policy = env if allow_private is None else AddressPolicy(allow_private, env.allowed)
+        self.allow_private = self.policy.allow_private
+        self.resolve: Resolver | None = resolve
         self._hosts: dict[str, asyncio.Semaphore] = {}
-        self._resolved: dict[str, bool] = {}
+        self._resolved: dict[str, BlockedAddress | None] = {}
 
     async def _check_address(self, url: str) -> None:
         try:
@@ -194,23 +180,28 @@ class Fetcher:
             raise FetchError("URL has no host")
         if self.allow_private:
             return
-        if host == "localhost" or host.endswith(".localhost"):  # RFC 6761: always loopback
-            raise _blocked(host)
-        cached = self._resolved.get(host)
-        if cached is None:
+        self.policy.check_host(host, action="fetch")
+        if self.resolve is None:
+            return  # the guarded client resolves and checks when it connects
+        if host not in self._resolved:
             addresses = await self._addresses(host, port or (443 if parts.scheme == "https" else 80))
-            cached = any(_blocked_ip(a) for a in addresses)
-            self._resolved[host] = cached
-        if cached:
-            raise _blocked(host)
+            try:
+                self.policy.check_addresses(host, addresses, action="fetch")
+                self._resolved[host] = None
+            except BlockedAddress as exc:
+                self._resolved[host] = exc
+        refused = self._resolved[host]
+        if refused is not None:
+            raise BlockedAddress(str(refused))
 
-    async def _addresses(self, host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    async def _addresses(self, host: str, port: int) -> list[str]:
+        assert self.resolve is not None
         try:
-            return [ipaddress.ip_address(host)]
+            return [str(ipaddress.ip_address(host))]
         except ValueError:
             pass
         try:
-            addresses = [ipaddress.ip_address(a) for a in await self.resolve(host, port)]
+            addresses = [str(ipaddress.ip_address(a)) for a in await self.resolve(host, port)]
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise FetchError(f"cannot resolve host {host}: {reason}") from None
@@ -219,8 +210,8 @@ class Fetcher:
         return addresses
 
     def _check_peer(self, response: httpx.Response, url: str) -> None:
-        """The address actually connected to, against the guard: the lookup in
-        :meth:`_check_address` and the client's own can differ (DNS rebinding)."""
+        """The address actually connected to, against the guard once more (a client
+        that is not guarded, a transport that connects by itself)."""
         stream = response.extensions.get("network_stream")
         peer = stream.get_extra_info("server_addr") if stream is not None else None
         if not peer:
@@ -229,8 +220,8 @@ class Fetcher:
             ip = ipaddress.ip_address(peer[0])
         except ValueError:
             return
-        if _blocked_ip(ip):
-            raise _blocked(f"{urlsplit(url).hostname} (connected to {ip})")
+        if not self.policy.permits(ip):
+            raise self.policy.blocked(urlsplit(url).hostname or "?", ip, action="fetch")
 
     def _host_slot(self, url: str) -> asyncio.Semaphore:
         host = urlsplit(url).netloc.lower()
@@ -305,6 +296,10 @@ class Fetcher:
             raise FetchError("timed out waiting for the server") from None
         except httpx.InvalidURL as exc:  # also raised by httpx for a malformed Location
             raise FetchError(f"invalid URL (in the request or a redirect): {exc}") from None
+        except httpx.ConnectError as exc:
+            if str(exc).startswith("cannot resolve host"):  # the guarded backend's lookup
+                raise FetchError(str(exc)) from None
+            raise FetchError(f"connection failed: {type(exc).__name__}: {exc}") from None
         except httpx.HTTPError as exc:
             raise FetchError(f"connection failed: {type(exc).__name__}: {exc}") from None
 

@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from channels.base import ChannelError, Outcome, Recipient, Result, Secrets, SendContext
+from channels.base import ChannelError, Outcome, Recipient, Result, Secrets, SendContext, is_secret_ref
 from channels.ratelimit import RateGate
-from channels.webhook import WebhookChannel, classify, sign, verify
+from channels.webhook import WebhookChannel, classify, sign, token_in_url, verify
 from feedcast.errors import InvalidValue
 from feedcast.models import Message, Module, ProviderCall
 from feedcast.sandbox.asgi import AsgiServer
@@ -56,8 +56,11 @@ def run(factory: Callable[[httpx.AsyncClient], Awaitable[T]]) -> T:
 
 
 def channel(url: str, fmt: str, *, environ: dict[str, str] | None = None, **options: str) -> WebhookChannel:
+    environ = dict(environ or {})
+    if not is_secret_ref(url) and token_in_url(url):  # a URL with a token is taken only as env:VAR
+        environ["HOOK_URL_WITH_TOKEN"], url = url, "env:HOOK_URL_WITH_TOKEN"
     settings = WebhookChannel.validate_settings({"url": url, "format": fmt, **options})
-    return WebhookChannel("hook", settings, secrets=Secrets(environ or {}))
+    return WebhookChannel("hook", settings, secrets=Secrets(environ))
 
 
 async def send_all(

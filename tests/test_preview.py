@@ -5,6 +5,7 @@ Chromium screenshot of the HTML page."""
 from __future__ import annotations
 
 import colorsys
+import html
 import json
 import os
 import re
@@ -641,3 +642,73 @@ def test_headless_chromium_screenshot(cli: Cli, tmp_path: Path, layout: str, kin
     colours = {row[i : i + 3] for row in rows for i in range(0, len(row), bpp * 4)}
     assert len(colours) > 50, f"a blank screenshot? {len(colours)} colours in {len(rows)} rows"
     assert len(set(rows)) > 5
+
+
+# --------------------------------------------------------------------------- right to left
+
+ARABIC_FEED = Path(__file__).parent / "data" / "corpus" / "feeds" / "bbc_arabic.xml"  # Apache-2.0
+FSI, PDI, RLM = "\u2068", "\u2069", "\u200f"
+
+
+@pytest.fixture(scope="module")
+def arabic_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """BBC Arabic (tests/data/corpus, Apache-2.0) as a source, served on loopback."""
+    db = tmp_path_factory.mktemp("arabic") / "arabic.duckdb"
+    with SampleServer() as server:
+        server.put("/ar.xml", ARABIC_FEED.read_text(encoding="utf-8"), "application/atom+xml")
+        assert _run(db, "source", "add", "bbc", server.base_url + "/ar.xml") == 0
+        yield db
+
+
+def _arabic_page(db: Path, tmp_path: Path, kind: str, locale: str = "ar") -> str:
+    page = tmp_path / f"ar-{kind}.html"
+    assert _run(db, "preview", "--source", "bbc", "--layout", "digest", "--channel-kind", kind,
+                "--locale", locale, "--limit", "3", "--html", str(page)) == 0  # fmt: skip
+    return page.read_text(encoding="utf-8")
+
+
+def test_a_right_to_left_preview_is_marked_up_as_such(arabic_db: Path, tmp_path: Path) -> None:
+    page = _arabic_page(arabic_db, tmp_path, "telegram")
+    assert '<html lang="ar">' in page and '<header class="top" lang="en">' in page
+    assert '<div class="body" dir="rtl">' in page  # the message, though it starts with "BBCArabic.com"
+    assert "<div class='item-title' dir='auto'>" in page and "<bdi>2015-09-11</bdi>" in page
+    # the layout's dates are isolated (FSI ... PDI), so they keep their order next to Latin text
+    assert f"{FSI}11{RLM}/09{RLM}/2015{PDI}" in page
+    email = _arabic_page(arabic_db, tmp_path, "email")
+    assert 'dir="rtl"' in html.unescape(email)  # the email document itself (in the frame's srcdoc)
+    english = _arabic_page(arabic_db, tmp_path, "email", locale="en")  # Arabic items, English dates
+    assert 'lang="en" dir="rtl"' in html.unescape(english) and FSI not in english
+
+
+# the Telegram text of the first message: its computed direction, and where its first
+# date's day and year are drawn (an Arabic date reads right to left: the day on the right)
+_DATE_JS = """(() => {
+  const body = d.querySelector('.message .tg-text');
+  const walker = d.createTreeWalker(body, NodeFilter.SHOW_TEXT);
+  let node, at = -1;
+  while ((node = walker.nextNode())) {  // the first date of an item (2015), not the header's
+    at = node.data.indexOf('\\u2068');
+    if (at >= 0 && node.data.indexOf('2015', at) > at) break;
+  }
+  const x = (from, n) => { const r = d.createRange(); r.setStart(node, from); r.setEnd(node, from + n);
+                           return r.getBoundingClientRect().left; };
+  const year = node.data.indexOf('2015', at);
+  return {lang: d.documentElement.lang, direction: w.getComputedStyle(body).direction,
+          day_x: x(at + 1, 2), year_x: x(year, 4)};
+})()"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [390, 1200])
+def test_a_right_to_left_preview_reads_right_in_chromium(arabic_db: Path, tmp_path: Path, width: int) -> None:
+    from tests.chromium import open_in_chromium, probe
+
+    page = tmp_path / "ar.html"
+    page.write_text(_arabic_page(arabic_db, tmp_path, "telegram"), encoding="utf-8")
+    found = probe(page, tmp_path, width, _DATE_JS)
+    assert found["inner"] == width and found["scroll"] <= width and found["wide"] == [], found
+    assert found["lang"] == "ar" and found["direction"] == "rtl"
+    assert found["day_x"] > found["year_x"], found  # 11/09/2015 read from the right, not "112015/09/"
+    if keep := os.environ.get("FEEDCAST_KEEP_SCREENSHOTS"):
+        open_in_chromium(tmp_path / f"probe-{width}.html", tmp_path, f"--window-size={max(width, 500)},1400",
+                         "--hide-scrollbars", f"--screenshot={Path(keep) / f'preview-arabic-{width}.png'}")  # fmt: skip

@@ -20,7 +20,11 @@ __all__ = ["SANDBOX_ENV", "Sandbox", "SandboxPorts"]
 
 TELEGRAM_TOKEN = "100001:SANDBOX-telegram-bot-token"  # noqa: S105 - public sandbox value
 PAGE_TOKEN = "SANDBOX-messenger-page-token"  # noqa: S105 - public sandbox value
-SANDBOX_ENV = {"SANDBOX_TELEGRAM_TOKEN": TELEGRAM_TOKEN, "SANDBOX_PAGE_TOKEN": PAGE_TOKEN}
+SANDBOX_ENV = {
+    "SANDBOX_TELEGRAM_TOKEN": TELEGRAM_TOKEN,
+    "SANDBOX_PAGE_TOKEN": PAGE_TOKEN,
+    "FEEDCAST_ALLOW_PRIVATE_NETWORKS": "1",  # the emulators are on loopback: the address guard lets them be
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,12 +129,30 @@ class ReportData:
     totals: dict[str, Any]
     campaigns: Rows  # campaign_report rows, newest first
     timeline: Rows  # bucket, channel, status, deliveries
-    bucket: str  # 'hour' or 'day'
+    bucket: str  # the timeline's buckets: 'minute', 'hour', 'day' or 'week' (see _bucket)
     top_items: Rows  # item, url, clicks, unique_clickers, campaigns
     failures: Rows  # status, channel_kind, error_code, error, deliveries
     sources: Rows  # source_health rows
     activity: Rows  # automation_activity rows, newest day first
     campaigns_total: int = 0  # campaigns in the window (``campaigns`` holds at most the limit)
+
+
+_MINUTE_US, _HOUR_US, _DAY_US = 60_000_000, 3_600_000_000, 86_400_000_000
+_MONDAY_US = 4 * _DAY_US  # 1970-01-05, a Monday: weeks start on Mondays
+
+
+def _bucket(span_seconds: float | None) -> tuple[str, int, int]:
+    """The timeline's bucket for a span of activity, so that a chart has a readable number
+    of columns (at most about 180): minutes up to 3 hours, hours up to 7 days, days up to
+    26 weeks, weeks beyond. ``(name, size, offset)`` in microseconds (UTC)."""
+    span = span_seconds or 0.0
+    if span <= 3 * 3600:
+        return "minute", _MINUTE_US, 0
+    if span <= 7 * 86400:
+        return "hour", _HOUR_US, 0
+    if span <= 182 * 86400:
+        return "day", _DAY_US, 0
+    return "week", 7 * _DAY_US, _MONDAY_US
 
 
 class ReportStore:
@@ -217,19 +235,22 @@ class ReportStore:
                 f"SELECT * FROM ({ACTIVITY_SQL.format(relation='scope_report')})"
                 " ORDER BY day DESC, automation LIMIT 60"
             )
+            # from the first campaign to the last outcome of a delivery: the timeline's span
+            span = rows(
+                "SELECT epoch(max(created_at + to_seconds(coalesce(duration_s, 0))) - min(created_at)) AS s"
+                " FROM scope_report"
+            )[0]["s"]
         for key in ("deliveries", "sent", "failed", "skipped", "pending", "clicks", "unique_clickers",
                     "unsubscribes_7d"):  # fmt: skip
             totals[key] = int(totals[key])  # sums are HUGEINT: plain ints for JSON
         sent = totals["sent"]
         totals["click_rate"] = totals["unique_clickers"] / sent if sent else None
-        first, last = totals["first_campaign_at"], totals["last_campaign_at"]
-        bucket = "hour" if first is None or (last - first).total_seconds() <= 3 * 86400 else "day"
-        step = 3_600_000_000 if bucket == "hour" else 86_400_000_000  # UTC buckets, in microseconds
+        bucket, step, offset = _bucket(span)
         # (integer arithmetic: 4x faster than date_trunc over timezone() on 10 M rows)
         timeline = self._rows(
             f"""
-            SELECT make_timestamp(epoch_us(coalesce(d.updated_at, d.sent_at, d.queued_at)) // {step} * {step})
-                       AS bucket,
+            SELECT make_timestamp((epoch_us(coalesce(d.updated_at, d.sent_at, d.queued_at)) - {offset})
+                                  // {step} * {step} + {offset}) AS bucket,
                    c.channel_name AS channel, d.status, count(*) AS deliveries
             FROM deliveries d JOIN campaigns c ON c.id = d.campaign_id
             WHERE {" AND ".join(where)}

@@ -52,14 +52,18 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from channels.base import ChannelError, Outcome, Recipient, SendContext
+from channels.base import NETWORK_ERRORS, ChannelError, Outcome, Recipient, SendContext
 from feedcast.errors import FeedcastError, InvalidValue, NotFound
 from feedcast.models import ChannelConfig, ProviderCall, Subscriber
+from feedcast.netguard import guarded_client
 from feedcast.store import Store
 from feedcast.tokens import signing_key, verify
 from feedcast.tracking import read_click_token
 
 __all__ = ["CSP", "SUBSCRIBE_KINDS", "routes"]
+
+# what a provider lookup may raise: network errors, the address guard, a bad answer
+LOOKUP_ERRORS: tuple[type[BaseException], ...] = (*NETWORK_ERRORS, ChannelError, ValueError, TimeoutError)
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +318,7 @@ class _Pages:
         channel = make_channel(config, self.environ)
         try:
             value: str | None = await asyncio.wait_for(ask(channel), LOOKUP_TIMEOUT)
-        except (ChannelError, httpx.HTTPError, httpx.InvalidURL, OSError, ValueError, TimeoutError) as exc:
+        except LOOKUP_ERRORS as exc:
             log.warning("channel %s: cannot tell its %s: %s", config.name, key, channel.error_text(exc))
             value = None
         if not value:
@@ -336,9 +340,9 @@ class _Pages:
 
     @staticmethod
     async def _messenger_page(channel: Any) -> str | None:
-        token = channel.setting("page_token")
-        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as client:
-            response = await client.get(f"{channel.api_url}/me", headers={"Authorization": f"Bearer {token}"})
+        headers = channel.auth_headers()  # ChannelError when the API URL may not carry the token
+        async with guarded_client(httpx.Timeout(10.0)) as client:
+            response = await client.get(f"{channel.api_url}/me", headers=headers)
         if response.status_code != 200:
             raise ChannelError(f"GET /me answered HTTP {response.status_code}")
         page = response.json().get("id")

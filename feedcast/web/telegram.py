@@ -29,6 +29,7 @@ from starlette.routing import BaseRoute, Route
 
 from feedcast.errors import FeedcastError, NotFound
 from feedcast.inbox.telegram import open_channel, process_update, webhook_secret
+from feedcast.netguard import guarded_client
 from feedcast.store import Store
 from feedcast.tokens import signing_key
 
@@ -57,7 +58,7 @@ def routes(store: Store, environ: Mapping[str, str] | None = None) -> list[BaseR
     async def _process(name: str, update: dict[str, Any]) -> None:
         try:
             channel = open_channel(store, name, environ)
-            async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)) as client:
+            async with guarded_client(httpx.Timeout(30.0, connect=10.0)) as client:
                 await channel.open(client)
                 try:
                     if name not in usernames:
