@@ -7,11 +7,14 @@ and exits 2; a busy or broken database exits 1; never a traceback for either.
 
 from __future__ import annotations
 
+import atexit
 import csv
 import io
 import json
 import logging
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import date, datetime, timedelta
@@ -21,14 +24,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.text import Text
 
 from feedcast import watch
-from feedcast.errors import FeedcastError, UserError
+from feedcast.errors import FeedcastError, NotFound, UserError
 from feedcast.models import Source
 from feedcast.store import PollSummary, Store, default_db_path
+from feedcast.terminal import console, human_duration, json_literal, literal, print_fields, print_table
 
 __all__ = ["app", "main"]
 
@@ -43,8 +46,10 @@ app = typer.Typer(
 source_app = typer.Typer(help="Register and manage content sources.", no_args_is_help=True)
 app.add_typer(source_app, name="source")
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# text from outside (titles, URLs, errors, names) is printed literally: these consoles
+# parse no markup or emoji codes and escape control characters (feedcast.terminal)
+out = console()
+err = console(stderr=True)
 
 
 class Format(StrEnum):
@@ -60,10 +65,31 @@ class SqlFormat(StrEnum):
 
 class State:
     db: Path = default_db_path()
+    missing: bool = False  # this command read a stand-in: there is no database at db yet
+    _empty: Path | None = None
 
     @classmethod
     def store(cls) -> Store:
+        """The database, created if missing: for commands that add something."""
         return Store(cls.db)
+
+    @classmethod
+    def reader(cls) -> Store:
+        """The database for a command that reads, or needs what an earlier command made.
+        When there is none yet, an empty stand-in in a temporary folder: lists are empty,
+        names are not found, and no file appears at ``db``."""
+        if cls.db.exists():
+            return Store(cls.db)
+        cls.missing = True
+        if cls._empty is None:
+            folder = Path(tempfile.mkdtemp(prefix="feedcast-empty-"))
+            atexit.register(shutil.rmtree, folder, True)
+            cls._empty = folder / "empty.duckdb"
+        return Store(cls._empty)
+
+    @classmethod
+    def no_database(cls) -> str:
+        return f"no database at {cls.db} yet (`feedcast source add NAME URL` creates it)"
 
 
 FormatOpt = Annotated[Format, typer.Option("--format", help="Output format.")]
@@ -78,6 +104,7 @@ def _root(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each fetch.")] = False,
 ) -> None:
     State.db = db
+    State.missing = False
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -103,34 +130,28 @@ def _plain(value: Any) -> Any:
 
 
 def _print_json(value: Any) -> None:
-    out.print_json(json.dumps(_plain(value), ensure_ascii=False), highlight=False)
+    out.print(Text(json_literal(json.dumps(_plain(value), ensure_ascii=False, indent=2))))
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(value, timedelta):
-        return _human_duration(value)
-    return str(_plain(value))
+_human_duration = human_duration
 
 
-def _human_duration(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+def _table(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    title: str | None = None,
+    *,
+    optional: Sequence[str] = (),
+    full: str | None = "--format json",
+) -> None:
+    """Every list: one line per row, cut to the terminal's width, ``optional`` columns
+    hidden first on a narrow one, or one record after the other (feedcast.terminal)."""
+    print_table(out, columns, rows, title=title, optional=optional, full=full, notes=err)
 
 
-def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
-    table = Table(title=title, show_lines=False, header_style="bold")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*(_cell(v) for v in row))
-    out.print(table)
+def _fields(fields: Sequence[tuple[str, Any]], title: str | None = None) -> None:
+    """Every show view: a field / value table, long values wrapped."""
+    print_fields(out, fields, title=title)
 
 
 def _source_dict(s: Source) -> dict[str, Any]:
@@ -176,15 +197,16 @@ def source_add(
     if fmt == Format.json:
         _print_json({"source": _source_dict(source), "poll": asdict(summary) if summary else None})
         return
+    added = Text.assemble("added ", (literal(source.name), "bold"), ": ")
     if summary is None:
-        out.print(f"added [bold]{source.name}[/]: {source.url} (not fetched yet)")
+        out.print(added.append(f"{literal(source.url)} (not fetched yet)"))
     elif summary.error:
-        out.print(f"added [bold]{source.name}[/]: {source.url}")
+        out.print(added.append(literal(source.url)))
         err.print(f"warning: first fetch failed: {summary.error} (will retry)")
     else:
         detail = f"{source.kind}" + (f" ({source.format})" if source.format else "")
         backfilled = f", {summary.new} counted as new (--backfill)" if summary.new else ""
-        out.print(f"added [bold]{source.name}[/]: {detail}, {summary.items} items in baseline{backfilled}")
+        out.print(added.append(literal(f"{detail}, {summary.items} items in baseline{backfilled}")))
         if source.site_url:
             out.print(f"  feed discovered on {source.site_url}: {source.url}")
 
@@ -202,7 +224,7 @@ def _parse_selectors(values: Sequence[str]) -> dict[str, str] | None:
 @source_app.command("list")
 def source_list(fmt: FormatOpt = Format.table) -> None:
     """List sources with their health."""
-    sources = State.store().list_sources()
+    sources = State.reader().list_sources()
     if fmt == Format.json:
         _print_json([_source_dict(s) for s in sources])
         return
@@ -226,38 +248,39 @@ def source_list(fmt: FormatOpt = Format.table) -> None:
             ]
             for s in sources
         ],
+        optional=["next poll", "every", "kind", "errors", "last poll"],
     )
 
 
 @source_app.command("show")
 def source_show(name: str, fmt: FormatOpt = Format.table) -> None:
     """Show one source."""
-    source = State.store().get_source(name)
+    source = State.reader().get_source(name)
     data = _source_dict(source)
     if fmt == Format.json:
         _print_json(data)
         return
-    _table(["field", "value"], [[k, v] for k, v in data.items()], title=f"source {name}")
+    _fields(list(data.items()), title=f"source {name}")
 
 
 @source_app.command("remove")
 def source_remove(name: str) -> None:
     """Remove a source with its items and fetch log."""
-    removed = State.store().remove_source(name)
+    removed = State.reader().remove_source(name)
     out.print(f"removed {name} ({removed} items)")
 
 
 @source_app.command("pause")
 def source_pause(name: str) -> None:
     """Stop polling a source (its items stay)."""
-    State.store().set_source_status(name, "paused")
+    State.reader().set_source_status(name, "paused")
     out.print(f"paused {name}")
 
 
 @source_app.command("resume")
 def source_resume(name: str) -> None:
     """Poll a paused or failing source again, starting now."""
-    State.store().set_source_status(name, "active")
+    State.reader().set_source_status(name, "active")
     out.print(f"resumed {name}")
 
 
@@ -297,13 +320,13 @@ def poll_command(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Fetch due sources and record new and changed items."""
-    store = State.store()
+    store = State.reader()
     show_progress = fmt == Format.table and err.is_terminal
     with Progress(
         TextColumn("polling"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[last]}"),
+        TextColumn("{task.fields[last]}", markup=False),
         TimeElapsedColumn(),
         console=err,
         disable=not show_progress,
@@ -353,7 +376,7 @@ def items_command(
     """Show the newest items."""
     if limit < 1:
         raise UserError("--limit must be at least 1")
-    rows = State.store().items(source, limit)
+    rows = State.reader().items(source, limit)
     if fmt == Format.json:
         _print_json(rows)
         return
@@ -371,6 +394,7 @@ def items_command(
             ]
             for r in rows
         ],
+        optional=["availability", "published", "id"],
     )
 
 
@@ -380,7 +404,7 @@ def sql_command(
     fmt: Annotated[SqlFormat, typer.Option("--format", help="table, csv or json.")] = SqlFormat.table,
 ) -> None:
     """Run a read-only SQL query on the data (DuckDB dialect)."""
-    columns, rows = State.store().query(query)
+    columns, rows = State.reader().query(query)
     if fmt == SqlFormat.json:
         _print_json(rows)
     elif fmt == SqlFormat.csv:
@@ -388,9 +412,11 @@ def sql_command(
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(columns)
         writer.writerows([[_plain(r[c]) for c in columns] for r in rows])
-        sys.stdout.write(buffer.getvalue())
+        text = buffer.getvalue()
+        # to a file or pipe the data as it is; on a terminal its control characters shown
+        sys.stdout.write(literal(text, newlines=True) if sys.stdout.isatty() else text)
     else:
-        _table(columns, [[r[c] for c in columns] for r in rows])
+        _table(columns, [[r[c] for c in columns] for r in rows], full="--format csv or json")
 
 
 @app.command("preview")
@@ -445,7 +471,7 @@ def preview_command(
     """
     from feedcast.preview import CHANNEL_KINDS, build_preview, preview_html, print_preview
 
-    store = State.store()
+    store = State.reader()
     if automation is not None:
         from feedcast.delivery import make_channel
 
@@ -488,8 +514,12 @@ def preview_command(
 @app.command("demo")
 def demo_command(
     demo_db: Annotated[
-        Path, typer.Option("--demo-db", help="Scratch database for the demo (recreated each run).")
-    ] = Path("feedcast-demo.duckdb"),
+        Path,
+        typer.Option(
+            "--demo-db",
+            help="Scratch database for the demo (recreated each run); its other files go beside it.",
+        ),
+    ] = Path(".feedcast/demo/feedcast-demo.duckdb"),
     keep: Annotated[bool, typer.Option("--keep", help="Keep serving the samples until Ctrl-C.")] = False,
 ) -> None:
     """Run the pipeline end to end on bundled samples served on loopback."""
@@ -513,6 +543,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         # standalone: usage errors print the usage and exit 2, as every click program
         app(args=list(argv) if argv is not None else None, prog_name="feedcast")
+    except SystemExit as exc:
+        if State.missing and exc.code in (0, None):
+            err.print(Text(f"note: {State.no_database()}; this showed an empty one", style="dim"))
+        raise
+    except NotFound as exc:
+        hint = f" ({State.no_database()})" if State.missing else ""
+        err.print(f"error: {exc}{hint}", highlight=False, markup=False)
+        raise SystemExit(2) from None
     except UserError as exc:
         err.print(f"error: {exc}", highlight=False, markup=False)
         raise SystemExit(2) from None

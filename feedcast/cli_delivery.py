@@ -4,15 +4,27 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
-from feedcast.cli import Format, FormatOpt, State, _print_json, _table, app, err, out
+from feedcast.cli import Format, FormatOpt, State, _fields, _print_json, _table, app, err, out
 from feedcast.errors import FeedcastError, InvalidValue, UserError
 from feedcast.models import SUBSCRIBER_STATUSES, Automation, ChannelConfig, NewSubscriber, Subscriber
 
@@ -129,7 +141,7 @@ def channel_kinds(fmt: FormatOpt = Format.table) -> None:
 @channel_app.command("list")
 def channel_list(fmt: FormatOpt = Format.table) -> None:
     """List channels (secrets shown as their env:VAR reference)."""
-    channels = State.store().list_channels()
+    channels = State.reader().list_channels()
     if fmt == Format.json:
         _print_json([_channel_dict(c) for c in channels])
         return
@@ -154,21 +166,18 @@ def channel_list(fmt: FormatOpt = Format.table) -> None:
 @channel_app.command("show")
 def channel_show(name: str, fmt: FormatOpt = Format.table) -> None:
     """Show one channel."""
-    data = _channel_dict(State.store().get_channel(name))
+    data = _channel_dict(State.reader().get_channel(name))
     if fmt == Format.json:
         _print_json(data)
         return
     settings = data.pop("settings")
-    _table(
-        ["field", "value"],
-        [*[[k, v] for k, v in data.items()], *[[f"settings.{k}", v] for k, v in settings.items()]],
-    )
+    _fields([*data.items(), *[(f"settings.{k}", v) for k, v in settings.items()]])
 
 
 @channel_app.command("remove")
 def channel_remove(name: str) -> None:
     """Remove a channel and its subscribers (its campaigns stay in the history)."""
-    removed = State.store().remove_channel(name)
+    removed = State.reader().remove_channel(name)
     out.print(f"removed channel {name} and {removed} subscriber(s)", markup=False)
 
 
@@ -183,7 +192,7 @@ def channel_test(
     from channels.base import Outcome
     from feedcast.delivery import check_channel, send_test
 
-    store = State.store()
+    store = State.reader()
     out.print(check_channel(store, name), markup=False)
     if to is not None or store.get_channel(name).kind == "webhook":
         if to is None and store.get_channel(name).kind == "webhook":
@@ -215,7 +224,7 @@ def subscriber_add(
     """Subscribe a recipient to a channel."""
     from feedcast.delivery import make_channel
 
-    store = State.store()
+    store = State.reader()
     address = make_channel(store.get_channel(channel)).validate_recipient(recipient)
     store.add_subscribers(channel, [NewSubscriber(address, tuple(tag or ()), name)], update=False)
     out.print(f"subscribed {address} to {channel}", markup=False)
@@ -240,7 +249,7 @@ def subscriber_import(
     from feedcast.audience import read_subscribers_csv
     from feedcast.delivery import make_channel
 
-    store = State.store()
+    store = State.reader()
     ch = make_channel(store.get_channel(channel))
     subscribers, bad = read_subscribers_csv(file, ch, tuple(tag or ()))
     news = {s.recipient: s for s in subscribers}
@@ -272,7 +281,7 @@ def subscriber_list(
     """List subscribers."""
     if status is not None and status not in SUBSCRIBER_STATUSES:
         raise InvalidValue(f"--status must be one of {', '.join(SUBSCRIBER_STATUSES)}")
-    subs = State.store().list_subscribers(channel, status=status, tag=tag, limit=limit)
+    subs = State.reader().list_subscribers(channel, status=status, tag=tag, limit=limit)
     if fmt == Format.json:
         _print_json([_subscriber_dict(s) for s in subs])
         return
@@ -285,13 +294,14 @@ def subscriber_list(
             [s.channel, s.recipient, s.status, " ".join(s.tags), s.name, s.status_reason, s.created_at]
             for s in subs
         ],
+        optional=["since", "reason", "tags"],
     )
 
 
 @subscriber_app.command("remove")
 def subscriber_remove(channel: str, recipient: str) -> None:
     """Delete a subscriber (their deliveries stay in the history)."""
-    State.store().remove_subscriber(channel, recipient)
+    State.reader().remove_subscriber(channel, recipient)
     out.print(f"removed {recipient} from {channel}", markup=False)
 
 
@@ -420,7 +430,7 @@ def automation_add(
         message_tag=message_tag,
         track_clicks=track_clicks,
     )
-    automation = add_automation(State.store(), name, spec)
+    automation = add_automation(State.reader(), name, spec)
     from feedcast.automations import schedule_of
 
     out.print(
@@ -502,14 +512,14 @@ def automation_edit(
         changes.update(schedule=schedule, every=every, on_new=on_new)
     if not changes:
         raise InvalidValue("nothing to change: give the options to change (see --help)")
-    _automation, changed = edit_automation(State.store(), name, changes)
+    _automation, changed = edit_automation(State.reader(), name, changes)
     out.print(f"{name}: " + (f"changed {', '.join(changed)}" if changed else "nothing changed"), markup=False)
 
 
 @automation_app.command("list")
 def automation_list(fmt: FormatOpt = Format.table) -> None:
     """List automations."""
-    automations = State.store().list_automations()
+    automations = State.reader().list_automations()
     if fmt == Format.json:
         _print_json([_automation_dict(a) for a in automations])
         return
@@ -547,13 +557,14 @@ def automation_list(fmt: FormatOpt = Format.table) -> None:
             ]
             for a in automations
         ],
+        optional=["last campaign", "events", "audience", "layout", "next run (UTC)"],
     )
 
 
 @automation_app.command("show")
 def automation_show(name: str, fmt: FormatOpt = Format.table) -> None:
     """Show one automation, with how many items wait for its next campaign."""
-    store = State.store()
+    store = State.reader()
     automation = store.get_automation(name)
     from feedcast.automations import next_runs
 
@@ -564,31 +575,70 @@ def automation_show(name: str, fmt: FormatOpt = Format.table) -> None:
     if fmt == Format.json:
         _print_json(data)
         return
-    _table(["field", "value"], [[k, " ".join(v) if isinstance(v, tuple) else v] for k, v in data.items()])
+    _fields([(k, " ".join(v) if isinstance(v, tuple) else v) for k, v in data.items()])
 
 
 @automation_app.command("remove")
 def automation_remove(name: str) -> None:
     """Remove an automation (its campaigns stay in the history)."""
-    State.store().remove_automation(name)
+    State.reader().remove_automation(name)
     out.print(f"removed automation {name}", markup=False)
 
 
 @automation_app.command("pause")
 def automation_pause(name: str) -> None:
     """Pause an automation."""
-    State.store().set_automation_status(name, "paused")
+    State.reader().set_automation_status(name, "paused")
     out.print(f"paused {name}", markup=False)
 
 
 @automation_app.command("resume")
 def automation_resume(name: str) -> None:
     """Resume a paused automation."""
-    State.store().set_automation_status(name, "active")
+    State.reader().set_automation_status(name, "active")
     out.print(f"resumed {name}", markup=False)
 
 
 # --------------------------------------------------------------------------- send
+
+
+class _RateColumn(ProgressColumn):
+    """Deliveries a second, over the last seconds."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("–/s" if speed is None else f"{speed:,.1f}/s", style="progress.data.speed")
+
+
+@contextmanager
+def _send_bar(*, disable: bool) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr for ``feedcast send``: deliveries recorded of those to do
+    (the campaigns of one send added up), their rate, the time taken and left; and the
+    callback that moves it, each time the engine records a batch."""
+    bar = Progress(
+        TextColumn("sending"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=disable,
+        transient=True,
+    )
+    task = bar.add_task("send", total=None, visible=False)  # shown from the first count
+    earlier = [0]  # deliveries of the campaigns this send finished before the current one
+    current = [0]  # the current campaign's total
+
+    def progress(done: int, total: int) -> None:
+        if done == 0:  # a campaign starts
+            earlier[0] += current[0]
+            current[0] = total
+        bar.update(task, completed=earlier[0] + done, total=earlier[0] + total, visible=True, refresh=True)
+
+    with bar:
+        yield progress
 
 
 def _parse_at(text: str, timezone: str) -> datetime:
@@ -630,7 +680,7 @@ def send_command(
     items it has not sent yet and deliver it to every active subscriber of its audience."""
     from feedcast.delivery import BuildResult, SendSettings, send_automation
 
-    store = State.store()
+    store = State.reader()
     auto = store.get_automation(automation)
     if at is not None:
         from zoneinfo import ZoneInfo
@@ -646,21 +696,7 @@ def send_command(
         )
         return
     notes: list[BuildResult] = []
-    show_progress = fmt == Format.table and err.is_terminal
-    with Progress(
-        TextColumn("sending"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not show_progress,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("send", total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
+    with _send_bar(disable=fmt != Format.table or not err.is_terminal) as progress:
         results = send_automation(
             store,
             automation,
@@ -719,6 +755,7 @@ def send_command(
                     ]
                     for r in results
                 ],
+                optional=["seconds", "pending", "skipped", "items"],
             )
     stopped = [r for r in results if r.campaign.status == "stopped"]
     if stopped:
@@ -826,7 +863,7 @@ def run_command(
     from feedcast import watch
     from feedcast.automations import run_due
 
-    store = State.store()
+    store = State.reader()
     polled = [] if no_poll else watch.poll(store)
     results = run_due(store)
     if fmt == Format.json:
@@ -1004,11 +1041,14 @@ def export_command(
     from feedcast.config import export_config
 
     notes: list[str] = []
-    text = export_config(State.store(), notes)
+    text = export_config(State.reader(), notes)
     for note in notes:
         err.print(f"warning: {note}", markup=False)
     if output is None:
-        sys.stdout.write(text)
+        from feedcast.terminal import literal
+
+        # to a file or pipe as it is; on a terminal its control characters shown
+        sys.stdout.write(literal(text, newlines=True) if sys.stdout.isatty() else text)
         return
     try:
         output.write_text(text, encoding="utf-8")

@@ -43,7 +43,7 @@ def inbox_command(
 
     if timeout < 0:
         raise InvalidValue("--timeout must be 0 or more seconds")
-    store = State.store()
+    store = State.reader()
 
     def show(name: str, handled: Handled) -> None:
         out.print(f"{name}  {handled.line()}", markup=False, highlight=False)
@@ -104,7 +104,7 @@ def channel_replies(
     text) or builtin (the built-in text)."""
     from feedcast.replies import check_template
 
-    store = State.store()
+    store = State.reader()
     config = store.get_channel(name)
     if config.kind not in ("telegram", "messenger"):
         raise InvalidValue(
@@ -139,7 +139,7 @@ def channel_replies(
 def _show_replies(name: str, fmt: Format) -> None:
     from feedcast.replies import BUILTIN, reply_text
 
-    store = State.store()
+    store = State.reader()
     rows = []
     for kind, (template, enabled) in store.bot_replies(name).items():
         try:
@@ -199,7 +199,7 @@ def channel_webhook(
 
     if url is not None and delete:
         raise InvalidValue("give --url to set the webhook or --delete to delete it, not both")
-    store = State.store()
+    store = State.reader()
     channel = open_channel(store, name)
     target = None
     if url is not None:

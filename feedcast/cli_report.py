@@ -52,7 +52,7 @@ def report_command(
         totals_line,
     )
 
-    store = State.store()
+    store = State.reader()
     data = build_report(store, since=parse_since(since), automation=automation)
     if html_file is not None:
         page = report_html(data, database=str(store.path))
@@ -98,5 +98,9 @@ def export_history_command(
     warehouses, pandas or polars."""
     from feedcast.report import parse_since
 
-    counts = State.store().export_history(parquet, since=parse_since(since))
-    _table(["file", "rows"], [[str(parquet / f"{stem}.parquet"), f"{n:,}"] for stem, n in counts.items()])
+    counts = State.reader().export_history(parquet, since=parse_since(since))
+    _table(
+        ["file", "rows"],
+        [[str(parquet / f"{stem}.parquet"), f"{n:,}"] for stem, n in counts.items()],
+        full=None,
+    )

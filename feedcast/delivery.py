@@ -121,7 +121,9 @@ class AutomationBusy(FeedcastError):
 PER_ITEM_DEFAULT = 5  # items in one campaign of a per-item layout without --max-items
 _STATUS_OF = {"unsubscribed": "unsubscribed", "unreachable": "unreachable", "bounced": "bounced"}
 
-Progress = Callable[[int, int], None]  # (deliveries done, deliveries in the campaign)
+# (deliveries done, deliveries to do in the campaign): (0, total) first, then after each
+# batch of outcomes is recorded
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,6 +467,8 @@ def deliver(
             automation = None
     channel = make_channel(config, environ)
     engine = _Engine(store, info, config, channel, automation, settings, progress, environ)
+    if progress is not None:
+        progress(0, info.pending)  # the total up front; then after each recorded batch
     started = time.monotonic()
     # what exists now (modules, Prefect, the calls) is left out of garbage collections while
     # sending: a full collection over it stalls the event loop for tens of milliseconds,

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
 from feedcast import watch
 from feedcast.automations import run_due
@@ -29,6 +30,7 @@ from feedcast.delivery import CampaignResult, send_automation
 from feedcast.sandbox import SampleServer, sample_text
 from feedcast.sandbox.run import SANDBOX_ENV, Sandbox
 from feedcast.store import Store
+from feedcast.terminal import feedcast_command, print_table
 
 __all__ = ["run_demo"]
 
@@ -78,56 +80,52 @@ def run_demo(store: Store, console: Console, *, keep: bool = False) -> None:
         _publish_day1(server)
         _prepare(store.path.parent, server, sandbox)
         config_path = store.path.parent / "demo.yaml"
-        console.rule("[bold]day 1: feedcast apply demo.yaml (sources take a baseline)")
-        console.print(f"samples at {server.base_url}; sandbox {sandbox.urls}; database {store.path}")
+        _rule(console, "day 1: feedcast apply demo.yaml (sources take a baseline)")
+        sandboxes = ", ".join(f"{kind} {url}" for kind, url in sandbox.urls.items())
+        console.print(f"samples at {server.base_url}; sandbox: {sandboxes}; files in {store.path.parent}")
         plan = plan_config(store, load_config(config_path), config_path)
         notes = apply_config(store, plan)
         for line in plan.created:
-            console.print(f"  [green]+[/] {line}")
+            console.print(Text.assemble("  ", ("+", "green"), f" {line}"))
         for note in notes:
             console.print(f"    {note}")
 
-        console.rule("[bold]day 1: feedcast send weekly-journal (the 2 newest posts, a welcome digest)")
+        _rule(console, "day 1: feedcast send weekly-journal (the 2 newest posts, a welcome digest)")
         _table_of(console, send_automation(store, "weekly-journal"), "weekly-journal")
 
-        console.rule("[bold]day 2: the sources change; feedcast run polls them and sends what is due")
+        _rule(console, "day 2: the sources change; feedcast run polls them and sends what is due")
         _publish_day2(server)
         summaries = watch.poll(store, force=True)
-        table = Table("source", "outcome", "items", "new", "changed")
-        for summary in summaries:
-            table.add_row(
-                summary.source,
-                summary.outcome,
-                "" if summary.items is None else str(summary.items),
-                str(summary.new),
-                str(summary.changed),
-            )
-        console.print(table)
+        print_table(
+            console,
+            ["source", "outcome", "items", "new", "changed"],
+            [[s.source, s.outcome, s.items, s.new, s.changed] for s in summaries],
+        )
         for result in run_due(store):
             _table_of(console, result.campaigns, result.automation, result.note)
 
-        console.rule("[bold]what each channel received (the sandbox's record)")
+        _rule(console, "what each channel received (the sandbox's record)")
         _received(console, sandbox, store)
 
-        console.rule("[bold]send history (feedcast sql)")
+        _rule(console, "send history (feedcast sql)")
         _, rows = store.query(
-            "SELECT automation, channel_kind AS kind, recipient, status, attempts, coalesce(error, '') AS error"
+            "SELECT automation, channel_kind AS kind, recipient, status, attempts AS tries, error"
             " FROM send_history ORDER BY delivery_id"
         )
-        history = Table("automation", "kind", "recipient", "status", "tries", "error")
-        for r in rows:
-            history.add_row(
-                r["automation"], r["kind"], r["recipient"], r["status"], str(r["attempts"]), r["error"]
-            )
-        console.print(history)
+        columns = ["automation", "kind", "recipient", "status", "tries", "error"]
+        print_table(console, columns, [[r[c] for c in columns] for r in rows])
         _, changed = store.query(
             "SELECT c.name AS channel, s.recipient, s.status FROM subscribers s JOIN channels c ON c.id = s.channel_id"
             " WHERE s.status <> 'active' ORDER BY 1, 2"
         )
         for r in changed:
-            console.print(f"  subscriber {r['recipient']} on {r['channel']} is now [bold]{r['status']}[/]")
+            console.print(
+                Text.assemble(
+                    f"  subscriber {r['recipient']} on {r['channel']} is now ", (r["status"], "bold")
+                )
+            )
 
-        console.rule("[bold]source health (feedcast sql)")
+        _rule(console, "source health (feedcast sql)")
         _, health = store.query(
             """
             SELECT s.name AS source, count(*) AS fetches,
@@ -136,21 +134,28 @@ def run_demo(store: Store, console: Console, *, keep: bool = False) -> None:
             FROM fetches f JOIN sources s ON s.id = f.source_id GROUP BY s.name ORDER BY s.name
             """
         )
-        health_table = Table("source", "fetches", "304s", "median ms", "bytes")
-        for r in health:
-            health_table.add_row(
-                r["source"], str(r["fetches"]), str(r["not_modified"]), str(r["median_ms"]), str(r["bytes"])
-            )
-        console.print(health_table)
+        print_table(
+            console,
+            ["source", "fetches", "304s", "median ms", "bytes"],
+            [[r["source"], r["fetches"], r["not_modified"], r["median_ms"], r["bytes"]] for r in health],
+        )
+        feedcast = feedcast_command()
+        db = shlex.quote(str(store.path))
         console.print(
-            f"done in {time.perf_counter() - started:.1f} s. Explore: feedcast --db {store.path} "
+            f"done in {time.perf_counter() - started:.1f} s. Explore: {feedcast} --db {db} "
             'sql "SELECT * FROM send_history" | subscriber list | automation list | export'
         )
         console.print(
-            f"On Prefect: FEEDCAST_DB={store.path} feedcast serve, then open http://127.0.0.1:4200: "
+            f"On Prefect: FEEDCAST_DB={db} {feedcast} serve, then open http://127.0.0.1:4200: "
             "Deployments (watch-sources, run-automations), Flow runs named after each automation, "
             "Artifacts campaign-N with each campaign's items and results."
         )
+        activate = Path(shlex.split(feedcast)[0]).with_name("activate")
+        if feedcast != "feedcast" and activate.is_file():
+            console.print(
+                f"feedcast is not on PATH: `source {shlex.quote(str(activate))}` puts it there for this "
+                "shell; `pipx install .` or `uv tool install .` from the clone, for good."
+            )
         if keep:
             console.print(f"serving the samples at {server.base_url} and the sandbox until Ctrl-C")
             try:
@@ -186,32 +191,39 @@ def _prepare(folder: Path, server: SampleServer, sandbox: Sandbox) -> None:
     sandbox.smtp.reject("old.address@example.org")  # 550 5.1.1: a hard bounce
 
 
+def _rule(console: Console, title: str) -> None:
+    console.rule(Text(title, style="bold"))
+
+
 def _table_of(console: Console, results: list[CampaignResult], name: str, note: str | None = None) -> None:
     if not results:
         console.print(f"  {name}: {note or 'nothing to send'}")
     for result in results:
         c = result.campaign
         console.print(
-            f"  {name}: campaign {c.id}, {c.items} item(s) to {c.recipients} recipient(s): "
-            f"[green]{c.sent} sent[/], {c.failed} failed, {c.skipped} skipped in {result.duration:.1f} s"
+            Text.assemble(
+                f"  {name}: campaign {c.id}, {c.items} item(s) to {c.recipients} recipient(s): ",
+                (f"{c.sent} sent", "green"),
+                f", {c.failed} failed, {c.skipped} skipped in {result.duration:.1f} s",
+            )
         )
 
 
 def _received(console: Console, sandbox: Sandbox, store: Store) -> None:
-    table = Table("channel", "recipient", "received")
+    rows: list[list[str]] = []  # one line per message received
     for chat in ("1001", "1002", "1003"):
         texts = [
             _first_line(m["params"].get("text") or m["params"].get("caption") or m["method"])
             for m in sandbox.telegram.received(chat)
         ]
-        table.add_row("telegram", chat, "\n".join(texts) or "(nothing: blocked the bot)")
+        rows.extend(["telegram", chat, text] for text in texts or ["(nothing: blocked the bot)"])
     for psid in ("2001", "2002", "2003"):
-        got = sandbox.messenger.received(psid)
-        table.add_row("messenger", psid, "\n".join(_messenger_line(m["message"]) for m in got) or "(nothing)")
+        got = [_messenger_line(m["message"]) for m in sandbox.messenger.received(psid)]
+        rows.extend(["messenger", psid, text] for text in got or ["(nothing)"])
     for address in ("reader@example.org", "old.address@example.org"):
-        mails = sandbox.smtp.messages_for(address)
-        table.add_row("email", address, "\n".join(str(m.message["Subject"]) for m in mails) or "(bounced)")
-    console.print(table)
+        subjects = [str(m.message["Subject"]) for m in sandbox.smtp.messages_for(address)]
+        rows.extend(["email", address, text] for text in subjects or ["(bounced)"])
+    print_table(console, ["channel", "recipient", "received"], rows)
 
 
 def _first_line(text: str) -> str:

@@ -43,6 +43,7 @@ from rich.text import Text
 from feedcast.errors import InvalidValue
 from feedcast.models import Item, Message, ProviderCall
 from feedcast.store import Store
+from feedcast.terminal import literal, literal_data
 from layouts.filters import parse_timezone
 from layouts.payloads import provider_calls
 from layouts.render import (
@@ -304,6 +305,7 @@ class _TelegramRich(HTMLParser):
                 break
 
     def handle_data(self, data: str) -> None:
+        data = literal(data, newlines=True)  # entities too: &#27; is an ESC
         self.text.append(data, Style.combine(style for _tag, style in self.stack) if self.stack else None)
 
 
@@ -335,15 +337,15 @@ def print_preview(preview: Preview, console: Console) -> None:
     console.print(
         Text.assemble(
             ("preview ", "bold"),
-            (f"{layout.name}", "bold cyan"),
+            (literal(layout.name), "bold cyan"),
             (f" (per {layout.per}) → {KIND_NAMES[preview.kind]}: ", ""),
-            (preview.summary(), ""),
+            (literal(preview.summary()), ""),
         )
     )
     if not preview.messages:
         console.print(Text("the layout rendered nothing for these items", style="yellow"))
         return
-    titles = {item.key: item.title or item.key for item in preview.items}
+    titles = {item.key: literal(item.title or item.key) for item in preview.items}
     total = len(preview.messages)
     for pm in preview.messages:
         parts: list[RenderableType] = []
@@ -352,9 +354,9 @@ def print_preview(preview: Preview, console: Console) -> None:
                 parts.append(Text(f"── {index}. {pc.call.method}", style="dim"))
             parts.extend(_terminal_call(preview.kind, pc.call))
             if pc.error is not None:
-                parts.append(Text(f"✗ invalid: {pc.error}", style="bold red"))
+                parts.append(Text(f"✗ invalid: {literal(pc.error)}", style="bold red"))
         if pm.error is not None:
-            parts.append(Text(f"✗ {pm.error}", style="bold red"))
+            parts.append(Text(f"✗ {literal(pm.error)}", style="bold red"))
         if not parts:
             parts.append(Text("(no provider call)", style="dim"))
         shown = [titles.get(key, key) for key in pm.message.item_keys]
@@ -382,7 +384,7 @@ def _button_line(title: str, url: str) -> Text:
 
 
 def _terminal_call(kind: str, call: ProviderCall) -> list[RenderableType]:
-    body = call.body
+    body = literal_data(call.body)  # what the items put in it, shown literally
     lines: list[RenderableType] = []
     if kind == "telegram":
         if call.method == "sendMediaGroup":
