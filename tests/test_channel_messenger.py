@@ -15,6 +15,7 @@ import pytest
 from channels.base import ChannelError, Outcome, Recipient, Result, Secrets, SendContext
 from channels.messenger import MEDIA_RATE, OUTSIDE_WINDOW, TEXT_RATE, MessengerChannel
 from channels.ratelimit import RateGate
+from feedcast.clock import SYSTEM, FakeClock
 from feedcast.errors import InvalidValue
 from feedcast.models import Button, Card, Message, Module, ProviderCall
 from feedcast.sandbox.asgi import AsgiServer
@@ -56,6 +57,7 @@ def _server() -> Iterator[tuple[MessengerEmulator, str]]:
 @pytest.fixture
 def sandbox(_server: tuple[MessengerEmulator, str]) -> Sandbox:
     emulator, base_url = _server
+    emulator.clock = SYSTEM  # a test that needs exact windows sets a FakeClock
     emulator.reset(everything=True)
     emulator.configure(
         limits=True, fault_rate=0.0, drop_rate=0.0, seed=7, auto_people=True, auto_window_open=True
@@ -212,6 +214,7 @@ def test_unknown_person_is_removed(sandbox: Sandbox) -> None:
 
 
 def test_rate_limit_613_pauses_the_page(sandbox: Sandbox) -> None:
+    sandbox.emulator.clock = FakeClock()  # the 14 arrive in one instant, however slow the machine
     ch = channel(sandbox)
 
     async def burst() -> list[Result]:
@@ -639,6 +642,7 @@ def test_classify_answers_without_the_emulator() -> None:
 
 
 def test_control_api_over_http(sandbox: Sandbox) -> None:
+    sandbox.emulator.clock = FakeClock()  # max_window below counts requests of one instant
     with httpx.Client(base_url=sandbox.base_url, timeout=10) as http:
         page = http.post(
             "/_sandbox/pages", json={"token": "EAAotherPage00000", "page_id": "77", "name": "Other"}
