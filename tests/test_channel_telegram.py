@@ -451,9 +451,46 @@ def test_limits_off_accepts_everything_but_counts_what_was_over(sandbox: Sandbox
     assert (stats["accepted"], stats["rate_limited"], stats["over_limit"]) == (40, 0, 10)
 
 
+def send_paced(sandbox: Sandbox, sends: Sequence[tuple[Recipient, ProviderCall]]) -> list[Result]:
+    """Through a rate gate that shares the emulator's fake clock, one call after the
+    other: nothing moves the clock while a call is on the wire, so every call arrives at
+    the instant the gate let it go, and the emulator's windows judge the pace exactly."""
+    clock = sandbox.emulator.clock = FakeClock()
+    gate = RateGate(clock=clock)
+    channel = sandbox.channel()
+
+    async def main() -> list[Result]:
+        async with httpx.AsyncClient() as client:
+            await channel.open(client)
+            try:
+                results = []
+                for position, (rcpt, call) in enumerate(sends):
+                    await gate.acquire(channel.rate_rules(rcpt, call))
+                    results.append(await channel.send(rcpt, call, CTX, position))
+                return results
+            finally:
+                await channel.close()
+
+    return asyncio.run(main())
+
+
+def test_pacing_through_the_rate_gate_never_hits_a_limit(sandbox: Sandbox) -> None:
+    sends = [(recipient(9000 + i), text_call()) for i in range(60)]
+    results = send_paced(sandbox, sends)
+    assert all(r.outcome is Outcome.SENT for r in results), {r.error for r in results}
+    stats = sandbox.emulator.stats()  # counted from the arrivals, over sliding seconds
+    assert stats["rate_limited"] == 0 and stats["over_limit"] == 0
+    assert stats["max_per_second"] == 29
+    times = [sandbox.emulator.received(9000 + i)[0]["time"] for i in range(60)]
+    assert times[-1] - times[0] >= 2.0  # 60 at 29/s: three windows
+    # the same pace with every call at once (a campaign's concurrency): no window over
+    concurrent = paced_times(sandbox.channel(), sends)
+    assert busiest_window(concurrent, 1.0) == 29
+
+
 def paced_times(channel: TelegramChannel, sends: Sequence[tuple[Recipient, ProviderCall]]) -> list[float]:
-    """When a gate on a fake clock lets each call of ``sends`` go, under the channel's
-    own rate rules: the pace itself, exact, with no network in between."""
+    """When a gate on a fake clock lets each call of ``sends`` go, all asked at once,
+    under the channel's own rate rules (no network)."""
     clock = FakeClock()
     gate = RateGate(clock=clock)
     asyncio.run(channel.open(None))
@@ -471,26 +508,14 @@ def paced_times(channel: TelegramChannel, sends: Sequence[tuple[Recipient, Provi
     return times
 
 
-def test_pacing_through_the_rate_gate_never_hits_a_limit(sandbox: Sandbox) -> None:
-    sends = [(recipient(9000 + i), text_call()) for i in range(60)]
-    results = send_all(sandbox.channel(), sends, RateGate())
-    assert all(r.outcome is Outcome.SENT for r in results), {r.error for r in results}
-    stats = sandbox.emulator.stats()  # counted from the arrivals, over sliding seconds
-    assert stats["rate_limited"] == 0 and stats["over_limit"] == 0
-    assert stats["max_per_second"] <= 30
-    times = paced_times(sandbox.channel(), sends)
-    assert busiest_window(times, 1.0) == 29  # 60 at 29/s: three windows
-    assert max(times) - min(times) >= 2.0
-
-
 def test_per_chat_pacing_spaces_messages_a_second_apart(sandbox: Sandbox) -> None:
-    sends = [(recipient(321), text_call(f"n{i}")) for i in range(3)]
-    results = send_all(sandbox.channel(), sends, RateGate())
+    results = send_paced(sandbox, [(recipient(321), text_call(f"n{i}")) for i in range(3)])
     assert all(r.outcome is Outcome.SENT for r in results)
-    assert len(sandbox.emulator.received(321)) == 3
-    assert sandbox.emulator.stats(chats=True)["chats"]["321"]["over_limit"] == 0
-    times = sorted(paced_times(sandbox.channel(), sends))
-    assert [round(later - earlier, 6) for earlier, later in itertools.pairwise(times)] == [1.0, 1.0]
+    times = [entry["time"] for entry in sandbox.emulator.received(321)]
+    assert len(times) == 3
+    assert all(later - earlier >= 1.0 for earlier, later in itertools.pairwise(times))
+    concurrent = sorted(paced_times(sandbox.channel(), [(recipient(321), text_call())] * 3))
+    assert [round(later - earlier, 6) for earlier, later in itertools.pairwise(concurrent)] == [1.0, 1.0]
 
 
 def test_rate_rules_name_the_bot_by_a_digest_and_weigh_albums(sandbox: Sandbox) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -727,9 +726,7 @@ def _assert_entity_warning(result: ParseResult) -> None:
 
 
 def test_billion_laughs_is_defused() -> None:
-    start = time.perf_counter()
     result = parse_feed(BILLION_LAUGHS, "http://x.example/feed")
-    assert time.perf_counter() - start < 1.0
     _assert_entity_warning(result)
     assert _longest_text(result) < 1000
     assert [i.url for i in result.items] == ["http://x.example/1"]  # the rest still parses
@@ -741,11 +738,9 @@ def test_quadratic_blowup_is_defused() -> None:
         b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "' + big + b'">]><rss version="2.0"><channel>'
         b"<item><title>t</title><description>" + b"&a;" * 20_000 + b"</description></item></channel></rss>"
     )
-    start = time.perf_counter()
     result = parse_feed(doc, "http://x.example/feed")
-    assert time.perf_counter() - start < 1.0
     _assert_entity_warning(result)
-    assert _longest_text(result) < 200_000
+    assert _longest_text(result) < 200_000  # expanded, the description would be 1 GB
 
 
 def test_external_entities_are_not_fetched() -> None:
