@@ -726,3 +726,39 @@ def test_billion_laughs_feed_is_harmless_end_to_end(server: HostileServer) -> No
     peak = traced_peak(lambda: poll(server.url("/laughs")))
     assert peak < 100 * MB, f"peak traced memory {peak / MB:.0f} MB"
     assert max_rss_bytes() - rss_before < 150 * MB
+
+
+# -------------------------------------------------------------- per-host concurrency
+
+
+def test_one_host_gets_at_most_per_host_connections_and_others_are_not_held_up() -> None:
+    """Eight sources on one host, two on another, polled at once: the busy host never
+    has more than ``per_host`` requests open (its server holds each until released),
+    and the other host's sources finish while the busy host's slots are all taken."""
+    from sources.poll import poll_many
+
+    limits = FetchLimits(max_bytes=MB, read_timeout=90, request_deadline=120, per_host=3)
+    with HostileServer() as busy, HostileServer() as other:
+        sources = [Source(id=i, name=f"b{i}", url=busy.url(f"/held/b{i}")) for i in range(8)]
+        sources += [Source(id=10 + i, name=f"o{i}", url=other.url(f"/fast/o{i}")) for i in range(2)]
+
+        async def go() -> tuple[list[PollOutcome], int]:
+            held_at_once = 0
+            outcomes: list[PollOutcome] = []
+            async with make_client(limits) as client:
+                fetcher = Fetcher(client, limits, allow_private=True)
+                async for outcome in poll_many(fetcher, sources):
+                    outcomes.append(outcome)
+                    if len(outcomes) == 2:  # the other host's, while the busy host is held
+                        assert await asyncio.to_thread(busy.wait_for, lambda: busy.held >= limits.per_host)
+                        await asyncio.sleep(0.3)  # room for a fourth to show up, were the limit not kept
+                        held_at_once = busy.max_held
+                        busy.release()
+            return outcomes, held_at_once
+
+        outcomes, held_at_once = run(go())
+    assert sorted(o.source_id for o in outcomes[:2]) == [10, 11]
+    assert held_at_once == limits.per_host
+    assert busy.max_held == limits.per_host  # never more, before or after the release
+    assert sorted(o.source_id for o in outcomes) == [*range(8), 10, 11]
+    assert all(o.outcome == "ok" for o in outcomes), [o.error for o in outcomes]

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from feedcast import watch
+from feedcast.clock import FakeClock
 from feedcast.sandbox import SampleServer, sample_text
 from feedcast.store import Store
 from sources.poll import PollSettings
 from tests.conftest import SHARED_CORPUS
+from tests.hostile_server import HostileServer
 
 FIXTURES = Path(__file__).parent / "data" / "fixtures"
 
@@ -294,3 +298,30 @@ def test_sitemap_catalogue_fetches_product_pages_in_bounded_steps(store: Store, 
     events = event_rows(store)
     assert (base + "/lamp-1", "price_drop", Decimal("41.0000"), Decimal("29.0000")) in events
     assert (base + "/lamp-9", "new", None, Decimal("99.0000")) in events
+
+
+def test_failures_back_off_exponentially_to_at_most_a_day(store: Store) -> None:
+    """A source that always fails, polled whenever it is due on a fake clock: the wait
+    doubles, then stays at most a day (with up to 20 % jitter below), for as long as
+    it keeps failing; before its time it is not polled."""
+    clock = FakeClock(datetime.now(UTC) + timedelta(seconds=1))  # the source is due on registering
+    with HostileServer() as server:
+        watch.add_source(store, "flaky", server.url("/500"), every=timedelta(minutes=15), fetch=False)
+        waits = []
+        for _ in range(12):
+            [summary] = watch.poll(store, clock=clock)
+            assert summary.outcome == "error" and summary.error == "HTTP 500"
+            due = store.get_source("flaky").next_poll_at
+            assert due is not None
+            waits.append(due - clock.now())
+            clock.set(due - timedelta(seconds=1))
+            assert watch.poll(store, clock=clock) == []  # not due yet
+            clock.advance(2)
+        assert server.count("/500") == 12
+    source = store.get_source("flaky")
+    assert source.error_count == 12 and source.last_status == 500
+    day = timedelta(days=1)
+    assert timedelta(minutes=24) <= waits[0] <= timedelta(minutes=30)  # 15 min x 2, jittered
+    assert all(earlier < later for earlier, later in itertools.pairwise(waits[:5]))  # doubling
+    assert all(wait <= day for wait in waits)  # the cap
+    assert all(wait >= 0.8 * day for wait in waits[-5:])  # and it stays there (from the 7th)
