@@ -36,6 +36,7 @@ from feedcast.store import Store
 from feedcast.tokens import sign, signing_key
 from feedcast.tracking import click_token
 from feedcast.web import pages
+from tests.conftest import on_ci
 
 KEY = "test-signing-key-" + "k" * 32
 TG_TOKEN = "123456:TEST-token-abcdefghijklmnop"
@@ -501,7 +502,7 @@ def test_the_cli_takes_track_clicks(tmp_path: Path, capsys: pytest.CaptureFixtur
 def _chromium() -> Path:
     if CHROMIUM.exists() and os.access(CHROMIUM, os.X_OK):
         return CHROMIUM
-    if os.environ.get("CI"):
+    if on_ci():
         pytest.fail(f"{CHROMIUM} is missing on CI: .ci/run installs it (apt-get install chromium)")
     pytest.skip(f"{CHROMIUM} not found: install it to run the browser test (apt-get install chromium)")
 
