@@ -21,11 +21,12 @@ FIXTURES = DATA / "fixtures"  # our own files (MANIFEST.tsv), some mirroring the
 # The full shared corpus sits beside the clone on developer and CI machines. The suite
 # does not depend on it: whatever a test needs is in tests/data (the files we may not
 # redistribute are mirrored by fixtures, see FIXTURES/MANIFEST.tsv, column "mirrors").
-# When it is there, the sweeps over it run too; when not, they skip, on purpose, saying so.
+# When it is there, the tests over its own files run too; when not, they skip, on
+# purpose, saying so (SHARED_CORPUS_ABSENT).
 SHARED_CORPUS = Path(os.environ.get("FEEDCAST_SHARED_CORPUS", HERE.parent.parent / "shared" / "corpus"))
 SHARED_CORPUS_ABSENT = (
-    f"optional sweep: no shared corpus at {SHARED_CORPUS} (set FEEDCAST_SHARED_CORPUS); "
-    "the quirks of its files are tested from tests/data"
+    f"optional, on the real files: no shared corpus at {SHARED_CORPUS} (set FEEDCAST_SHARED_CORPUS); "
+    "their quirks are tested from tests/data"
 )
 
 os.environ.setdefault("FEEDCAST_ALLOW_PRIVATE_NETWORKS", "1")

@@ -274,6 +274,173 @@ def test_shared_corpus_catalogue(entry: CorpusFile) -> None:
     _assert_well_formed(result)
 
 
+def _shared(name: str) -> Path:
+    path = SHARED_CORPUS / "catalogues" / name
+    assert path.is_file(), f"{path} is listed in the shared corpus's MANIFEST.tsv but missing"
+    return path
+
+
+def _shared_rawhide_snapshots_price_changes() -> None:
+    url = "https://rawhidecityleather.com/google-merchant-feed.xml"
+    first = _parse_file(_shared("rawhide_merchant_2026-07-23.xml"), url)
+    second = _parse_file(_shared("rawhide_merchant_2026-08-19.xml"), url)
+    assert (len(first.items), len(second.items)) == (9, 10)
+    assert first.format == second.format == "merchant-rss"
+    old, new = _by_key(first), _by_key(second)
+    assert set(new) - set(old) == {"velcro-patch"}
+    assert not set(old) - set(new)
+    changed = {k: (old[k].price, new[k].price) for k in old if old[k].price != new[k].price}
+    assert changed == {
+        "basic-radio-strap": (Decimal("85.00"), Decimal("115.00")),
+        "chin-strap": (Decimal("25.00"), Decimal("35.00")),
+    }
+    for item in [*first.items, *second.items]:
+        assert item.currency == "USD"
+        assert item.availability == "in_stock"  # "in_stock", underscore form
+        assert item.title and item.url  # g:title / g:link only
+        assert item.brand == "Rawhide City Leather"
+        assert item.extra["identifier_exists"] == "no"
+    strap = old["basic-radio-strap"]
+    assert strap.title == "Basic Adjustable Radio Strap"
+    assert strap.url == "https://rawhidecityleather.com/product-basic-radio-strap"
+    assert strap.image == "https://rawhidecityleather.com/assets/img/products/basic-radio-strap.jpg"
+    assert first.title == "Rawhide City Leather"
+
+
+def _shared_rawhide_product_page_matches_second_snapshot() -> None:
+    page = _parse_file(_shared("rawhide_product_radio_strap_jsonld.html"), "https://rawhidecityleather.com/x")
+    feed = _parse_file(_shared("rawhide_merchant_2026-08-19.xml"))
+    (product,) = page.items
+    assert product.title == "Basic Adjustable Radio Strap"
+    assert product.url == "https://rawhidecityleather.com/product-basic-radio-strap"
+    assert (product.price, product.currency) == (Decimal("115.00"), "USD")
+    assert product.availability == "in_stock"
+    assert product.brand == "Rawhide City Leather"
+    assert product.price == _by_key(feed)["basic-radio-strap"].price
+
+
+def _shared_hardlife_variants() -> None:
+    result = _parse_file(_shared("hardlife_merchant_variants.xml"), "https://hrdlf.com/feed.xml")
+    assert len(result.items) == 317
+    groups = {item.group_id for item in result.items if item.group_id}
+    assert sum(1 for item in result.items if item.group_id) == 305
+    assert len(groups) == 61
+    hoodie = [item for item in result.items if item.group_id == "hoodie-001"]
+    assert [item.extra["size"] for item in hoodie][:3] == ["S", "M", "L"]
+    first = result.items[0]
+    _check(
+        first,
+        {
+            "key": "hoodie-001-s",
+            "title": "Human Beings - Black Hoodie",
+            "url": "https://hrdlf.com/products/human-beings-black-hoodie",
+            "price": Decimal("75.00"),
+            "currency": "USD",
+            "availability": "in_stock",
+            "brand": "Hardlife Apparel Company LTD",
+            "extra": {"color": "Black", "gender": "unisex", "age_group": "adult", "condition": "new"},
+        },
+    )
+    assert first.extra["shipping"] == [{"country": "US", "service": "Standard Shipping", "price": "4.99 USD"}]
+
+
+def _shared_tapgiving_grouped_header() -> None:
+    result = _parse_file(_shared("tapgiving_merchant.tsv"), "https://tap.giving/feed.tsv")
+    assert result.format == "merchant-tsv"
+    assert [i.key for i in result.items] == ["TG-PLATE-100", "TG-PLATE-200", "TG-PLATE-400"]
+    first = result.items[0]
+    assert (first.price, first.currency, first.availability) == (Decimal("4.50"), "USD", "in_stock")
+    assert first.mpn == "TG-NFC-PLATE-100"
+    assert first.brand == "Tap.Giving"
+    assert first.extra["shipping"] == [
+        {
+            "country": "US",
+            "service": "Standard",
+            "price": "0 USD",
+            "min_handling_time": "5",
+            "max_handling_time": "10",
+            "min_transit_time": "5",
+            "max_transit_time": "15",
+        }
+    ]
+    assert len(first.media) == 2  # image_link + additional_image_link
+
+
+def _shared_mylubie_bare_shopify_array() -> None:
+    result = _parse_file(_shared("mylubie_products.json"), "https://mylubie.com/products.json")
+    assert result.format == "shopify-json"
+    assert len(result.items) == 30
+    # 30 products = the default page size: there may be a next page
+    assert result.next_urls == ("https://mylubie.com/products.json?page=2",)
+    first = result.items[0]
+    assert first.key == "9969219928404"
+    assert first.title == "Baume intime"
+    assert first.url == "https://mylubie.com/products/baume-intime-apaisant"
+    assert first.brand == "My Lubie"
+    assert first.availability == "out_of_stock"  # no variant available
+    assert first.price == Decimal("20.00")
+    assert first.summary is not None and first.summary.startswith('<p><meta charset="utf-8">')
+    assert len(first.variants) == 2
+    assert first.tags == ("NOREVIEW", "NOUVEAUTÉ")
+    # compare_at_price "0.00" is not a sale
+    for item in result.items:
+        for variant in item.variants:
+            assert variant.sale_price is None or variant.price is not None
+    assert all(item.currency is None for item in result.items)
+
+
+def _shared_magento_csv() -> None:
+    result = _parse_file(_shared("magento_luma_gear_bags.csv"), "https://luma.example/import.csv")
+    assert result.format == "merchant-csv"
+    assert len(result.items) == 14
+    first = result.items[0]
+    assert (first.key, first.sku, first.title, first.price) == (
+        "24-MB01",
+        "24-MB01",
+        "Joust Duffle Bag",
+        Decimal("34"),
+    )
+    assert first.summary is not None and "<ul>\n<li>Dual top handles.</li>" in first.summary
+    assert 'L 29" x W 13" x H 11"' in first.summary  # doubled quotes undone
+    assert first.availability == "in_stock"  # qty 100
+    assert first.extra["category"] == "Gear\nBags"
+    tote = _by_key(result)["24-WB05"]
+    assert (tote.price, tote.sale_price) == (Decimal("32"), Decimal("24"))  # special_price
+
+
+def _shared_caroleshiber_sitemaps() -> None:
+    products = _parse_file(_shared("caroleshiber_products_sitemap.xml"), "https://caroleshiber.com/s.xml")
+    assert len(products.items) == 695
+    keys = {item.key for item in products.items}
+    # no principled rule tells junk from products: /none/ and *-delete/ are kept
+    assert "https://caroleshiber.com/none/" in keys
+    assert all(item.updated is not None for item in products.items)
+    index = _parse_file(_shared("caroleshiber_sitemap_index.xml"), "https://caroleshiber.com/sitemap.xml")
+    assert index.items == ()
+    assert index.next_urls == (
+        "https://caroleshiber.com/sitemap_products_1.xml",
+        "https://caroleshiber.com/sitemap_categories.xml",
+    )
+
+
+# --------------------------------------------------------------------- fixtures
+
+
+@pytest.mark.skipif(not _catalogues(SHARED_CORPUS, required=False), reason=SHARED_CORPUS_ABSENT)
+def test_shared_corpus_files_in_detail() -> None:
+    """The real files behind the fixtures, value by value, when they are beside the clone."""
+    for check in (
+        _shared_rawhide_snapshots_price_changes,
+        _shared_rawhide_product_page_matches_second_snapshot,
+        _shared_hardlife_variants,
+        _shared_tapgiving_grouped_header,
+        _shared_mylubie_bare_shopify_array,
+        _shared_magento_csv,
+        _shared_caroleshiber_sitemaps,
+    ):
+        check()
+
+
 # The shared-corpus files we may not copy, each mirrored by a fixture of ours (the
 # "mirrors" column of tests/data/fixtures/MANIFEST.tsv) that reproduces its quirks.
 NOT_REDISTRIBUTABLE = {

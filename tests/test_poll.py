@@ -16,6 +16,7 @@ from feedcast.clock import FakeClock
 from feedcast.sandbox import SampleServer, sample_text
 from feedcast.store import Store
 from sources.poll import PollSettings
+from tests.conftest import SHARED_CORPUS, SHARED_CORPUS_ABSENT
 from tests.hostile_server import HostileServer
 
 FIXTURES = Path(__file__).parent / "data" / "fixtures"
@@ -80,6 +81,25 @@ def test_merchant_snapshots_rises_are_changes_and_a_sale_is_a_drop(
         ("tool-roll", "back_in_stock", Decimal("45.0000"), Decimal("45.0000")),
         ("tool-roll", "changed", Decimal("45.0000"), Decimal("45.0000")),
     ]
+
+
+@pytest.mark.skipif(not (SHARED_CORPUS / "MANIFEST.tsv").exists(), reason=SHARED_CORPUS_ABSENT)
+def test_rawhide_snapshots_from_the_shared_corpus(store: Store, server: SampleServer) -> None:
+    """The real shop's two snapshots: velcro-patch is new, two prices went up (no price drop)."""
+    first = (SHARED_CORPUS / "catalogues" / "rawhide_merchant_2026-07-23.xml").read_bytes()
+    second = (SHARED_CORPUS / "catalogues" / "rawhide_merchant_2026-08-19.xml").read_bytes()
+    _snapshot_pair(store, server, first, second)
+    _, rows = store.query(
+        "SELECT e.event, i.title, e.old_price, e.new_price FROM item_events e JOIN items i ON i.id = e.item_id"
+    )
+    new = [r["title"] for r in rows if r["event"] == "new"]
+    assert len(new) == 1 and "velcro" in new[0].lower()
+    rises = sorted(
+        (r["old_price"], r["new_price"]) for r in rows if r["event"] == "changed" and r["old_price"]
+    )
+    assert (Decimal("25.0000"), Decimal("35.0000")) in rises
+    assert (Decimal("85.0000"), Decimal("115.0000")) in rises
+    assert not [r for r in rows if r["event"] == "price_drop"]
 
 
 def test_server_without_validators_is_skipped_by_body_hash(store: Store, server: SampleServer) -> None:
