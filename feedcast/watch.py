@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from feedcast.clock import SYSTEM, Clock
 from feedcast.errors import InvalidValue
 from feedcast.models import PollOutcome, Source
 from feedcast.store import NewSource, PollSummary, Store
@@ -174,19 +175,21 @@ def poll(
     on_due: Callable[[int], None] | None = None,
     progress: ProgressCallback | None = None,
     batch_size: int = 200,
+    clock: Clock = SYSTEM,
 ) -> list[PollSummary]:
     """Poll the due sources (or ``names``; ``force`` ignores schedules) and record results.
 
     Fetching runs concurrently; results are written in batches from a worker thread
     so the network never waits for DuckDB, and the file is held only per batch.
+    ``clock`` says what is due and when the next polls are (a FakeClock in tests).
     """
-    sources = store.due_sources(names, force=force)
+    sources = store.due_sources(names, force=force, now=clock.now())
     sources = [replace(s, known=store.known_keys(s.id)) if s.format == "sitemap" else s for s in sources]
     if on_due:
         on_due(len(sources))
     if not sources:
         return []
-    return asyncio.run(_poll(store, sources, deadline, limits, settings, progress, batch_size))
+    return asyncio.run(_poll(store, sources, deadline, limits, settings, progress, batch_size, clock))
 
 
 async def _poll(
@@ -197,6 +200,7 @@ async def _poll(
     settings: PollSettings | None,
     progress: ProgressCallback | None,
     batch_size: int,
+    clock: Clock,
 ) -> list[PollSummary]:
     limits = limits or FetchLimits()
     summaries: list[PollSummary] = []
@@ -205,7 +209,7 @@ async def _poll(
 
     async def flush() -> None:
         nonlocal batch, last_flush
-        written = await asyncio.to_thread(store.record_polls, batch)
+        written = await asyncio.to_thread(store.record_polls, batch, now=clock.now())
         batch, last_flush = [], time.monotonic()
         summaries.extend(written)
         if progress:

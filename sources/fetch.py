@@ -428,8 +428,9 @@ class _Decoder:
         yield from chunks
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds (delta-seconds or an HTTP date); None if absent or bad."""
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date, counted from ``now``,
+    seconds since the epoch, default the current time); None if absent or bad."""
     if not value:
         return None
     value = value.strip()
@@ -441,4 +442,4 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
     if when.tzinfo is None:  # "-0000": UTC without saying so
         when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - time.time())
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))

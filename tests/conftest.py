@@ -16,10 +16,18 @@ import time_machine
 
 HERE = Path(__file__).parent
 DATA = HERE / "data"
-CORPUS = DATA / "corpus"
-# The full shared corpus sits beside the clone on developer and CI machines; files under
-# licences we may not redistribute are tested from there (and mirrored by our own fixtures).
+CORPUS = DATA / "corpus"  # the shared corpus's MIT / BSD / Apache files, with their MANIFEST rows
+FIXTURES = DATA / "fixtures"  # our own files (MANIFEST.tsv), some mirroring the quirks of the others
+# The full shared corpus sits beside the clone on developer and CI machines. The suite
+# does not depend on it: whatever a test needs is in tests/data (the files we may not
+# redistribute are mirrored by fixtures, see FIXTURES/MANIFEST.tsv, column "mirrors").
+# When it is there, the tests over its own files run too; when not, they skip, on
+# purpose, saying so (SHARED_CORPUS_ABSENT).
 SHARED_CORPUS = Path(os.environ.get("FEEDCAST_SHARED_CORPUS", HERE.parent.parent / "shared" / "corpus"))
+SHARED_CORPUS_ABSENT = (
+    f"optional, on the real files: no shared corpus at {SHARED_CORPUS} (set FEEDCAST_SHARED_CORPUS); "
+    "their quirks are tested from tests/data"
+)
 
 os.environ.setdefault("FEEDCAST_ALLOW_PRIVATE_NETWORKS", "1")
 
@@ -32,18 +40,30 @@ class CorpusFile:
     format: str
     license: str
     notes: str
+    mirrors: str = ""  # fixtures: the shared-corpus file whose quirks this one reproduces
 
 
-def load_manifest(root: Path) -> list[CorpusFile]:
+def load_manifest(root: Path, *, required: bool = True) -> list[CorpusFile]:
+    """The files a MANIFEST.tsv lists; a missing manifest or file is an error unless the
+    whole corpus is optional (``required=False``: the shared corpus beside the clone)."""
     manifest = root / "MANIFEST.tsv"
     if not manifest.exists():
+        if required:
+            raise FileNotFoundError(f"{manifest} is missing: the tests read their data from it")
         return []
     with manifest.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
-    return [
-        CorpusFile(root / r["file"], r["file"], r["kind"], r["format"], r["license_of_repo"], r["notes"])
+    entries = [
+        CorpusFile(
+            root / r["file"], r["file"], r["kind"], r["format"], r["license_of_repo"], r["notes"],
+            r.get("mirrors") or "",
+        )
         for r in rows
-    ]
+    ]  # fmt: skip
+    missing = [e.name for e in entries if not e.path.is_file()]
+    if missing and required:
+        raise FileNotFoundError(f"{manifest} lists files that are missing: {', '.join(missing)}")
+    return entries
 
 
 def _is_loopback(address: object) -> bool:
@@ -78,6 +98,11 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)
     monkeypatch.setattr(socket.socket, "connect_ex", guarded_connect_ex)
+
+
+def on_ci() -> bool:
+    """``CI=true`` (or 1 / yes): what may skip on a laptop (no chromium) must fail here."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
 # A fixed day for every test whose output names a date (month names, "today", digests):

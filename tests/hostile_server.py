@@ -10,8 +10,12 @@ Use it as a context manager (or through a pytest fixture)::
 Every route is scripted below (see ``ROUTES``): validators and 304, redirect chains
 and loops, 410 / 429 / 503 / 500, a slow drip, a server that never answers,
 oversized bodies with and without Content-Length, gzip bombs, an HTML page, a
-billion-laughs feed and a truncated body. Requests are counted per path and their
-headers kept, so tests can check what the client sent.
+billion-laughs feed and a truncated body, and ``/held/<name>`` requests answered only
+when the test releases them. Requests are counted per path and their headers kept, so
+tests can check what the client sent; the server also counts the requests whose client
+went away midway (``left``), the bytes each endless answer wrote (``sent``) and the most
+``/held/`` requests open at once (``max_held``): evidence of what a client did that does
+not depend on how fast the machine is.
 
 Endless routes (drip, hang, endless bodies) stop when the client goes away or when
 the server is closed, so leaving the ``with`` block never waits on them.
@@ -47,6 +51,7 @@ OVERSIZE = 2 * 1024 * 1024  # bigger than the 1 MB limit the tests use
 BOMB_SIZE = 200 * 1024 * 1024  # what the gzip bombs inflate to
 DRIP_INTERVAL = 0.2
 ENDLESS_CAP = 64 * 1024 * 1024  # endless bodies stop here even if the client keeps reading
+HELD_CAP = 60.0  # a held request is answered after this long even if the test never releases it
 
 
 def rss(title: str = "Hostile feed", items: int = 3, tag: str = "item") -> bytes:
@@ -127,6 +132,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 route(self, path, query)
         except (TimeoutError, BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             self.close_connection = True  # the client gave up: exactly what the tests want
+            owner._client_left(path)
 
     # ------------------------------------------------------------------ helpers
 
@@ -170,14 +176,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         chunk = b"<!-- padding -->" * 4096  # 64 KB
         sent = 0
-        while sent < ENDLESS_CAP and not self.stopping.is_set():
+        try:
+            while sent < ENDLESS_CAP and not self.stopping.is_set():
+                if chunked:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                else:
+                    self.wfile.write(chunk)
+                sent += len(chunk)
             if chunked:
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            else:
-                self.wfile.write(chunk)
-            sent += len(chunk)
-        if chunked:
-            self.wfile.write(b"0\r\n\r\n")
+                self.wfile.write(b"0\r\n\r\n")
+        finally:
+            self.server.owner._note_sent(urlsplit(self.path).path, sent)
 
 
 Route = Callable[[_Handler, str, dict[str, str]], None]
@@ -386,6 +395,20 @@ def _fast(h: _Handler, path: str, q: dict[str, str]) -> None:
     h._send(200, rss(f"Fast {name}", tag=name))
 
 
+def _held(h: _Handler, path: str, q: dict[str, str]) -> None:
+    """``/held/<name>``: a small feed, answered only once the test calls
+    :meth:`HostileServer.release` (or after ``HELD_CAP`` s); the requests held at once
+    are counted, so a test sees how many connections a client opens to one host."""
+    owner = h.server.owner
+    owner._hold()
+    try:
+        owner.released.wait(HELD_CAP)
+    finally:
+        owner._unhold()
+    name = path.rsplit("/", 1)[-1]
+    h._send(200, rss(f"Held {name}", tag=name))
+
+
 ROUTES: dict[str, Route] = {
     "/feed": _feed,
     "/novalidators": _novalidators,
@@ -417,7 +440,7 @@ ROUTES: dict[str, Route] = {
     "/truncated": _truncated,
     "/header-bomb": _header_bomb,
 }
-PREFIX_ROUTES: dict[str, Route] = {"/fast/": _fast, "/slow-redirect/": _slow_redirect}
+PREFIX_ROUTES: dict[str, Route] = {"/fast/": _fast, "/held/": _held, "/slow-redirect/": _slow_redirect}
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -434,7 +457,12 @@ class HostileServer:
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
+        self._left: Counter[str] = Counter()
+        self._sent: dict[str, list[int]] = {}
         self._headers: dict[str, list[dict[str, str]]] = {}
+        self.released = threading.Event()  # lets the /held/ requests go
+        self.held = 0  # /held/ requests waiting now
+        self.max_held = 0  # the most ever waiting at once
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -498,6 +526,48 @@ class HostileServer:
         with self._lock:
             return self._counts[path]
 
+    def _client_left(self, path: str) -> None:
+        with self._lock:
+            self._left[path] += 1
+
+    def left(self, path: str) -> int:
+        """Requests for ``path`` whose client went away before the answer was complete
+        (the server noticed on its next write)."""
+        with self._lock:
+            return self._left[path]
+
+    def _note_sent(self, path: str, size: int) -> None:
+        with self._lock:
+            self._sent.setdefault(path, []).append(size)
+
+    def sent(self, path: str) -> list[int]:
+        """Body bytes written for each finished request of an endless route."""
+        with self._lock:
+            return list(self._sent.get(path, []))
+
+    def _hold(self) -> None:
+        with self._lock:
+            self.held += 1
+            self.max_held = max(self.max_held, self.held)
+
+    def _unhold(self) -> None:
+        with self._lock:
+            self.held -= 1
+
+    def release(self) -> None:
+        """Answer every held request, now and from now on."""
+        self.released.set()
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+        """Poll ``condition`` until it holds (True) or ``timeout`` passes (False): a wait
+        for something that must happen, never a measure of how fast it did."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
     def last_headers(self, path: str) -> dict[str, str]:
         """Headers (lower-cased names) of the last request for ``path``."""
         with self._lock:
@@ -506,4 +576,8 @@ class HostileServer:
     def reset(self) -> None:
         with self._lock:
             self._counts.clear()
+            self._left.clear()
+            self._sent.clear()
             self._headers.clear()
+            self.held = self.max_held = 0
+        self.released.clear()

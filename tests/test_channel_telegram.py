@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import logging
 import socket
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -16,10 +15,12 @@ import pytest
 from channels.base import ChannelError, Outcome, Recipient, Result, Secrets, SendContext
 from channels.ratelimit import RateGate
 from channels.telegram import TelegramChannel, classify
+from feedcast.clock import SYSTEM, FakeClock
 from feedcast.errors import InvalidValue
 from feedcast.models import Button, Card, Message, Module, ProviderCall
 from feedcast.sandbox.telegram import TelegramEmulator
 from layouts.payloads import provider_calls
+from tests.test_ratelimit import busiest_window
 
 TOKEN = "123456789:AAH-test-SECRET-token_for-feedcast"
 OTHER = "987654321:AAH-another-SECRET-token-xyz"
@@ -47,6 +48,7 @@ def _served() -> Iterator[Sandbox]:
 def sandbox(_served: Sandbox) -> Sandbox:
     """One server for the module; a fresh emulator state for each test."""
     emulator = _served.emulator
+    emulator.clock = SYSTEM  # a test that needs exact windows sets a FakeClock
     emulator.reset(everything=True)
     emulator.configure(limits=True, fault_rate=0.0, drop_rate=0.0, seed=7, auto_chats=True)
     emulator.add_bot(TOKEN, "shop_bot")
@@ -409,6 +411,7 @@ async def _burst(url: str, chats: Sequence[int]) -> list[httpx.Response]:
 
 
 def test_bursting_past_30_per_second_gets_429_with_retry_after(sandbox: Sandbox) -> None:
+    sandbox.emulator.clock = FakeClock()  # the 45 arrive in one instant, however slow the machine
     answers = asyncio.run(_burst(f"{sandbox.url}/bot{TOKEN}/sendMessage", range(5000, 5045)))
     assert sorted(a.status_code for a in answers) == [200] * 30 + [429] * 15
     limited = next(a.json() for a in answers if a.status_code == 429)
@@ -430,12 +433,17 @@ def test_bursting_past_30_per_second_gets_429_with_retry_after(sandbox: Sandbox)
 
 
 def test_one_chat_gets_a_burst_of_3_then_429(sandbox: Sandbox) -> None:
+    clock = sandbox.emulator.clock = FakeClock()
     answers = asyncio.run(_burst(f"{sandbox.url}/bot{TOKEN}/sendMessage", [77] * 5))
     assert sorted(a.status_code for a in answers) == [200, 200, 200, 429, 429]
     assert sandbox.emulator.stats(chats=True)["chats"]["77"]["rate_limited"] == 2
+    clock.advance(1.0)  # the bucket refills at 1 per second
+    answers = asyncio.run(_burst(f"{sandbox.url}/bot{TOKEN}/sendMessage", [77] * 2))
+    assert sorted(a.status_code for a in answers) == [200, 429]
 
 
 def test_limits_off_accepts_everything_but_counts_what_was_over(sandbox: Sandbox) -> None:
+    sandbox.emulator.clock = FakeClock()
     sandbox.emulator.configure(limits=False)
     answers = asyncio.run(_burst(f"{sandbox.url}/bot{TOKEN}/sendMessage", range(5000, 5040)))
     assert all(a.status_code == 200 for a in answers)
@@ -443,24 +451,71 @@ def test_limits_off_accepts_everything_but_counts_what_was_over(sandbox: Sandbox
     assert (stats["accepted"], stats["rate_limited"], stats["over_limit"]) == (40, 0, 10)
 
 
+def send_paced(sandbox: Sandbox, sends: Sequence[tuple[Recipient, ProviderCall]]) -> list[Result]:
+    """Through a rate gate that shares the emulator's fake clock, one call after the
+    other: nothing moves the clock while a call is on the wire, so every call arrives at
+    the instant the gate let it go, and the emulator's windows judge the pace exactly."""
+    clock = sandbox.emulator.clock = FakeClock()
+    gate = RateGate(clock=clock)
+    channel = sandbox.channel()
+
+    async def main() -> list[Result]:
+        async with httpx.AsyncClient() as client:
+            await channel.open(client)
+            try:
+                results = []
+                for position, (rcpt, call) in enumerate(sends):
+                    await gate.acquire(channel.rate_rules(rcpt, call))
+                    results.append(await channel.send(rcpt, call, CTX, position))
+                return results
+            finally:
+                await channel.close()
+
+    return asyncio.run(main())
+
+
 def test_pacing_through_the_rate_gate_never_hits_a_limit(sandbox: Sandbox) -> None:
-    started = time.monotonic()
-    results = send_all(sandbox.channel(), [(recipient(9000 + i), text_call()) for i in range(60)], RateGate())
+    sends = [(recipient(9000 + i), text_call()) for i in range(60)]
+    results = send_paced(sandbox, sends)
     assert all(r.outcome is Outcome.SENT for r in results), {r.error for r in results}
-    stats = sandbox.emulator.stats()
+    stats = sandbox.emulator.stats()  # counted from the arrivals, over sliding seconds
     assert stats["rate_limited"] == 0 and stats["over_limit"] == 0
-    assert 29 <= stats["max_per_second"] <= 30
-    assert time.monotonic() - started >= 1.9  # 60 at 29/s: three windows
+    assert stats["max_per_second"] == 29
+    times = [sandbox.emulator.received(9000 + i)[0]["time"] for i in range(60)]
+    assert times[-1] - times[0] >= 2.0  # 60 at 29/s: three windows
+    # the same pace with every call at once (a campaign's concurrency): no window over
+    concurrent = paced_times(sandbox.channel(), sends)
+    assert busiest_window(concurrent, 1.0) == 29
+
+
+def paced_times(channel: TelegramChannel, sends: Sequence[tuple[Recipient, ProviderCall]]) -> list[float]:
+    """When a gate on a fake clock lets each call of ``sends`` go, all asked at once,
+    under the channel's own rate rules (no network)."""
+    clock = FakeClock()
+    gate = RateGate(clock=clock)
+    asyncio.run(channel.open(None))
+    times: list[float] = []
+
+    async def one(rcpt: Recipient, call: ProviderCall) -> None:
+        await gate.acquire(channel.rate_rules(rcpt, call))
+        times.append(clock.monotonic())
+
+    async def main() -> None:
+        await asyncio.gather(*(one(r, c) for r, c in sends))
+
+    asyncio.run(main())
+    asyncio.run(channel.close())
+    return times
 
 
 def test_per_chat_pacing_spaces_messages_a_second_apart(sandbox: Sandbox) -> None:
-    results = send_all(
-        sandbox.channel(), [(recipient(321), text_call(f"n{i}")) for i in range(3)], RateGate()
-    )
+    results = send_paced(sandbox, [(recipient(321), text_call(f"n{i}")) for i in range(3)])
     assert all(r.outcome is Outcome.SENT for r in results)
     times = [entry["time"] for entry in sandbox.emulator.received(321)]
     assert len(times) == 3
-    assert all(later - earlier >= 0.9 for earlier, later in itertools.pairwise(times))
+    assert all(later - earlier >= 1.0 for earlier, later in itertools.pairwise(times))
+    concurrent = sorted(paced_times(sandbox.channel(), [(recipient(321), text_call())] * 3))
+    assert [round(later - earlier, 6) for earlier, later in itertools.pairwise(concurrent)] == [1.0, 1.0]
 
 
 def test_rate_rules_name_the_bot_by_a_digest_and_weigh_albums(sandbox: Sandbox) -> None:
@@ -484,19 +539,19 @@ def test_rate_rules_name_the_bot_by_a_digest_and_weigh_albums(sandbox: Sandbox) 
 
 
 def test_group_limit_of_20_per_minute_with_a_clock() -> None:
-    now = [1000.0]
-    emulator = TelegramEmulator(clock=lambda: now[0])
+    clock = FakeClock()
+    emulator = TelegramEmulator(clock=clock)
     emulator.add_bot(TOKEN)
     emulator.add_chat(-1007, "supergroup")
     with emulator.serve() as server:
         url = f"{server.base_url}/bot{TOKEN}/sendMessage"
         for _ in range(20):
             assert httpx.post(url, json={"chat_id": -1007, "text": "hi"}).json()["ok"] is True
-            now[0] += 1.5
+            clock.advance(1.5)
         limited = httpx.post(url, json={"chat_id": -1007, "text": "hi"}).json()
         assert limited["error_code"] == 429
         assert limited["parameters"]["retry_after"] == 30  # the first of the 20 leaves the minute in 30 s
-        now[0] += 30.0
+        clock.advance(30.0)
         assert httpx.post(url, json={"chat_id": -1007, "text": "hi"}).json()["ok"] is True
 
 

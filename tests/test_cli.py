@@ -207,6 +207,7 @@ def _feedcast(db: Path, *args: str) -> subprocess.Popen[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # 12 processes on one file: its own waits (up to 120 s each) say which hung
 def test_concurrent_cli_processes_share_one_database(tmp_path: Path, samples: SampleServer) -> None:
     """Pollers and analysts at the same time on one file: all succeed, nothing is lost."""
     db = tmp_path / "shared.duckdb"

@@ -9,7 +9,7 @@ import pytest
 
 from feedcast.models import SourceKind
 from sources.detect import detect, parse_document
-from tests.conftest import CORPUS, SHARED_CORPUS, CorpusFile, load_manifest
+from tests.conftest import CORPUS, FIXTURES, SHARED_CORPUS, SHARED_CORPUS_ABSENT, CorpusFile, load_manifest
 
 KIND = {"feeds": SourceKind.FEED, "catalogues": SourceKind.CATALOGUE, "pages": SourceKind.PAGE}
 
@@ -45,7 +45,8 @@ def _ids(entries: list[CorpusFile]) -> list[str]:
 
 
 LOCAL = load_manifest(CORPUS)
-SHARED = [e for e in load_manifest(SHARED_CORPUS) if e.name not in {x.name for x in LOCAL}]
+OURS = load_manifest(FIXTURES)  # our fixtures, with those mirroring the files we may not copy
+SHARED = [e for e in load_manifest(SHARED_CORPUS, required=False) if e.name not in {x.name for x in LOCAL}]
 
 
 def _check(entry: CorpusFile) -> None:
@@ -65,7 +66,12 @@ def test_auto_detection_and_counts(entry: CorpusFile) -> None:
     _check(entry)
 
 
-@pytest.mark.skipif(not SHARED, reason=f"the full shared corpus is not beside the clone ({SHARED_CORPUS})")
+@pytest.mark.parametrize("entry", OURS, ids=_ids(OURS))
+def test_auto_detection_and_counts_of_our_fixtures(entry: CorpusFile) -> None:
+    _check(entry)
+
+
+@pytest.mark.skipif(not SHARED, reason=SHARED_CORPUS_ABSENT)
 @pytest.mark.parametrize("entry", SHARED, ids=_ids(SHARED))
 def test_auto_detection_and_counts_shared_corpus(entry: CorpusFile) -> None:
     _check(entry)

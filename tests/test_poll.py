@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from feedcast import watch
+from feedcast.clock import FakeClock
 from feedcast.sandbox import SampleServer, sample_text
 from feedcast.store import Store
 from sources.poll import PollSettings
-from tests.conftest import SHARED_CORPUS
+from tests.conftest import SHARED_CORPUS, SHARED_CORPUS_ABSENT
+from tests.hostile_server import HostileServer
 
 FIXTURES = Path(__file__).parent / "data" / "fixtures"
 
@@ -60,7 +64,26 @@ def test_merchant_snapshots_new_product_and_price_changes(store: Store, server: 
             assert old is not None and new is not None and new < old, key
 
 
-@pytest.mark.skipif(not (SHARED_CORPUS / "catalogues").exists(), reason="shared corpus not beside the clone")
+def test_merchant_snapshots_rises_are_changes_and_a_sale_is_a_drop(
+    store: Store, server: SampleServer
+) -> None:
+    """The fixture pair mirroring a real shop's snapshots (tests/data/fixtures/MANIFEST.tsv):
+    glasses-case is new, camera-strap went up (changed, no price drop), key-fob went on
+    sale (a drop), tool-roll came back in stock."""
+    first = (FIXTURES / "catalogues" / "merchant_gonly_2026-01-05.xml").read_bytes()
+    second = (FIXTURES / "catalogues" / "merchant_gonly_2026-02-05.xml").read_bytes()
+    _snapshot_pair(store, server, first, second)
+    assert event_rows(store) == [
+        ("camera-strap", "changed", Decimal("60.0000"), Decimal("75.0000")),
+        ("glasses-case", "new", None, Decimal("30.0000")),
+        ("key-fob", "changed", Decimal("12.0000"), Decimal("9.5000")),
+        ("key-fob", "price_drop", Decimal("12.0000"), Decimal("9.5000")),
+        ("tool-roll", "back_in_stock", Decimal("45.0000"), Decimal("45.0000")),
+        ("tool-roll", "changed", Decimal("45.0000"), Decimal("45.0000")),
+    ]
+
+
+@pytest.mark.skipif(not (SHARED_CORPUS / "MANIFEST.tsv").exists(), reason=SHARED_CORPUS_ABSENT)
 def test_rawhide_snapshots_from_the_shared_corpus(store: Store, server: SampleServer) -> None:
     """The real shop's two snapshots: velcro-patch is new, two prices went up (no price drop)."""
     first = (SHARED_CORPUS / "catalogues" / "rawhide_merchant_2026-07-23.xml").read_bytes()
@@ -294,3 +317,30 @@ def test_sitemap_catalogue_fetches_product_pages_in_bounded_steps(store: Store, 
     events = event_rows(store)
     assert (base + "/lamp-1", "price_drop", Decimal("41.0000"), Decimal("29.0000")) in events
     assert (base + "/lamp-9", "new", None, Decimal("99.0000")) in events
+
+
+def test_failures_back_off_exponentially_to_at_most_a_day(store: Store) -> None:
+    """A source that always fails, polled whenever it is due on a fake clock: the wait
+    doubles, then stays at most a day (with up to 20 % jitter below), for as long as
+    it keeps failing; before its time it is not polled."""
+    clock = FakeClock(datetime.now(UTC) + timedelta(seconds=1))  # the source is due on registering
+    with HostileServer() as server:
+        watch.add_source(store, "flaky", server.url("/500"), every=timedelta(minutes=15), fetch=False)
+        waits = []
+        for _ in range(12):
+            [summary] = watch.poll(store, clock=clock)
+            assert summary.outcome == "error" and summary.error == "HTTP 500"
+            due = store.get_source("flaky").next_poll_at
+            assert due is not None
+            waits.append(due - clock.now())
+            clock.set(due - timedelta(seconds=1))
+            assert watch.poll(store, clock=clock) == []  # not due yet
+            clock.advance(2)
+        assert server.count("/500") == 12
+    source = store.get_source("flaky")
+    assert source.error_count == 12 and source.last_status == 500
+    day = timedelta(days=1)
+    assert timedelta(minutes=24) <= waits[0] <= timedelta(minutes=30)  # 15 min x 2, jittered
+    assert all(earlier < later for earlier, later in itertools.pairwise(waits[:5]))  # doubling
+    assert all(wait <= day for wait in waits)  # the cap
+    assert all(wait >= 0.8 * day for wait in waits[-5:])  # and it stays there (from the 7th)

@@ -37,6 +37,7 @@ from feedcast.sandbox import SampleServer, sample_text
 from feedcast.store import Store
 from layouts.render import builtin_layouts
 from layouts.validate import validate_call
+from tests.conftest import on_ci
 from tests.test_cli import Cli
 
 LAYOUTS = builtin_layouts()
@@ -605,7 +606,7 @@ def _loopback_only(html: str) -> None:
 def _chromium() -> Path:
     if CHROMIUM.exists() and os.access(CHROMIUM, os.X_OK):
         return CHROMIUM
-    if os.environ.get("CI"):
+    if on_ci():
         pytest.fail(f"{CHROMIUM} is missing on CI: .ci/run installs it (apt-get install chromium)")
     pytest.skip(f"{CHROMIUM} not found: install it to run the screenshot test (apt-get install chromium)")
 

@@ -29,6 +29,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# its own waits (up to 150 s for the campaign, 15 s for the artifact, 60 s to stop) each end
+# in a failure that says what did not happen; the suite's 120 s timeout would cut them short
+@pytest.mark.timeout(300)
 def test_serve_runs_due_automations_on_prefect_and_stops_cleanly(tmp_path: Path) -> None:
     db = tmp_path / "feedcast.duckdb"
     store = Store(db)

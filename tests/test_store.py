@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
+import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -226,18 +226,50 @@ HOLDER = textwrap.dedent(
     con.close()
     """
 )
+# holds the lock until told (a line on stdin), so the order is certain, not the timing
+HOLD_UNTIL_TOLD = textwrap.dedent(
+    """
+    import sys, duckdb
+    con = duckdb.connect(sys.argv[1])
+    print("locked", flush=True)
+    sys.stdin.readline()
+    con.close()
+    print("released", flush=True)
+    """
+)
 
 
-def test_busy_file_is_retried_until_free(store: Store) -> None:
+def test_busy_file_is_retried_until_free(tmp_path: Path) -> None:
+    store = Store(tmp_path / "t.duckdb", lock_timeout=60)
     store.add_source("blog", "http://example.test/feed")
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(store.path), "1.0"], stdout=subprocess.PIPE)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_UNTIL_TOLD, str(store.path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert holder.stdin is not None and holder.stdout is not None
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == b"locked"
-        started = time.monotonic()
-        assert [s.name for s in store.list_sources()] == ["blog"]
-        assert time.monotonic() - started >= 0.5  # it waited for the other process
+        assert holder.stdout.readline().strip() == b"locked"
+        outcome: list[object] = []
+        reader = threading.Thread(target=lambda: outcome.append(_names_or_error(store)))
+        reader.start()
+        reader.join(0.3)  # time to meet the lock (if it is slower, the test proves less, never fails)
+        assert outcome == [], f"the read did not wait for the lock: {outcome}"
+        holder.stdin.write(b"go\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == b"released"
+        reader.join(30)
+        assert outcome == [["blog"]]  # it waited for the other process, then read
     finally:
+        holder.kill()
         holder.wait(timeout=10)
+
+
+def _names_or_error(store: Store) -> object:
+    try:
+        return [s.name for s in store.list_sources()]
+    except Exception as exc:
+        return exc
 
 
 def test_busy_file_past_the_timeout_is_one_clear_error(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ import pytest
 from starlette.applications import Starlette
 
 from feedcast.automations import AutomationSpec, add_automation, edit_automation
+from feedcast.clock import FakeClock
 from feedcast.delivery import SendSettings, send_automation
 from feedcast.errors import NotFound
 from feedcast.models import Item, NewSubscriber, PollOutcome
@@ -35,6 +36,7 @@ from feedcast.store import Store
 from feedcast.tokens import sign, signing_key
 from feedcast.tracking import click_token
 from feedcast.web import pages
+from tests.conftest import on_ci
 
 KEY = "test-signing-key-" + "k" * 32
 TG_TOKEN = "123456:TEST-token-abcdefghijklmnop"
@@ -350,6 +352,36 @@ def test_double_opt_in_end_to_end(site: Site) -> None:
         assert site.post("/s/deals/email/nosuch", data={"email": "a@example.org"}).status_code == 404
 
 
+def test_an_address_gets_at_most_3_confirmation_emails_an_hour(tmp_path: Path) -> None:
+    """The form on a fake clock: the 4th request within the hour is answered alike but
+    records no opt-in and sends no email; an hour after the first, one more goes."""
+    clock = FakeClock()
+    store = Store(tmp_path / "feedcast.duckdb")
+
+    def optins() -> int:
+        _, rows = store.query("SELECT count(*) AS n FROM optins WHERE recipient = 'eve@example.org'")
+        return int(rows[0]["n"])
+
+    with SmtpSink() as sink:
+        _email_channel(store, sink)
+        app = Starlette(routes=pages.routes(store, environ=ENV, clock=clock))
+        with AsgiServer(app, name="pages") as server, httpx.Client(timeout=10) as http:
+
+            def post() -> httpx.Response:
+                return http.post(f"{server.base_url}/s/deals/email/mail", data={"email": "eve@example.org"})
+
+            answers = [post() for _ in range(4)]
+            assert [a.status_code for a in answers] == [200] * 4
+            assert len({a.text for a in answers}) == 1  # the refused one reads the same: no enumeration
+            assert optins() == 3  # the 4th was refused before anything was recorded or sent
+            _wait_for_mail(sink, "eve@example.org", 3)
+            clock.advance(3599)
+            assert post().status_code == 200 and optins() == 3  # still within the hour
+            clock.advance(1)  # an hour after the first: it leaves the window
+            assert post().status_code == 200 and optins() == 4
+            assert len(_wait_for_mail(sink, "eve@example.org", 4)) == 4
+
+
 def test_the_form_is_rate_limited_per_client(tmp_path: Path) -> None:
     store = Store(tmp_path / "feedcast.duckdb")
     store.add_channel("mail", "email", {"smtp": "smtp://127.0.0.1:1", "from_addr": "n@shop.example"})
@@ -470,7 +502,7 @@ def test_the_cli_takes_track_clicks(tmp_path: Path, capsys: pytest.CaptureFixtur
 def _chromium() -> Path:
     if CHROMIUM.exists() and os.access(CHROMIUM, os.X_OK):
         return CHROMIUM
-    if os.environ.get("CI"):
+    if on_ci():
         pytest.fail(f"{CHROMIUM} is missing on CI: .ci/run installs it (apt-get install chromium)")
     pytest.skip(f"{CHROMIUM} not found: install it to run the browser test (apt-get install chromium)")
 

@@ -57,7 +57,9 @@ admitted calls fill a limit (a rejected call does not push the window further), 
 statistics count every request seen: ``max_window`` is the largest number of requests
 in any sliding 1-second window (rejected ones too), ``over_limit`` the number of
 requests that arrived while that window already held ``limit`` requests (what a real
-page would have refused; also counted with ``limits=False``, for benchmarks).
+page would have refused; also counted with ``limits=False``, for benchmarks). The
+windows read the emulator's ``clock`` (:mod:`feedcast.clock`): with a ``FakeClock`` a
+burst arrives at one instant however slow the machine, and the test moves time.
 
 Control API (JSON), for tests and benchmarks in another process:
 
@@ -110,7 +112,6 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from time import monotonic
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -121,6 +122,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from feedcast.clock import SYSTEM, Clock
 
 __all__ = [
     "GRAPH_VERSION",
@@ -332,8 +335,10 @@ class MessengerEmulator:
         auto_window_open: bool = True,
         text_limit: int = TEXT_LIMIT,
         media_limit: int = MEDIA_LIMIT,
+        clock: Clock = SYSTEM,
     ) -> None:
         self._lock = threading.Lock()
+        self.clock = clock  # the rate windows read it (a FakeClock in tests)
         self.text_limit = text_limit
         self.media_limit = media_limit
         self._pages: dict[str, Page] = {}
@@ -688,7 +693,7 @@ class MessengerEmulator:
     async def _messages_endpoint(self, request: Request) -> Response:
         version = request.path_params.get("version")
         raw = await request.body()
-        now = monotonic()
+        now = self.clock.monotonic()
         try:
             with self._lock:
                 return self._messages(request, version, raw, now)

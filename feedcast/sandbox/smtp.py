@@ -12,7 +12,8 @@ and ``sink.stats()``. It answers like a relay would:
 - ``max_rate``: more than that many accepted messages in a sliding second are refused
   with 451 4.7.0; whatever it is set to, :meth:`stats` reports the most messages accepted
   in any sliding second (``max_per_second``) and the SMTP connections opened, so a test
-  can prove pacing and connection reuse;
+  can prove pacing and connection reuse; the window reads ``clock`` (:mod:`feedcast.clock`:
+  a ``FakeClock`` makes a burst arrive at one instant, however slow the machine);
 - ``users``: AUTH PLAIN / LOGIN required before MAIL (wrong password: 535 5.7.8).
 
 TLS uses a throwaway CA and a certificate for ``localhost`` / ``127.0.0.1`` generated
@@ -33,7 +34,6 @@ import socket
 import ssl
 import tempfile
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -42,6 +42,8 @@ from typing import Any, Literal
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from feedcast.clock import SYSTEM, Clock
 
 __all__ = ["ReceivedMessage", "SinkStats", "SmtpSink", "make_certificate"]
 
@@ -201,6 +203,7 @@ class SmtpSink:
         seed: int | None = None,
         max_rate: int | None = None,
         hostname: str = "sink.feedcast.localhost",
+        clock: Clock = SYSTEM,
     ) -> None:
         if tls not in ("none", "starttls", "ssl"):
             raise ValueError(f"tls must be none, starttls or ssl, not {tls!r}")
@@ -208,6 +211,7 @@ class SmtpSink:
         self.users = dict(users) if users is not None else None
         self.fault_rate = fault_rate
         self.max_rate = max_rate
+        self.clock = clock  # the rate window reads it (a FakeClock in tests)
         self.hostname = hostname
         self._bind = (host, port)
         self.host, self.port = host, port
@@ -373,7 +377,7 @@ class SmtpSink:
                         asyncio.get_running_loop().call_soon(transport.close)
                     return "421 4.3.2 Service not available, closing transmission channel"
                 return "451 4.3.0 Temporary local problem, try again later"
-            if self.max_rate is not None and self._window(time.monotonic()) >= self.max_rate:
+            if self.max_rate is not None and self._window(self.clock.monotonic()) >= self.max_rate:
                 self._deferred += 1
                 self._rate_limited += 1
                 return f"451 4.7.0 Rate limit exceeded ({self.max_rate} messages per second), slow down"
@@ -421,7 +425,7 @@ class SmtpSink:
             tls=session.ssl is not None or self.tls == "ssl",
         )
         with self._lock:
-            now = time.monotonic()
+            now = self.clock.monotonic()
             self._window(now)
             self._accept_times.append(now)
             self._max_per_second = max(self._max_per_second, len(self._accept_times))

@@ -85,7 +85,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -99,6 +99,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from feedcast.clock import SYSTEM, Clock
 from feedcast.sandbox.asgi import AsgiServer
 from layouts.html import TelegramHtmlError, telegram_visible_text, validate_telegram_html
 from layouts.text import utf16_len
@@ -558,6 +559,8 @@ class TelegramEmulator:
     benchmarks). ``auto_chats``: an unregistered positive chat id is an active private
     chat (else ``chat not found``). ``fault_rate`` / ``drop_rate``: fractions of Bot API
     requests answered with a 5xx / dropped without an answer. ``seed``: repeatable faults.
+    ``clock``: what the flood control and long polling read (:mod:`feedcast.clock`; a
+    ``FakeClock`` makes a burst arrive at one instant, however slow the machine).
     """
 
     def __init__(
@@ -568,14 +571,14 @@ class TelegramEmulator:
         fault_rate: float = 0.0,
         drop_rate: float = 0.0,
         seed: int | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.limits = limits
         self.auto_chats = auto_chats
         self.fault_rate = fault_rate
         self.drop_rate = drop_rate
         self._rng = random.Random(seed)
-        self._clock = clock
+        self.clock = clock  # rate windows, buckets and long polls read it (a FakeClock in tests)
         self._lock = threading.Lock()
         self._bots: dict[str, _Bot] = {}
         self._chats: dict[int, _Chat] = {}
@@ -692,7 +695,7 @@ class TelegramEmulator:
     def stats(self, *, chats: bool = False) -> dict[str, Any]:
         """Totals, per-bot figures (keyed by bot id) and, with ``chats``, per-chat ones."""
         with self._lock:
-            now = self._clock()
+            now = self.clock.monotonic()
             bots: dict[str, Any] = {}
             for bot in self._bots.values():
                 c = bot.counters
@@ -837,7 +840,7 @@ class TelegramEmulator:
                 if bot.polls != wait.generation:
                     return self._envelope(409, _CONFLICT_POLL)
                 result = self._updates(bot, None, wait.limit)
-                if result or self._clock() >= wait.deadline:
+                if result or self.clock.monotonic() >= wait.deadline:
                     return JSONResponse({"ok": True, "result": result})
 
     @staticmethod
@@ -862,7 +865,7 @@ class TelegramEmulator:
         if bot is None:
             self.unauthorized += 1
             return self._envelope(401, "Unauthorized")
-        now = self._clock()
+        now = self.clock.monotonic()
         bot.counters.requests += 1
         sending = method in _SEND_METHODS
         if sending:
@@ -1042,7 +1045,7 @@ class TelegramEmulator:
                 "params": {k: v for k, v in params.items() if k != "chat_id"},
                 "message_id": messages[0]["message_id"],
                 "message_ids": [m["message_id"] for m in messages],
-                "time": time.time(),
+                "time": self.clock.time(),
                 "bot_id": bot.id,
             }
         )

@@ -41,7 +41,9 @@ Options: ``limits`` (False: never answer 429, still count what went over the lim
 ``fault_rate`` (that share of deliveries answers 500), ``drop_rate`` (that share of
 deliveries is dropped: the receiver reads the request, then aborts the TCP connection
 without answering, so the client sees "server disconnected"; the delivery is not
-recorded), ``seed`` (faults and drops are drawn from ``random.Random(seed)``).
+recorded), ``seed`` (faults and drops are drawn from ``random.Random(seed)``),
+``clock`` (what the windows and buckets read, :mod:`feedcast.clock`: a ``FakeClock``
+makes a burst arrive at one instant, however slow the machine).
 
 Control API (JSON):
 
@@ -86,6 +88,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from channels.webhook import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from feedcast.clock import SYSTEM, Clock
 from feedcast.sandbox.asgi import AsgiServer
 
 __all__ = ["Hook", "Received", "WebhookReceiver"]
@@ -510,8 +513,10 @@ class WebhookReceiver:
         max_body: int = 1_000_000,
         keep: int = 10_000,
         tolerance: float = 300,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.limits = limits
+        self.clock = clock  # rate windows, buckets and arrival times read it (a FakeClock in tests)
         self.fault_rate = fault_rate
         self.drop_rate = drop_rate
         self.seed = seed
@@ -742,7 +747,9 @@ class WebhookReceiver:
     def _record(self, hook: Hook, status: int, body: Any, request: Request, raw: bytes, **extra: Any) -> None:
         hook.counters["accepted" if 200 <= status < 300 else "refused"] += 1
         hook.received.append(
-            Received(hook.name, hook.kind, time.time(), status, body, dict(request.headers), raw=raw, **extra)
+            Received(
+                hook.name, hook.kind, self.clock.time(), status, body, dict(request.headers), raw=raw, **extra
+            )
         )
 
     @staticmethod
@@ -757,7 +764,7 @@ class WebhookReceiver:
         raw = await request.body()
         try:
             with self._lock:
-                response: Response = handle(raw, time.monotonic())
+                response: Response = handle(raw, self.clock.monotonic())
         except _Drop:
             _drop_connection(request)
             await asyncio.sleep(0)

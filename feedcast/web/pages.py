@@ -53,6 +53,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from channels.base import NETWORK_ERRORS, ChannelError, Outcome, Recipient, SendContext
+from feedcast.clock import SYSTEM, Clock
 from feedcast.errors import FeedcastError, InvalidValue, NotFound
 from feedcast.models import ChannelConfig, ProviderCall, Subscriber
 from feedcast.netguard import guarded_client
@@ -90,11 +91,16 @@ _ENV = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, trim_blo
 
 
 def routes(
-    store: Store, *, public_url: str | None = None, environ: Mapping[str, str] | None = None
+    store: Store,
+    *,
+    public_url: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    clock: Clock = SYSTEM,
 ) -> list[BaseRoute]:
     """The routes of these pages. ``public_url`` is the base of the links in confirmation
-    emails (default: ``FEEDCAST_PUBLIC_URL``, else the address the request came to)."""
-    pages = _Pages(store, public_url, environ)
+    emails (default: ``FEEDCAST_PUBLIC_URL``, else the address the request came to);
+    ``clock`` is what the subscribe form's rate limits read (a FakeClock in tests)."""
+    pages = _Pages(store, public_url, environ, clock)
     return [
         Route("/u/{token}", pages.unsubscribe, methods=["GET", "POST"], name="unsubscribe"),
         Route("/s/{audience}", pages.subscribe_page, methods=["GET"], name="subscribe"),
@@ -186,8 +192,11 @@ class _Way:
 
 
 class _Pages:
-    def __init__(self, store: Store, public_url: str | None, environ: Mapping[str, str] | None) -> None:
+    def __init__(
+        self, store: Store, public_url: str | None, environ: Mapping[str, str] | None, clock: Clock = SYSTEM
+    ) -> None:
         self.store = store
+        self.clock = clock
         self.public_url = public_url.rstrip("/") if public_url else None
         self.environ = environ
         self._key: bytes | None = None
@@ -361,7 +370,7 @@ class _Pages:
         if config.kind != "email" or config.status != "active":
             return _not_valid()
         client = request.client.host if request.client else "unknown"
-        if not self.per_client.allow(client):
+        if not self.per_client.allow(client, self.clock.monotonic()):
             return _message(429, "Too many attempts", "Please wait a few minutes, then try again.")
         form = await _form(request)
         if form is None:
@@ -384,7 +393,9 @@ class _Pages:
             "Open it to confirm: you are subscribed only once you do. Nothing came? Look in your spam folder.",
             ok=True,
         )
-        if form.get("website") or not self.per_address.allow(f"{name}\n{address.lower()}"):
+        if form.get("website") or not self.per_address.allow(
+            f"{name}\n{address.lower()}", self.clock.monotonic()
+        ):
             return answer  # a bot filled the trap, or this address had its emails: the same answer
         token = secrets.token_urlsafe(24)
         try:
