@@ -54,17 +54,26 @@ def web(
             help="Where the outside reaches this server (default: env FEEDCAST_PUBLIC_URL, else http://HOST:PORT).",
         ),
     ] = None,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-proxy",
+            metavar="IP/CIDR",
+            help="A reverse proxy whose X-Forwarded-For is believed (repeatable; none by default: the client is the connection's address).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the inbound endpoints until Ctrl-C: the Messenger webhook, the Telegram
     webhook, one-click unsubscribe, subscribe pages and click tracking."""
     import uvicorn
 
-    from feedcast.web.app import create_app
+    from feedcast.web.app import create_app, trusted_networks
 
+    proxies = trusted_networks(trusted_proxy or [])
     store = State.store()
     configured = os.environ.get("FEEDCAST_PUBLIC_URL")
     public = (public_url or configured or f"http://{host}:{port}").strip().rstrip("/")
-    application = create_app(store, public_url=public)
+    application = create_app(store, public_url=public, trusted_proxies=proxies)
     channels = store.list_channels()
     paths = [p for p in (getattr(r, "path", None) for r in application.routes) if isinstance(p, str)]
     out.print(f"feedcast web on http://{host}:{port} (public URL {public})", highlight=False, markup=False)
@@ -77,5 +86,20 @@ def web(
             highlight=False,
             markup=False,
         )
-    # no access log: paths and queries carry tokens (/u/TOKEN, hub.verify_token)
-    uvicorn.run(application, host=host, port=port, log_level="info", access_log=False, server_header=False)
+    if proxies:
+        out.print(f"  X-Forwarded-For believed from {', '.join(proxies)}", highlight=False, markup=False)
+    waiting = application.state.inbound.spool.counts()["waiting"]
+    if waiting:
+        out.print(f"  {waiting} inbound event(s) kept from the last run: processing them first", markup=False)
+    # no access log: paths and queries carry tokens (/u/TOKEN, hub.verify_token);
+    # forwarded headers only through create_app's trusted proxies (uvicorn's own
+    # default would believe any X-Forwarded-For from 127.0.0.1)
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+    )

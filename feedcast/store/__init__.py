@@ -386,6 +386,10 @@ class Store(DeliveryStore, AudienceStore, ReportStore):
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
+        """One transaction; inside :meth:`atomic`, the atomic block's (no commit of its own)."""
+        if getattr(self._session, "atomic", False):
+            yield self._session.con
+            return
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
@@ -394,6 +398,21 @@ class Store(DeliveryStore, AudienceStore, ReportStore):
                 con.execute("ROLLBACK")
                 raise
             con.execute("COMMIT")
+
+    @contextmanager
+    def atomic(self) -> Iterator[Connection]:
+        """Several units of work as one transaction on one connection (this thread only):
+        every :meth:`transaction` inside joins it, and all of it commits at the end or
+        none of it does (handling one inbound event: its decision and its ``action``)."""
+        if getattr(self._session, "atomic", False):
+            yield self._session.con
+            return
+        with self.session(), self.transaction() as con:
+            self._session.atomic = True
+            try:
+                yield con
+            finally:
+                self._session.atomic = False
 
     def _migrate(self, con: Connection) -> None:
         con.execute(

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from feedcast.errors import InvalidValue, NotFound
-from feedcast.models import Subscriber
+from feedcast.models import InboundEvent, NewInbound, Subscriber
 from feedcast.store._rows import _utc
 
 if TYPE_CHECKING:
@@ -21,9 +21,10 @@ if TYPE_CHECKING:
 
     Connection = duckdb.DuckDBPyConnection
 
-__all__ = ["REPLY_KINDS", "AudienceStore", "m003"]
+__all__ = ["PENDING", "REPLY_KINDS", "AudienceStore", "m003"]
 
 REPLY_KINDS = ("presentation", "welcome", "goodbye", "default")
+PENDING = "pending"  # inbound.action of an event recorded and not processed yet
 
 
 def m003(con: Connection) -> None:
@@ -88,6 +89,15 @@ def m003(con: Connection) -> None:
     """)
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, Mapping) else {}
+
+
 class AudienceStore:
     """Inbound, subscriptions by the people themselves, bot replies, links and clicks."""
 
@@ -95,6 +105,7 @@ class AudienceStore:
 
         def connect(self, *, read_only: bool = False) -> AbstractContextManager[Connection]: ...
         def transaction(self) -> AbstractContextManager[Connection]: ...
+        def atomic(self) -> AbstractContextManager[Connection]: ...
         def get_channel(self, name: str) -> ChannelConfig: ...
         def get_subscriber(self, channel: str, recipient: str) -> Subscriber: ...
         def list_subscribers_by_id(self, ids: Sequence[int]) -> list[Subscriber]: ...
@@ -115,45 +126,108 @@ class AudienceStore:
         payload: Mapping[str, Any] | None = None,
         provider_id: str | None = None,
         received_at: datetime | None = None,
+        action: str | None = None,
     ) -> int | None:
         """Record one inbound event (a message, a command, a postback, a membership
         change); refresh the sender's ``last_inbound_at`` (Messenger's 24-hour window)
         for a person's own actions. None when ``provider_id`` (a Telegram update id, a
         Messenger mid) was seen before: each event is processed once."""
-        ch = self.get_channel(channel)
-        when = received_at or datetime.now(UTC)
-        with self.transaction() as con:
-            if (
-                provider_id is not None
-                and con.execute(
-                    "SELECT 1 FROM inbound WHERE channel_id = ? AND provider_id = ?", [ch.id, provider_id]
-                ).fetchone()
-            ):
-                return None
-            sub = con.execute(
-                "SELECT id FROM subscribers WHERE channel_id = ? AND recipient = ?", [ch.id, sender]
+        self.get_channel(channel)  # NotFound for a channel that does not exist
+        event = NewInbound(channel, sender, kind, provider_id, payload, text, received_at)
+        return self.record_inbound_many([event], action=action)[0]
+
+    def record_inbound_many(
+        self, events: Sequence[NewInbound], *, action: str | None = None
+    ) -> list[int | None]:
+        """Record inbound events in one transaction (see :meth:`record_inbound`), with
+        ``action`` as their action (:data:`PENDING`: to be processed, see
+        :meth:`pending_inbound`). The new rows' ids, None for an event seen before (or
+        given twice) and for one of a channel that no longer exists."""
+        ids: list[int | None] = []
+        with self.atomic() as con:
+            channels: dict[str, int | None] = {}
+            for event in events:
+                if event.channel not in channels:
+                    try:
+                        channels[event.channel] = self.get_channel(event.channel).id
+                    except NotFound:
+                        channels[event.channel] = None
+                channel_id = channels[event.channel]
+                if channel_id is None:
+                    ids.append(None)
+                    continue
+                ids.append(self._insert_inbound(con, channel_id, event, action))
+        return ids
+
+    @staticmethod
+    def _insert_inbound(
+        con: Connection, channel_id: int, event: NewInbound, action: str | None
+    ) -> int | None:
+        if (
+            event.provider_id is not None
+            and con.execute(
+                "SELECT 1 FROM inbound WHERE channel_id = ? AND provider_id = ?",
+                [channel_id, event.provider_id],
             ).fetchone()
-            row = con.execute(
-                "INSERT INTO inbound (channel_id, subscriber_id, sender, kind, text, payload, provider_id, received_at)"
-                " VALUES (?, ?, ?, ?, ?, ?::JSON, ?, ?) RETURNING id",
-                [
-                    ch.id,
-                    sub[0] if sub else None,
-                    sender,
-                    kind,
-                    text,
-                    json.dumps(dict(payload), default=str) if payload is not None else None,
-                    provider_id,
-                    when,
-                ],
-            ).fetchone()
-            if sub is not None and kind not in ("member", "read", "delivery", "echo"):
-                con.execute(
-                    "UPDATE subscribers SET last_inbound_at = greatest(coalesce(last_inbound_at, ?), ?) WHERE id = ?",
-                    [when, when, sub[0]],
-                )
+        ):
+            return None
+        when = event.received_at or datetime.now(UTC)
+        sub = con.execute(
+            "SELECT id FROM subscribers WHERE channel_id = ? AND recipient = ?", [channel_id, event.sender]
+        ).fetchone()
+        row = con.execute(
+            "INSERT INTO inbound (channel_id, subscriber_id, sender, kind, text, payload, provider_id,"
+            " received_at, action) VALUES (?, ?, ?, ?, ?, ?::JSON, ?, ?, ?) RETURNING id",
+            [
+                channel_id,
+                sub[0] if sub else None,
+                event.sender,
+                event.kind,
+                event.text,
+                json.dumps(dict(event.payload), default=str) if event.payload is not None else None,
+                event.provider_id,
+                when,
+                action,
+            ],
+        ).fetchone()
+        if sub is not None and event.kind not in ("member", "read", "delivery", "echo"):
+            con.execute(
+                "UPDATE subscribers SET last_inbound_at = greatest(coalesce(last_inbound_at, ?), ?) WHERE id = ?",
+                [when, when, sub[0]],
+            )
         assert row is not None
         return int(row[0])
+
+    def pending_inbound(self, limit: int = 500) -> list[InboundEvent]:
+        """Recorded events not processed yet (action :data:`PENDING`), oldest first."""
+        with self.connect(read_only=True) as con:
+            rows = con.execute(
+                "SELECT i.id, c.name, c.kind, i.sender, i.kind, i.provider_id, i.payload, i.received_at, i.action"
+                " FROM inbound i JOIN channels c ON c.id = i.channel_id WHERE i.action = ? ORDER BY i.id LIMIT ?",
+                [PENDING, limit],
+            ).fetchall()
+        return [
+            InboundEvent(
+                id=int(r[0]),
+                channel=r[1],
+                channel_kind=r[2],
+                sender=r[3],
+                kind=r[4],
+                provider_id=r[5],
+                payload=_mapping(r[6]),
+                received_at=_utc(r[7]) or datetime.now(UTC),
+                action=r[8],
+            )
+            for r in rows
+        ]
+
+    def inbound_action(self, inbound_id: int) -> str | None:
+        """The action of one recorded event (NotFound for an unknown id)."""
+        with self.connect(read_only=True) as con:
+            row = con.execute("SELECT action FROM inbound WHERE id = ?", [inbound_id]).fetchone()
+        if row is None:
+            raise NotFound(f"no inbound event {inbound_id}")
+        return None if row[0] is None else str(row[0])
 
     def set_inbound_action(self, inbound_id: int, action: str) -> None:
         with self.transaction() as con:
