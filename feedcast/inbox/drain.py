@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import httpx
 
 from channels.base import REDACTOR, one_line
+from channels.telegram import TelegramChannel
 from feedcast.errors import FeedcastError, StoreError
 from feedcast.inbox import messenger, telegram
 from feedcast.models import InboundEvent, NewInbound
@@ -38,11 +39,13 @@ from feedcast.store import Store
 from feedcast.store.audience import PENDING
 from feedcast.store.spool import Spool, Spooled
 
-__all__ = ["BATCH", "MAX_PAUSE", "DrainResult", "Drainer"]
+__all__ = ["BATCH", "BREATHER", "CHUNK", "MAX_PAUSE", "DrainResult", "Drainer"]
 
 log = logging.getLogger(__name__)
 
-BATCH = 500  # events per drain transaction and per processing batch
+BATCH = 500  # events per drain transaction and per query of pending ones
+CHUNK = 50  # events decided on one connection before the file is let go
+BREATHER = 0.05  # seconds the file is left to other processes between chunks
 MAX_PAUSE = 30.0  # seconds between tries at most while the store is busy
 _PRUNE_EVERY = 3600.0  # seconds between prunes of old drained spool rows
 
@@ -64,12 +67,16 @@ class Drainer:
         environ: Mapping[str, str] | None = None,
         options: messenger.InboxOptions | None = None,
         batch: int = BATCH,
+        chunk: int = CHUNK,
+        breather: float = BREATHER,
     ) -> None:
         self.store = store
         self.spool = spool
         self.environ = environ
         self.options = options or messenger.InboxOptions()
         self.batch = batch
+        self.chunk = chunk
+        self.breather = breather
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -162,25 +169,31 @@ class Drainer:
         return len(rows)
 
     def process(self) -> int:
-        """Process one batch of pending events; how many were taken up."""
+        """Process pending events, a chunk at a time; how many were taken up."""
         pending = self.store.pending_inbound(self.batch)
         if not pending:
             return 0
         for channel, kind, events in _runs(pending):
-            if kind == "messenger":
-                self._messenger(channel, events)
-            elif kind == "telegram":
-                self._telegram(channel, events)
-            else:  # a channel replaced by another kind meanwhile: nothing to do
-                for event in events:
-                    self.store.set_inbound_action(event.id, f"ignored: {kind} channel")
+            for start in range(0, len(events), self.chunk):
+                if self._stop.is_set():
+                    return len(pending)
+                chunk = events[start : start + self.chunk]
+                if kind == "messenger":
+                    self._messenger(channel, chunk)
+                elif kind == "telegram":
+                    self._telegram(channel, chunk)
+                else:  # a channel replaced by another kind meanwhile: nothing to do
+                    for event in chunk:
+                        self.store.set_inbound_action(event.id, f"ignored: {kind} channel")
+                # let other processes (an analyst, a campaign) have the file a moment
+                self._stop.wait(self.breather)
         return len(pending)
 
     def _messenger(self, channel: str, events: Sequence[InboundEvent]) -> None:
-        handled = messenger.process_pending(
-            self.store, channel, events, environ=self.environ, options=self.options
-        )
-        for event in handled:
+        with self.store.session():  # one connection for the chunk, a transaction per event
+            decided = messenger.decide_pending(self.store, channel, events, options=self.options)
+        messenger.send_replies(self.store, channel, decided.replies, self.environ)
+        for event in decided.handled:
             log.info(
                 "messenger %s: %s from %s -> %s%s",
                 channel,
@@ -189,49 +202,69 @@ class Drainer:
                 event.action,
                 f" (replies: {', '.join(event.replies)})" if event.replies else "",
             )
+        if decided.error is not None:
+            raise decided.error
 
     def _telegram(self, channel: str, events: Sequence[InboundEvent]) -> None:
-        asyncio.run(self._telegram_batch(channel, events))
-
-    async def _telegram_batch(self, channel: str, events: Sequence[InboundEvent]) -> None:
         try:
             bot = telegram.open_channel(self.store, channel, self.environ)
-        except FeedcastError as exc:  # removed, or another kind now
+        except FeedcastError as exc:  # another kind now
             for event in events:
                 self.store.set_inbound_action(event.id, one_line(f"failed: {exc}")[:500])
             return
+        if channel not in self._usernames:
+            self._usernames[channel] = asyncio.run(self._username(bot))
+        username = self._usernames[channel]
+        done: list[telegram.Handled] = []
+        error: StoreError | None = None
+        with self.store.session():
+            for event in events:
+                try:
+                    done.append(
+                        telegram.handle_pending(self.store, event, fmt=bot.format, bot_username=username)
+                    )
+                except StoreError as exc:
+                    error = exc
+                    break
+                except Exception as exc:  # one bad update never stops the others
+                    text = one_line(REDACTOR.scrub(f"error: {type(exc).__name__}: {exc}"))
+                    log.exception("telegram channel %r (webhook): update not processed", channel)
+                    self.store.set_inbound_action(event.id, text[:500])
+        asyncio.run(self._telegram_replies(bot, done))
+        if error is not None:
+            raise error
+
+    @staticmethod
+    async def _username(bot: TelegramChannel) -> str | None:
         async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)) as client:
             await bot.open(client)
             try:
-                if channel not in self._usernames:
-                    try:
-                        username = (await bot.me()).get("username")
-                    except Exception as exc:  # the replies may fail too; deciding does not need it
-                        log.warning("telegram channel %r: getMe failed: %s", channel, bot.error_text(exc))
-                        username = None
-                    else:
-                        self._usernames[channel] = username if isinstance(username, str) else None
-                username = self._usernames.get(channel)
-                for event in events:
-                    try:
-                        handled = telegram.handle_pending(
-                            self.store, event, fmt=bot.format, bot_username=username
-                        )
-                    except StoreError:
-                        raise
-                    except Exception as exc:  # one bad update never stops the others
-                        error = one_line(REDACTOR.scrub(f"error: {type(exc).__name__}: {exc}"))
-                        log.exception("telegram channel %r (webhook): update not processed", channel)
-                        self.store.set_inbound_action(event.id, error[:500])
-                        continue
-                    if handled.sends:
-                        try:
-                            await telegram.send_replies(self.store, bot, handled)
-                        except FeedcastError as exc:
-                            log.error("telegram channel %r (webhook): replies not sent: %s", channel, exc)
-                    log.info("telegram channel %r (webhook): %s", channel, handled.line())
+                username = (await bot.me()).get("username")
+            except Exception as exc:  # deciding works without it (commands @another_bot aside)
+                log.warning("telegram channel %r: getMe failed: %s", bot.name, bot.error_text(exc))
+                return None
             finally:
                 await bot.close()
+        return username if isinstance(username, str) else None
+
+    async def _telegram_replies(self, bot: TelegramChannel, done: Sequence[telegram.Handled]) -> None:
+        if any(h.sends for h in done):
+            async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)) as client:
+                await bot.open(client)
+                try:
+                    for handled in done:
+                        if handled.sends:
+                            try:
+                                await telegram.send_replies(self.store, bot, handled)
+                            except FeedcastError as exc:
+                                log.error(
+                                    "telegram channel %r (webhook): replies not sent: %s", bot.name, exc
+                                )
+                                break
+                finally:
+                    await bot.close()
+        for handled in done:
+            log.info("telegram channel %r (webhook): %s", bot.name, handled.line())
 
     def _prune(self) -> None:
         now = time.monotonic()
@@ -264,11 +297,9 @@ def _record(row: Spooled) -> NewInbound | None:
 
 
 def _runs(events: Sequence[InboundEvent]) -> list[tuple[str, str, list[InboundEvent]]]:
-    """Consecutive events of one channel together, in order."""
-    runs: list[tuple[str, str, list[InboundEvent]]] = []
+    """The events of each channel together, each channel's in order (a person's
+    events stay in the order they came; channels do not wait on one another)."""
+    runs: dict[str, tuple[str, str, list[InboundEvent]]] = {}
     for event in events:
-        if runs and runs[-1][0] == event.channel:
-            runs[-1][2].append(event)
-        else:
-            runs.append((event.channel, event.channel_kind, [event]))
-    return runs
+        runs.setdefault(event.channel, (event.channel, event.channel_kind, []))[2].append(event)
+    return list(runs.values())

@@ -65,13 +65,16 @@ from feedcast.store import Store
 from feedcast.store.audience import PENDING
 
 __all__ = [
+    "Decided",
     "Event",
     "Handled",
     "InboxOptions",
+    "decide_pending",
     "handle_events",
     "inbound_record",
     "parse_events",
     "process_pending",
+    "send_replies",
     "spool_events",
 ]
 
@@ -354,22 +357,29 @@ def handle_events(
     return handled
 
 
-def process_pending(
+@dataclass(slots=True)
+class Decided:
+    """What :func:`decide_pending` did: the events handled, the replies to send, and
+    the store error that stopped it (the rest stays pending)."""
+
+    handled: list[Handled] = field(default_factory=list)
+    replies: list[_Reply] = field(default_factory=list)
+    error: StoreError | None = None
+
+
+def decide_pending(
     store: Store,
     channel: str,
     events: Sequence[InboundEvent],
     *,
-    environ: Mapping[str, str] | None = None,
     options: InboxOptions | None = None,
-) -> list[Handled]:
-    """Act on recorded events still ``pending`` (:meth:`Store.pending_inbound`), in
-    order, then send their replies. An event processed meanwhile (by another process)
-    is left alone. A :class:`StoreError` (a busy file) stops the batch: what was not
-    processed stays pending."""
+) -> Decided:
+    """Decide recorded events still ``pending`` (:meth:`Store.pending_inbound`), in
+    order, each with its action in one transaction; nothing is sent here. An event
+    processed meanwhile (by another process) is left alone; a store error (a busy
+    file) stops there."""
     options = options or InboxOptions()
-    config = _messenger(store, channel)
-    handled: list[Handled] = []
-    replies: list[_Reply] = []
+    decided = Decided()
     for row in events:
         event = _event(row.payload)
         try:
@@ -378,25 +388,50 @@ def process_pending(
                     continue
                 if event is None:
                     store.set_inbound_action(row.id, "ignored")
-                    handled.append(Handled(row.sender, row.kind, row.provider_id or "", "ignored", row.id))
+                    decided.handled.append(
+                        Handled(row.sender, row.kind, row.provider_id or "", "ignored", row.id)
+                    )
                     continue
                 outcome, queued = _decide(store, channel, event, options, row.id)
-        except StoreError:
-            if replies:
-                asyncio.run(_send(config, replies, environ))
-            raise
-        except Exception as exc:
+        except StoreError as exc:
+            decided.error = exc
+            break
+        except Exception as exc:  # one bad event never stops the others
             failed = _failed(event or _unparsed(row), exc, channel)
             store.set_inbound_action(row.id, f"failed: {failed.error}"[:500])
-            handled.append(
+            decided.handled.append(
                 Handled(failed.sender, failed.kind, failed.provider_id, "failed", row.id, error=failed.error)
             )
             continue
-        replies.extend(queued)
-        handled.append(outcome)
+        decided.replies.extend(queued)
+        decided.handled.append(outcome)
+    return decided
+
+
+def send_replies(
+    store: Store, channel: str, replies: Sequence[_Reply], environ: Mapping[str, str] | None = None
+) -> None:
+    """Send the replies :func:`decide_pending` queued (failures are logged)."""
     if replies:
-        asyncio.run(_send(config, replies, environ))
-    return handled
+        asyncio.run(_send(_messenger(store, channel), replies, environ))
+
+
+def process_pending(
+    store: Store,
+    channel: str,
+    events: Sequence[InboundEvent],
+    *,
+    environ: Mapping[str, str] | None = None,
+    options: InboxOptions | None = None,
+) -> list[Handled]:
+    """:func:`decide_pending`, then :func:`send_replies`; a store error is raised
+    once the replies of what was decided are sent."""
+    _messenger(store, channel)
+    decided = decide_pending(store, channel, events, options=options)
+    send_replies(store, channel, decided.replies, environ)
+    if decided.error is not None:
+        raise decided.error
+    return decided.handled
 
 
 def _messenger(store: Store, channel: str) -> ChannelConfig:

@@ -342,10 +342,12 @@ class Store(DeliveryStore, AudienceStore, ReportStore):
             return
         with self.connect() as con:
             self._session.con = con
+            self._session.channels = {}  # get_channel's copies, for this session only
             try:
                 yield
             finally:
                 self._session.con = None
+                self._session.channels = None
 
     @contextmanager
     def _connection(self, read_only: bool) -> Iterator[Connection]:
