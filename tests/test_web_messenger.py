@@ -87,6 +87,7 @@ class Web:
 
 def _setup(tmp_path: Path, api_url: str, settings: dict[str, str] | None = None) -> Store:
     store = Store(tmp_path / "feedcast.duckdb")
+    store.set_audiences_public(["vip", "spring-sale"])  # what m.me links here may subscribe to
     store.add_channel(
         "fb",
         "messenger",

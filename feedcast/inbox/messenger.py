@@ -23,6 +23,9 @@ and, event by event:
   anything else a person sends                the default reply
   ==========================================  ==============================================
 
+- a tag (``ref=TAG``, ``SUBSCRIBE:TAG``) counts only when the audience is public
+  (``feedcast audience public TAG``): anyone can write any ref, and an internal audience
+  is not theirs to join; otherwise the person subscribes without it;
 - answers through the channel (:func:`feedcast.delivery.make_channel`) with the channel's
   replies (:func:`feedcast.replies.reply_text`; a reply turned off is not sent), as
   ``messaging_type: RESPONSE`` (they answer the person, inside the window), with quick
@@ -457,6 +460,9 @@ def _decide(
     """Change the subscription a recorded event asks for and set its action (inside
     the caller's :meth:`Store.atomic`); the replies it calls for."""
     intent, tag = _intent(event, options)
+    if tag is not None and not store.is_public_audience(tag):
+        log.info("messenger %s: %s is not a public audience; subscribing without it", channel, tag)
+        tag = None
     wanted: list[tuple[str, str | None]] = []
     detail = f"messenger {event.kind}" + (f" ref={tag}" if tag else "")
     if intent == "get_started":

@@ -12,8 +12,9 @@ the Prefect flow ``inbox`` run) or from Telegram's webhook (``feedcast web``, se
    update                                            what happens
    ================================================  ===========================================
    ``/start [payload]`` in a private chat            subscribe (the payload, a deep link's
-                                                     ``[A-Za-z0-9_-]{1,64}``, becomes a tag);
-                                                     the welcome reply
+                                                     ``[A-Za-z0-9_-]{1,64}``, becomes a tag
+                                                     when that audience is public); the
+                                                     welcome reply
    ``/stop``                                         unsubscribe; the goodbye reply
    any other message in a private chat               the default reply
    the first message ever from a chat                the presentation reply first (no
@@ -343,15 +344,19 @@ def _private(
     assert chat is not None
     if command is not None and command[0] == "start":
         payload = command[1]
-        tag = payload if PAYLOAD.fullmatch(payload) else None
+        shaped = PAYLOAD.fullmatch(payload) is not None
+        public = shaped and store.is_public_audience(payload)
+        tag = payload if public else None
         handled.event = f"/start {payload}".strip()
         detail = f"/start {tag}" if tag else "/start"
         _sub, outcome = store.subscribe(
             channel, chat, tags=[tag] if tag else [], name=name, source="bot", detail=detail
         )
         handled.action = outcome + (f" (tag {tag})" if tag else "")
-        if payload and tag is None:
+        if payload and not shaped:
             handled.action += " (payload ignored: not a deep-link payload)"
+        elif payload and not public:
+            handled.action += " (payload ignored: not a public audience)"
         if outcome == "subscribed":
             _reply(handled, store, channel, "presentation", fmt, name=name, audience=None)
         _reply(handled, store, channel, "welcome", fmt, name=name, audience=tag)

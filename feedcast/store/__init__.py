@@ -33,7 +33,7 @@ import pyarrow as pa
 from feedcast.errors import AlreadyExists, InvalidValue, NotFound, StoreBusy, StoreError
 from feedcast.models import Item, PollOutcome, Source
 from feedcast.store._rows import _plain_price, item_from_row
-from feedcast.store.audience import AudienceStore, m003
+from feedcast.store.audience import AudienceStore, m003, m005
 from feedcast.store.delivery import DeliveryStore, m002
 from feedcast.store.reports import ReportStore, m004
 
@@ -298,6 +298,7 @@ def _newest_first(items: Sequence[Item]) -> list[int]:
 migration(2, "channels, subscribers, automations, campaigns, deliveries, send_history")(m002)
 migration(3, "inbound, bot_replies, channel_state, campaign_links, clicks, optins")(m003)
 migration(4, "campaign_report, source_health, automation_activity views")(m004)
+migration(5, "audiences (the tags open to self-subscription)")(m005)
 
 
 class Store(DeliveryStore, AudienceStore, ReportStore):

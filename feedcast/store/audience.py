@@ -5,6 +5,7 @@ clicks, email double opt-in. A mixin of :class:`feedcast.store.Store`."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -21,10 +22,11 @@ if TYPE_CHECKING:
 
     Connection = duckdb.DuckDBPyConnection
 
-__all__ = ["PENDING", "REPLY_KINDS", "AudienceStore", "m003"]
+__all__ = ["AUDIENCE_TAG", "PENDING", "REPLY_KINDS", "AudienceStore", "m003", "m005"]
 
 REPLY_KINDS = ("presentation", "welcome", "goodbye", "default")
 PENDING = "pending"  # inbound.action of an event recorded and not processed yet
+AUDIENCE_TAG = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.:-]{0,63}")  # what a tag may look like
 
 
 def m003(con: Connection) -> None:
@@ -96,6 +98,17 @@ def _mapping(value: Any) -> Mapping[str, Any]:
         except ValueError:
             return {}
     return value if isinstance(value, Mapping) else {}
+
+
+def m005(con: Connection) -> None:
+    """audiences: the tags open to self-subscription (subscribe pages, bot deep links)."""
+    con.execute("""
+        CREATE TABLE audiences (
+            tag        VARCHAR PRIMARY KEY,
+            public     BOOLEAN NOT NULL DEFAULT false,
+            updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        );
+    """)
 
 
 class AudienceStore:
@@ -310,6 +323,58 @@ class AudienceStore:
                 self._set_status(con, [(subscriber_id, "unsubscribed", detail)], source)
         return self.list_subscribers_by_id([subscriber_id])[0]
 
+    # ----------------------------------------------------------------- public audiences
+
+    def set_audiences_public(self, tags: Sequence[str], public: bool = True) -> list[str]:
+        """Declare audiences (tags) open to self-subscription, or not (``public=False``);
+        the tags whose state changed. InvalidValue for a tag that cannot be one."""
+        clean = list(dict.fromkeys(t.strip() for t in tags))
+        for tag in clean:
+            if not AUDIENCE_TAG.fullmatch(tag):
+                raise InvalidValue(
+                    f"{tag!r} is not an audience tag (letters, digits, _ - . : and up to 64 characters)"
+                )
+        changed: list[str] = []
+        with self.transaction() as con:
+            for tag in clean:
+                row = con.execute("SELECT public FROM audiences WHERE tag = ?", [tag]).fetchone()
+                if row is not None and bool(row[0]) == public:
+                    continue
+                if row is None and not public:
+                    continue
+                con.execute(
+                    "INSERT INTO audiences (tag, public, updated_at) VALUES (?, ?, now())"
+                    " ON CONFLICT (tag) DO UPDATE SET public = excluded.public, updated_at = now()",
+                    [tag, public],
+                )
+                changed.append(tag)
+        return changed
+
+    def public_audiences(self) -> list[str]:
+        """The tags declared public, sorted."""
+        with self.connect(read_only=True) as con:
+            rows = con.execute("SELECT tag FROM audiences WHERE public ORDER BY tag").fetchall()
+        return [str(r[0]) for r in rows]
+
+    def is_public_audience(self, tag: str) -> bool:
+        """Whether people may subscribe themselves to ``tag`` (a page, a deep link)."""
+        with self.connect(read_only=True) as con:
+            row = con.execute("SELECT public FROM audiences WHERE tag = ?", [tag]).fetchone()
+        return bool(row and row[0])
+
+    def audiences(self) -> list[dict[str, Any]]:
+        """Every tag in use or declared: ``tag``, ``public``, ``subscribers`` (active)."""
+        with self.connect(read_only=True) as con:
+            rows = con.execute("""
+                WITH used AS (
+                    SELECT tag, count(*) FILTER (WHERE status = 'active') AS n
+                    FROM (SELECT unnest(tags) AS tag, status FROM subscribers) GROUP BY tag
+                )
+                SELECT coalesce(a.tag, u.tag), coalesce(a.public, false), coalesce(u.n, 0)
+                FROM audiences a FULL JOIN used u ON u.tag = a.tag ORDER BY 1
+            """).fetchall()
+        return [{"tag": r[0], "public": bool(r[1]), "subscribers": int(r[2])} for r in rows]
+
     # ----------------------------------------------------------------- channel state
 
     def channel_state(self, channel: str, key: str) -> str | None:
@@ -364,6 +429,16 @@ class AudienceStore:
                 "INSERT INTO campaign_links SELECT ?, generate_subscripts(?, 1) - 1, unnest(?)",
                 [campaign_id, list(urls), list(urls)],
             )
+
+    def campaign_link(self, campaign_id: int, link: int) -> str:
+        """The URL recorded for a campaign's tracked link (NotFound when it has none)."""
+        with self.connect(read_only=True) as con:
+            row = con.execute(
+                "SELECT url FROM campaign_links WHERE campaign_id = ? AND link = ?", [campaign_id, link]
+            ).fetchone()
+        if row is None:
+            raise NotFound("unknown link")
+        return str(row[0])
 
     def record_click(
         self,
