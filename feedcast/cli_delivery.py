@@ -940,9 +940,9 @@ def serve_command(
     ] = None,
 ) -> None:
     """Run feedcast unattended on this machine: a Prefect server (unless PREFECT_API_URL
-    names one) and the scheduled deployments, until Ctrl-C."""
+    names one) and the scheduled deployments, until Ctrl-C or SIGTERM (both stop every
+    process it started, flow runs included, within seconds)."""
     import os
-    import signal
 
     if every < 5:
         raise InvalidValue("--every must be at least 5 seconds")
@@ -952,29 +952,17 @@ def serve_command(
     def log(line: str) -> None:
         out.print(line, markup=False, highlight=False)
 
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
     db = State.db.resolve()
     os.environ["FEEDCAST_DB"] = str(db)
-    from flows.serve import prefect_server, serve
+    from flows.serve import supervise
 
     try:
-        if os.environ.get("PREFECT_API_URL"):
-            log(f"using the Prefect server at {os.environ['PREFECT_API_URL']}")
-            serve(db, every=every, limit=limit, log=log)
-            return
-        home = prefect_home or db.parent / ".feedcast" / "prefect"
-        with prefect_server(home.resolve(), port, log=log) as api:
-            os.environ["PREFECT_API_URL"] = api
-            os.environ.setdefault("PREFECT_HOME", str(home.resolve()))
-            serve(db, every=every, limit=limit, log=log)
-    except KeyboardInterrupt:
-        pass
+        status = supervise(db, every=every, limit=limit, port=port, home=prefect_home, log=log)
     except RuntimeError as exc:
         raise FeedcastError(str(exc)) from None
     log("stopped")
+    if status:
+        raise typer.Exit(status)
 
 
 # --------------------------------------------------------------------------- apply / export

@@ -1,4 +1,5 @@
-"""``feedcast web``: serve the inbound endpoints (registered on :data:`feedcast.cli.app`)."""
+"""``feedcast web``: serve the inbound endpoints, and ``feedcast audience``: which
+audiences people may subscribe themselves to (registered on :data:`feedcast.cli.app`)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,14 @@ from typing import Annotated
 
 import typer
 
-from feedcast.cli import State, app, err, out
+from feedcast.cli import Format, FormatOpt, State, _print_json, _table, app, err, out
 from feedcast.models import ChannelConfig
+
+audience_app = typer.Typer(
+    help="Audiences (subscriber tags) open to self-subscription: subscribe pages, bot deep links.",
+    no_args_is_help=True,
+)
+app.add_typer(audience_app, name="audience")
 
 DEFAULT_PUBLIC_URL = (
     "http://127.0.0.1:8080"  # what feedcast.delivery puts in links without FEEDCAST_PUBLIC_URL
@@ -54,17 +61,26 @@ def web(
             help="Where the outside reaches this server (default: env FEEDCAST_PUBLIC_URL, else http://HOST:PORT).",
         ),
     ] = None,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-proxy",
+            metavar="IP/CIDR",
+            help="A reverse proxy whose X-Forwarded-For is believed (repeatable; none by default: the client is the connection's address).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the inbound endpoints until Ctrl-C: the Messenger webhook, the Telegram
     webhook, one-click unsubscribe, subscribe pages and click tracking."""
     import uvicorn
 
-    from feedcast.web.app import create_app
+    from feedcast.web.app import create_app, trusted_networks
 
+    proxies = trusted_networks(trusted_proxy or [])
     store = State.store()
     configured = os.environ.get("FEEDCAST_PUBLIC_URL")
     public = (public_url or configured or f"http://{host}:{port}").strip().rstrip("/")
-    application = create_app(store, public_url=public)
+    application = create_app(store, public_url=public, trusted_proxies=proxies)
     channels = store.list_channels()
     paths = [p for p in (getattr(r, "path", None) for r in application.routes) if isinstance(p, str)]
     out.print(f"feedcast web on http://{host}:{port} (public URL {public})", highlight=False, markup=False)
@@ -77,5 +93,64 @@ def web(
             highlight=False,
             markup=False,
         )
-    # no access log: paths and queries carry tokens (/u/TOKEN, hub.verify_token)
-    uvicorn.run(application, host=host, port=port, log_level="info", access_log=False, server_header=False)
+    if proxies:
+        out.print(f"  X-Forwarded-For believed from {', '.join(proxies)}", highlight=False, markup=False)
+    waiting = application.state.inbound.spool.counts()["waiting"]
+    if waiting:
+        out.print(f"  {waiting} inbound event(s) kept from the last run: processing them first", markup=False)
+    # no access log: paths and queries carry tokens (/u/TOKEN, hub.verify_token);
+    # forwarded headers only through create_app's trusted proxies (uvicorn's own
+    # default would believe any X-Forwarded-For from 127.0.0.1)
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+    )
+
+
+# --------------------------------------------------------------------------- audiences
+
+
+@audience_app.command("public")
+def audience_public(
+    tags: Annotated[
+        list[str], typer.Argument(help="Tags people may subscribe themselves to.", metavar="TAG...")
+    ],
+) -> None:
+    """Open audiences to self-subscription: /s/TAG pages, t.me/BOT?start=TAG and
+    m.me/PAGE?ref=TAG links subscribe with the tag. Any other tag is refused there."""
+    changed = State.store().set_audiences_public(tags, True)
+    for tag in tags:
+        note = "now public" if tag in changed else "already public"
+        out.print(f"audience {tag}: {note} (/s/{tag} subscribes to it)", markup=False, highlight=False)
+
+
+@audience_app.command("private")
+def audience_private(
+    tags: Annotated[list[str], typer.Argument(help="Tags to close to self-subscription.", metavar="TAG...")],
+) -> None:
+    """Close audiences to self-subscription (existing subscribers keep their tags)."""
+    changed = State.store().set_audiences_public(tags, False)
+    for tag in tags:
+        note = "now private" if tag in changed else "already private"
+        out.print(f"audience {tag}: {note} (/s/{tag} answers 404)", markup=False, highlight=False)
+
+
+@audience_app.command("list")
+def audience_list(fmt: FormatOpt = Format.table) -> None:
+    """Tags in use or declared, whether they are public, and their active subscribers."""
+    rows = State.store().audiences()
+    if fmt == Format.json:
+        _print_json(rows)
+        return
+    if not rows:
+        out.print("no audiences yet: subscribers get tags with --tag; feedcast audience public TAG opens one")
+        return
+    _table(
+        ["audience", "public", "active subscribers"],
+        [[r["tag"], "yes" if r["public"] else "", r["subscribers"]] for r in rows],
+    )

@@ -1,8 +1,9 @@
 """``feedcast apply FILE.yaml`` and ``feedcast export``: the whole set-up as one file.
 
 A file lists ``sources``, ``channels`` (secrets as ``env:VAR``), ``subscribers``
-(imports from a CSV file beside the YAML, or inline recipients) and ``automations``;
-``${VAR}`` in a value is taken from the environment.
+(imports from a CSV file beside the YAML, or inline recipients), ``automations`` and
+``public_audiences`` (the tags people may subscribe themselves to: subscribe pages, bot
+deep links); ``${VAR}`` in a value is taken from the environment.
 Applying is idempotent: what exists and matches is left alone, what differs is
 changed, what is missing is created; ``prune`` removes sources, channels and
 automations the file no longer lists. Everything is checked before anything is done,
@@ -94,6 +95,12 @@ class ConfigFile(_Model):
     channels: list[ChannelEntry] = Field(default_factory=list)
     subscribers: list[SubscriberEntry] = Field(default_factory=list)
     automations: list[AutomationEntry] = Field(default_factory=list)
+    public_audiences: list[str] = Field(default_factory=list)
+
+    @field_validator("public_audiences", mode="before")
+    @classmethod
+    def _tags(cls, value: Any) -> Any:
+        return [str(v) for v in value] if isinstance(value, list) else value
 
 
 def _where(path: Path, section: str, index: int, entry: Any) -> str:
@@ -312,6 +319,28 @@ def plan_config(store: Store, config: ConfigFile, path: Path, *, prune: bool = F
         else:
             plan.unchanged.append(f"automation {auto.name}")
 
+    from feedcast.store.audience import AUDIENCE_TAG
+
+    declared = set(store.public_audiences())
+    for index, tag in enumerate(config.public_audiences):
+        if not AUDIENCE_TAG.fullmatch(tag):
+            raise InvalidValue(
+                f"{path}: public_audiences[{index}]: {tag!r} is not an audience tag"
+                " (letters, digits, _ - . : and up to 64 characters)"
+            )
+    opened = sorted(set(config.public_audiences) - declared)
+    if opened:
+        plan.created += [f"public audience {tag}" for tag in opened]
+        plan.actions.append(("audiences", opened, True))
+    for tag in sorted(declared & set(config.public_audiences)):
+        plan.unchanged.append(f"public audience {tag}")
+    closed = sorted(declared - set(config.public_audiences))
+    if closed and prune:
+        plan.removed += [f"public audience {tag}" for tag in closed]
+        plan.actions.append(("audiences", closed, False))
+    elif closed:
+        plan.kept += [f"public audience {tag}" for tag in closed]
+
     file_automations = {a.name for a in config.automations}
     for kind, store_names, file_names in (
         ("automation", automations, file_automations),
@@ -434,6 +463,8 @@ def apply_config(store: Store, plan: ApplyPlan, *, fetch: bool = True) -> list[s
                 edit_automation(store, name, changes)
             except UserError as exc:
                 raise InvalidValue(f"{where}: {exc}") from None
+        elif kind == "audiences":
+            store.set_audiences_public(action[1], action[2])
         elif kind == "remove":
             _, what, name = action
             if what == "automation":
@@ -483,6 +514,9 @@ def export_config(store: Store, notes: list[str] | None = None) -> str:
             if key not in entry and value != getattr(defaults, key):
                 entry[key] = value
         data["automations"].append(entry)
+    public = store.public_audiences()
+    if public:
+        data["public_audiences"] = public
     header = "# feedcast configuration (feedcast export); apply with: feedcast apply FILE.yaml\n"
     header += "".join(f"# {note}\n" for note in notes)
     return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)

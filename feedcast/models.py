@@ -28,10 +28,12 @@ __all__ = [
     "DeliveryUpdate",
     "EventKind",
     "FeedLink",
+    "InboundEvent",
     "Item",
     "Media",
     "Message",
     "Module",
+    "NewInbound",
     "NewSubscriber",
     "ParseResult",
     "PendingDelivery",
@@ -350,6 +352,34 @@ class NewSubscriber:
     tags: tuple[str, ...] = ()
     name: str | None = None
     last_inbound_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewInbound:
+    """One inbound event to record in ``inbound`` (a message, a command, a postback...)."""
+
+    channel: str
+    sender: str  # chat id, PSID ("" when the event has none)
+    kind: str
+    provider_id: str | None  # what de-duplicates it: a Telegram update id, a Messenger mid
+    payload: Mapping[str, Any] | None = None  # the raw event, as the provider sent it
+    text: str | None = None
+    received_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundEvent:
+    """A recorded inbound event (a row of ``inbound``) and its channel's kind."""
+
+    id: int
+    channel: str
+    channel_kind: str
+    sender: str
+    kind: str
+    provider_id: str | None
+    payload: Mapping[str, Any]
+    received_at: datetime
+    action: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

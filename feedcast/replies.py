@@ -10,9 +10,10 @@ becomes provider calls through the same payload builders as campaigns.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
-from jinja2 import TemplateError
+from jinja2 import Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from feedcast.errors import InvalidValue
@@ -47,6 +48,12 @@ def check_template(template: str) -> str:
     return template
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(template: str) -> Template:
+    """A reply template compiled once (every inbound event renders one)."""
+    return _ENV.from_string(template)
+
+
 def reply_text(
     store: Store, channel: str, kind: str, *, name: str | None = None, audience: str | None = None
 ) -> str | None:
@@ -54,7 +61,7 @@ def reply_text(
     template, enabled = store.bot_replies(channel)[kind]
     if not enabled:
         return None
-    text = _ENV.from_string(template or BUILTIN[kind]).render(name=name, channel=channel, audience=audience)
+    text = _compiled(template or BUILTIN[kind]).render(name=name, channel=channel, audience=audience)
     return text.strip() or None
 
 

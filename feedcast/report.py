@@ -19,6 +19,7 @@ from typing import Any
 
 from feedcast import charts
 from feedcast.errors import InvalidValue
+from feedcast.mdtext import md_text
 from feedcast.store import Store
 from feedcast.store.reports import ReportData
 
@@ -228,7 +229,7 @@ def totals_line(data: ReportData) -> list[tuple[str, str]]:
 
 
 def _md_cell(value: str) -> str:
-    return value.replace("|", "/").replace("\n", " ")
+    return md_text(value)  # names, titles and errors from outside: literal text
 
 
 def _md_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -242,7 +243,7 @@ def _md_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str
 def report_markdown(data: ReportData, *, campaigns: int = 10) -> str:
     """The report as Markdown (the Prefect artifact ``feedcast-report``): totals, the
     latest campaigns, failures by reason and source health; no charts."""
-    lines = [f"## feedcast report ({scope_line(data)})", ""]
+    lines = [f"## feedcast report ({md_text(scope_line(data))})", ""]
     lines += _md_table([k for k, _ in totals_line(data)], [[v for _, v in totals_line(data)]])
     columns, rows = campaign_rows(data)
     lines += ["", f"### Latest campaigns ({min(campaigns, len(rows))} of {data.campaigns_total})", ""]

@@ -21,6 +21,7 @@ from prefect.artifacts import create_markdown_artifact
 from feedcast import automations
 from feedcast.delivery import CampaignResult
 from feedcast.errors import StoreBusy, StoreError
+from feedcast.mdtext import md_link, md_text
 from feedcast.store import Store
 
 __all__ = ["run_automation", "run_automations"]
@@ -38,26 +39,25 @@ def _artifact(store: Store, result: CampaignResult) -> None:
         " WHERE campaign_id = ? AND status IN ('failed', 'skipped') GROUP BY ALL ORDER BY n DESC LIMIT 10",
         [c.id],
     )
+    # item titles, URLs and provider errors come from outside: escaped (feedcast.mdtext)
     lines = [
-        f"### Campaign {c.id}: {c.automation} → {c.channel} ({c.channel_kind}, layout {c.layout})",
+        f"### Campaign {c.id}: {md_text(c.automation)} → {md_text(c.channel)} "
+        f"({md_text(c.channel_kind)}, layout {md_text(c.layout)})",
         "",
         "| recipients | sent | failed | skipped | pending | status | seconds | per second |",
         "|---:|---:|---:|---:|---:|---|---:|---:|",
-        f"| {c.recipients} | {c.sent} | {c.failed} | {c.skipped} | {c.pending} | {c.status} "
+        f"| {c.recipients} | {c.sent} | {c.failed} | {c.skipped} | {c.pending} | {md_text(c.status)} "
         f"| {result.duration:.1f} | {result.rate:.1f} |",
         "",
         "| item | event |",
         "|---|---|",
-        *[
-            f"| [{(r['title'] or r['url'] or '').replace('|', '/')}]({r['url']}) | {r['event']} |"
-            for r in items
-        ],
+        *[f"| {md_link(r['title'], r['url'])} | {md_text(r['event'])} |" for r in items],
     ]
     if c.error:
-        lines += ["", f"**Stopped:** {c.error}"]
+        lines += ["", f"**Stopped:** {md_text(c.error, 500)}"]
     if failures:
         lines += ["", "| why not sent | code | deliveries |", "|---|---|---:|"]
-        lines += [f"| {str(r['error']).replace('|', '/')} | {r['error_code']} | {r['n']} |" for r in failures]
+        lines += [f"| {md_text(r['error'], 300)} | {md_text(r['error_code'])} | {r['n']} |" for r in failures]
     create_markdown_artifact(
         "\n".join(lines), key=f"campaign-{c.id}", description=f"Campaign {c.id} of {c.automation}"
     )

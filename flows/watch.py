@@ -13,6 +13,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from feedcast import watch
+from feedcast.mdtext import md_text
 from feedcast.store import PollSummary, Store
 
 __all__ = ["poll_batch", "watch_sources"]
@@ -53,7 +54,9 @@ def watch_sources(
     ]
     if failed:
         lines += ["", "| source | outcome | error |", "|---|---|---|"]
-        lines += [f"| {s.source} | {s.outcome} | {s.error} |" for s in failed[:50]]
+        lines += [
+            f"| {md_text(s.source)} | {md_text(s.outcome)} | {md_text(s.error, 300)} |" for s in failed[:50]
+        ]
     create_markdown_artifact("\n".join(lines), key="watch-sources", description="Poll results")
     logger.info("polled %(sources)d sources: %(new)d new, %(changed)d changed, %(failed)d failed", totals)
     return totals

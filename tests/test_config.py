@@ -170,3 +170,23 @@ def test_the_readme_example_is_a_valid_file() -> None:
     assert [a.name for a in config.automations] == ["deals"] and config.channels[0].options() == {
         "token": "env:TG_TOKEN"
     }
+
+
+def test_public_audiences_apply_export_and_the_audience_commands(cli: Cli, tmp_path: Path) -> None:
+    text = "public_audiences: [deals, news]\n"
+    out = cli("apply", str(_write(tmp_path, text)))
+    assert "public audience deals" in out and "public audience news" in out
+    assert "public_audiences:\n- deals\n- news" in cli("export")
+    listed = cli.json("audience", "list")
+    assert listed == [
+        {"tag": "deals", "public": True, "subscribers": 0},
+        {"tag": "news", "public": True, "subscribers": 0},
+    ]
+    assert "audience news: now private (/s/news answers 404)" in cli("audience", "private", "news")
+    assert "audience vip: now public" in cli("audience", "public", "vip")
+    assert "already public" in cli("audience", "public", "vip")
+    # without --prune a tag the file does not list stays public; with it, it closes
+    plan = json.loads(cli("apply", str(_write(tmp_path, text)), "--prune", "--dry-run", "--format", "json"))
+    assert "public audience vip" in plan["removed"] and "public audience news" in plan["created"]
+    assert "is not an audience tag" in cli("audience", "public", "no spaces!", code=2)
+    assert "public_audiences[0]" in cli("apply", str(_write(tmp_path, "public_audiences: ['a b']\n")), code=2)

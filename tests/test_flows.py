@@ -216,3 +216,33 @@ def test_inbox_flow_answers_the_bot_and_records_the_audience(
 
     table = asyncio.run(artifact())
     assert "| tg | 4 | 2 | 1 | 7 | 0 |" in table
+
+
+def test_inbox_flow_with_no_telegram_channel_completes_and_says_so(
+    prefect_server: None, tmp_path: Path
+) -> None:
+    """Scheduled every minute under serve: nothing to poll is a completed run with a
+    log line, not a failed one with a traceback."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    from flows.inbox import inbox
+
+    store = Store(tmp_path / "inbox.duckdb")
+    store.add_channel("review", "outbox", {"dir": str(tmp_path / "outbox"), "format": "json"})
+    state = inbox(db=str(store.path), duration=0, return_state=True)
+    assert state.is_completed(), state.message
+    assert state.result()["updates"] == 0
+    run_id = state.state_details.flow_run_id
+    assert run_id is not None
+
+    async def messages() -> list[str]:
+        await APILogHandler.aflush()  # the run's logs reach the API in the background
+        async with get_client() as client:
+            logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+        return [entry.message for entry in logs]
+
+    assert any("no Telegram channel to poll: nothing to do" in m for m in asyncio.run(messages()))

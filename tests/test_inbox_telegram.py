@@ -62,6 +62,8 @@ def store(tmp_path: Path, served: tuple[TelegramEmulator, str], monkeypatch: pyt
     store = Store(tmp_path / "inbox.duckdb")
     settings = TelegramChannel.validate_settings({"token": "env:TG_TOKEN", "api_url": served[1]})
     store.add_channel("tg", "telegram", settings)
+    # the audiences the deep links here subscribe to (feedcast audience public)
+    store.set_audiences_public(["vip", "deals", "spring_sale", "news", "summer", "abc"])
     return store
 
 

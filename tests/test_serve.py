@@ -109,3 +109,85 @@ def test_serve_runs_due_automations_on_prefect_and_stops_cleanly(tmp_path: Path)
     with pytest.raises(httpx.ConnectError):
         httpx.get(api + "/health", timeout=2)  # the Prefect server is gone too
     assert len(list((tmp_path / "outbox").rglob("*.json"))) == 1
+
+
+def _processes() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, process group) of every process on the machine."""
+    found: dict[int, tuple[int, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z":  # a zombie is gone, only not reaped yet
+            found[int(entry.name)] = (int(fields[1]), int(fields[2]))
+    return found
+
+
+def _descendants(root: int) -> set[int]:
+    table = _processes()
+    family, grew = {root}, True
+    while grew:
+        more = {pid for pid, (parent, _) in table.items() if parent in family} - family
+        family |= more
+        grew = bool(more)
+    return family
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_serve_stops_on_a_signal_and_leaves_no_process(tmp_path: Path, signum: signal.Signals) -> None:
+    """What systemd and containers send (SIGTERM) and Ctrl-C (SIGINT) both stop serve,
+    the Prefect server and every flow run it started, within a bound."""
+    db = tmp_path / "feedcast.duckdb"
+    Store(db).schema_version()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(FEEDCAST_DB=str(db), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    feedcast = Path(sys.executable).with_name("feedcast")
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                str(feedcast),
+                "serve",
+                "--every",
+                "5",
+                "--port",
+                str(_free_port()),
+                "--prefect-home",
+                str(tmp_path / "prefect"),
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            start_new_session=True,  # the test's own group: what is left is findable
+        )
+    try:
+        deadline = time.monotonic() + 150
+        family: set[int] = set()
+        while time.monotonic() < deadline and process.poll() is None:
+            family |= _descendants(process.pid)
+            # serve, the Prefect server and the serving process at least; flow runs come and go
+            if "serving" in log.read_text(errors="replace") and len(family) >= 3:
+                break
+            time.sleep(0.5)
+        assert process.poll() is None, log.read_text(errors="replace")[-3000:]
+        time.sleep(6)  # a scheduled pass starts its flow runs
+        family |= _descendants(process.pid)
+        groups = {_processes()[pid][1] for pid in family if pid in _processes()}
+        process.send_signal(signum)
+        try:
+            process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"serve still running 90 s after {signum.name}")
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    text = log.read_text(errors="replace")
+    assert process.returncode == 0, text[-3000:]
+    assert "stopped" in text
+    left = {pid: pg for pid, (_, pg) in _processes().items() if pid in family or pg in groups}
+    assert left == {}, f"still running after {signum.name}: {left}"

@@ -11,6 +11,7 @@ import os
 import re
 import select
 import subprocess
+import sys
 import time
 import zlib
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ from feedcast.store import Store
 from feedcast.tokens import sign, signing_key
 from feedcast.tracking import click_token
 from feedcast.web import pages
+from feedcast.web.app import create_app
 from tests.conftest import on_ci
 
 KEY = "test-signing-key-" + "k" * 32
@@ -69,6 +71,9 @@ def _serve(store: Store, env: dict[str, str]) -> AsgiServer:
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
     store = Store(tmp_path / "feedcast.duckdb")
+    store.set_audiences_public(
+        ["deals", "news"]
+    )  # the audiences these pages offer (feedcast audience public)
     with _serve(store, ENV) as server, httpx.Client(timeout=10) as http:
         yield Site(store, server.base_url, {**ENV, "FEEDCAST_PUBLIC_URL": server.base_url}, http)
 
@@ -385,6 +390,7 @@ def test_an_address_gets_at_most_3_confirmation_emails_an_hour(tmp_path: Path) -
 def test_the_form_is_rate_limited_per_client(tmp_path: Path) -> None:
     store = Store(tmp_path / "feedcast.duckdb")
     store.add_channel("mail", "email", {"smtp": "smtp://127.0.0.1:1", "from_addr": "n@shop.example"})
+    store.set_audiences_public(["deals"])
     with _serve(store, ENV) as server, httpx.Client(timeout=10) as http:
         statuses = [
             http.post(
@@ -641,3 +647,50 @@ def test_the_subscribe_page_in_headless_chromium(site: Site, tmp_path: Path) -> 
         [mail] = _wait_for_mail(sink, "chromium@example.org")
         assert "/confirm/" in _text_part(mail.message)
     assert signing_key(site.store.path, ENV) == KEY.encode()
+
+
+# --------------------------------------------------------------------------- proxies
+
+
+def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(tmp_path: Path) -> None:
+    store = Store(tmp_path / "feedcast.duckdb")
+    store.add_channel("mail", "email", {"smtp": "smtp://127.0.0.1:1", "from_addr": "n@shop.example"})
+    store.set_audiences_public(["deals"])
+    app = create_app(store, public_url="https://pages.example", environ=ENV, trusted_proxies=["127.0.0.0/8"])
+
+    def post(http: httpx.Client, base: str, client: str) -> int:
+        form = {"email": "a@b.example", "website": "x"}
+        return http.post(
+            f"{base}/s/deals/email/mail", data=form, headers={"X-Forwarded-For": client}
+        ).status_code
+
+    with AsgiServer(app, name="web") as server, httpx.Client(timeout=10) as http:
+        # behind the proxy, each person is their forwarded address: 12 people, no limit
+        assert [post(http, server.base_url, f"198.51.100.{i}") for i in range(12)] == [200] * 12
+        # one person posting again and again is limited, whatever the proxy's address
+        statuses = [post(http, server.base_url, "192.0.2.7") for _ in range(12)]
+    assert statuses[:10] == [200] * 10 and statuses[10:] == [429, 429]
+
+
+def test_a_trusted_proxy_that_is_no_address_is_one_clear_line(tmp_path: Path) -> None:
+    from feedcast.errors import InvalidValue
+    from feedcast.web.app import trusted_networks
+
+    assert trusted_networks(["10.0.0.5", "10.1.0.0/16", "::1"]) == ["10.0.0.5/32", "10.1.0.0/16", "::1/128"]
+    with pytest.raises(
+        InvalidValue, match=r"--trusted-proxy 'proxy\.example' is not an IP address or network"
+    ):
+        trusted_networks(["proxy.example"])
+    env = {**os.environ, "FEEDCAST_DB": str(tmp_path / "feedcast.duckdb")}
+    done = subprocess.run(
+        [sys.executable, "-c", "from feedcast.cli import main; main()", "web", "--trusted-proxy", "nope"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: --trusted-proxy 'nope' is not an IP address or network (e.g. 10.0.0.5 or 10.0.0.0/24)"
+    ]

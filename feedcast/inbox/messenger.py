@@ -23,6 +23,9 @@ and, event by event:
   anything else a person sends                the default reply
   ==========================================  ==============================================
 
+- a tag (``ref=TAG``, ``SUBSCRIBE:TAG``) counts only when the audience is public
+  (``feedcast audience public TAG``): anyone can write any ref, and an internal audience
+  is not theirs to join; otherwise the person subscribes without it;
 - answers through the channel (:func:`feedcast.delivery.make_channel`) with the channel's
   replies (:func:`feedcast.replies.reply_text`; a reply turned off is not sent), as
   ``messaging_type: RESPONSE`` (they answer the person, inside the window), with quick
@@ -32,8 +35,17 @@ What is not recorded: the page's own messages coming back (``message.is_echo``),
 delivery and read receipts, reactions and hand-over events. They are not the person's
 actions (they do not open the window) and would only multiply the rows of ``inbound``.
 
-One event that cannot be handled (a store error, a malformed event) is logged and the
-others go on; a reply that cannot be sent is logged (the subscription still changed).
+One event that cannot be handled (a malformed event, a bug) is logged, its action
+says ``failed: ...``, and the others go on; a reply that cannot be sent is logged (the
+subscription still changed).
+
+Through the webhook (:mod:`feedcast.web.messenger`) an event is first kept in the
+spool (:func:`spool_events` splits a body into one-event bodies keyed like the store),
+then recorded as ``pending`` (:func:`inbound_record`) and processed from that row
+(:func:`process_pending`): an event's decision and its ``action`` commit together, so
+a crash either left it pending (it is processed after the restart) or processed (it is
+not processed again). Its replies are sent after that commit: a crash in between
+loses them rather than sending them twice.
 Plain Python: no Prefect, no SQL.
 """
 
@@ -49,12 +61,25 @@ from typing import Any
 
 from channels.base import REDACTOR, ChannelError, Outcome, Recipient, SendContext, one_line
 from feedcast.delivery import SendSettings, _client, make_channel
-from feedcast.errors import InvalidValue, NotFound
-from feedcast.models import ChannelConfig, ProviderCall, Subscriber
+from feedcast.errors import InvalidValue, NotFound, StoreError
+from feedcast.models import ChannelConfig, InboundEvent, NewInbound, ProviderCall, Subscriber
 from feedcast.replies import reply_calls, reply_text
 from feedcast.store import Store
+from feedcast.store.audience import PENDING
 
-__all__ = ["Event", "Handled", "InboxOptions", "handle_events", "parse_events"]
+__all__ = [
+    "Decided",
+    "Event",
+    "Handled",
+    "InboxOptions",
+    "decide_pending",
+    "handle_events",
+    "inbound_record",
+    "parse_events",
+    "process_pending",
+    "send_replies",
+    "spool_events",
+]
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +155,45 @@ def parse_events(body: Any) -> list[Event]:
                 if event is not None:
                     events.append(event)
     return events
+
+
+def spool_events(body: Any) -> list[tuple[str, dict[str, Any]]]:
+    """The person actions of a webhook body, each as (its id, a body holding only it:
+    ``{"object": "page", "entry": [{"id", "time", "messaging": [event]}]}``), in order.
+    The id is the one :meth:`Store.record_inbound` de-duplicates on (the ``mid``, else
+    built from the sender, the timestamp and the payload or ref)."""
+    if not isinstance(body, Mapping) or body.get("object") != "page":
+        return []
+    kept: list[tuple[str, dict[str, Any]]] = []
+    for entry in _list(body.get("entry")):
+        if not isinstance(entry, Mapping):
+            continue
+        for raw in _list(entry.get("messaging")):
+            if not isinstance(raw, Mapping):
+                continue
+            event = _event(raw)
+            if event is not None:
+                one = {"id": entry.get("id"), "time": entry.get("time"), "messaging": [raw]}
+                kept.append((event.provider_id, {"object": "page", "entry": [one]}))
+    return kept
+
+
+def inbound_record(channel: str, body: Any) -> NewInbound | None:
+    """The ``inbound`` row of a one-event body from :func:`spool_events` (None when it
+    holds no person action)."""
+    events = parse_events(body)
+    if not events:
+        return None
+    event = events[0]
+    return NewInbound(
+        channel,
+        sender=event.sender,
+        kind=event.kind,
+        provider_id=event.provider_id,
+        payload=event.raw,
+        text=event.text,
+        received_at=event.at,
+    )
 
 
 def _list(value: Any) -> list[Any]:
@@ -253,60 +317,152 @@ def handle_events(
     """Record and act on every person action of one webhook body, then send the
     replies (see the module's docstring). Returns what was done, event by event."""
     options = options or InboxOptions()
-    config = store.get_channel(channel)
-    if config.kind != "messenger":
-        raise InvalidValue(f"channel {channel!r} is a {config.kind} channel, not messenger")
+    config = _messenger(store, channel)
     handled: list[Handled] = []
     replies: list[_Reply] = []
     for event in parse_events(body):
         try:
-            outcome, wanted = _handle(store, channel, event, options)
-            queued = [r for kind, tag in wanted if (r := _reply(store, channel, event, kind, tag, options))]
+            with store.atomic():  # recorded and decided together, or neither
+                inbound_id = store.record_inbound(
+                    channel,
+                    sender=event.sender,
+                    kind=event.kind,
+                    text=event.text,
+                    payload=event.raw,
+                    provider_id=event.provider_id,
+                    received_at=event.at,
+                    action=PENDING,
+                )
+                if inbound_id is None:
+                    handled.append(Handled(event.sender, event.kind, event.provider_id, "duplicate"))
+                    continue
+                outcome, queued = _decide(store, channel, event, options, inbound_id)
+        except StoreError:
+            raise
         except Exception as exc:  # one bad event never stops the others
-            error = one_line(REDACTOR.scrub(f"{type(exc).__name__}: {exc}"))
-            log.error("messenger %s: event %s of %s failed: %s", channel, event.kind, event.sender, error)
-            handled.append(Handled(event.sender, event.kind, event.provider_id, "failed", error=error))
+            failed = _failed(event, exc, channel)
+            store.record_inbound(
+                channel,
+                sender=event.sender,
+                kind=event.kind,
+                text=event.text,
+                payload=event.raw,
+                provider_id=event.provider_id,
+                received_at=event.at,
+                action=f"failed: {failed.error}"[:500],
+            )
+            handled.append(failed)
             continue
         replies.extend(queued)
-        handled.append(
-            Handled(
-                outcome.sender,
-                outcome.kind,
-                outcome.provider_id,
-                outcome.action,
-                outcome.inbound_id,
-                tuple(r.kind for r in queued),
-            )
-        )
+        handled.append(outcome)
     if replies:
         asyncio.run(_send(config, replies, environ))
     return handled
 
 
-def _handle(
-    store: Store, channel: str, event: Event, options: InboxOptions
-) -> tuple[Handled, list[tuple[str, str | None]]]:
-    """Record one event and change the subscription; the replies it calls for, as
-    (reply kind, audience tag)."""
-    with store.session():  # a dozen small reads and writes: one connection
-        return _handle_event(store, channel, event, options)
+@dataclass(slots=True)
+class Decided:
+    """What :func:`decide_pending` did: the events handled, the replies to send, and
+    the store error that stopped it (the rest stays pending)."""
+
+    handled: list[Handled] = field(default_factory=list)
+    replies: list[_Reply] = field(default_factory=list)
+    error: StoreError | None = None
 
 
-def _handle_event(
-    store: Store, channel: str, event: Event, options: InboxOptions
-) -> tuple[Handled, list[tuple[str, str | None]]]:
-    inbound_id = store.record_inbound(
-        channel,
-        sender=event.sender,
-        kind=event.kind,
-        text=event.text,
-        payload=event.raw,
-        provider_id=event.provider_id,
-        received_at=event.at,
-    )
-    if inbound_id is None:
-        return Handled(event.sender, event.kind, event.provider_id, "duplicate"), []
+def decide_pending(
+    store: Store,
+    channel: str,
+    events: Sequence[InboundEvent],
+    *,
+    options: InboxOptions | None = None,
+) -> Decided:
+    """Decide recorded events still ``pending`` (:meth:`Store.pending_inbound`), in
+    order, each with its action in one transaction; nothing is sent here. An event
+    processed meanwhile (by another process) is left alone; a store error (a busy
+    file) stops there."""
+    options = options or InboxOptions()
+    decided = Decided()
+    for row in events:
+        event = _event(row.payload)
+        try:
+            with store.atomic():
+                if store.inbound_action(row.id) != PENDING:
+                    continue
+                if event is None:
+                    store.set_inbound_action(row.id, "ignored")
+                    decided.handled.append(
+                        Handled(row.sender, row.kind, row.provider_id or "", "ignored", row.id)
+                    )
+                    continue
+                outcome, queued = _decide(store, channel, event, options, row.id)
+        except StoreError as exc:
+            decided.error = exc
+            break
+        except Exception as exc:  # one bad event never stops the others
+            failed = _failed(event or _unparsed(row), exc, channel)
+            store.set_inbound_action(row.id, f"failed: {failed.error}"[:500])
+            decided.handled.append(
+                Handled(failed.sender, failed.kind, failed.provider_id, "failed", row.id, error=failed.error)
+            )
+            continue
+        decided.replies.extend(queued)
+        decided.handled.append(outcome)
+    return decided
+
+
+def send_replies(
+    store: Store, channel: str, replies: Sequence[_Reply], environ: Mapping[str, str] | None = None
+) -> None:
+    """Send the replies :func:`decide_pending` queued (failures are logged)."""
+    if replies:
+        asyncio.run(_send(_messenger(store, channel), replies, environ))
+
+
+def process_pending(
+    store: Store,
+    channel: str,
+    events: Sequence[InboundEvent],
+    *,
+    environ: Mapping[str, str] | None = None,
+    options: InboxOptions | None = None,
+) -> list[Handled]:
+    """:func:`decide_pending`, then :func:`send_replies`; a store error is raised
+    once the replies of what was decided are sent."""
+    _messenger(store, channel)
+    decided = decide_pending(store, channel, events, options=options)
+    send_replies(store, channel, decided.replies, environ)
+    if decided.error is not None:
+        raise decided.error
+    return decided.handled
+
+
+def _messenger(store: Store, channel: str) -> ChannelConfig:
+    config = store.get_channel(channel)
+    if config.kind != "messenger":
+        raise InvalidValue(f"channel {channel!r} is a {config.kind} channel, not messenger")
+    return config
+
+
+def _unparsed(row: InboundEvent) -> Event:
+    return Event(row.sender, row.kind, row.provider_id or "", row.received_at, raw=row.payload)
+
+
+def _failed(event: Event, exc: Exception, channel: str) -> Handled:
+    error = one_line(REDACTOR.scrub(f"{type(exc).__name__}: {exc}"))
+    log.error("messenger %s: event %s of %s failed: %s", channel, event.kind, event.sender, error)
+    return Handled(event.sender, event.kind, event.provider_id, "failed", error=error)
+
+
+def _decide(
+    store: Store, channel: str, event: Event, options: InboxOptions, inbound_id: int
+) -> tuple[Handled, list[_Reply]]:
+    """Change the subscription a recorded event asks for and set its action (inside
+    the caller's :meth:`Store.atomic`); the replies it calls for."""
     intent, tag = _intent(event, options)
+    if tag is not None and not store.is_public_audience(tag):
+        log.info("messenger %s: %s is not a public audience; subscribing without it", channel, tag)
+        tag = None
     wanted: list[tuple[str, str | None]] = []
     detail = f"messenger {event.kind}" + (f" ref={tag}" if tag else "")
     if intent == "get_started":
@@ -337,7 +493,11 @@ def _handle_event(
     else:
         action = "ignored"
     store.set_inbound_action(inbound_id, action)
-    return Handled(event.sender, event.kind, event.provider_id, action, inbound_id), wanted
+    queued = [r for kind, tag in wanted if (r := _reply(store, channel, event, kind, tag, options))]
+    outcome = Handled(
+        event.sender, event.kind, event.provider_id, action, inbound_id, tuple(r.kind for r in queued)
+    )
+    return outcome, queued
 
 
 def _subscriber(store: Store, channel: str, psid: str) -> Subscriber | None:

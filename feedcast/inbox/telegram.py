@@ -12,8 +12,9 @@ the Prefect flow ``inbox`` run) or from Telegram's webhook (``feedcast web``, se
    update                                            what happens
    ================================================  ===========================================
    ``/start [payload]`` in a private chat            subscribe (the payload, a deep link's
-                                                     ``[A-Za-z0-9_-]{1,64}``, becomes a tag);
-                                                     the welcome reply
+                                                     ``[A-Za-z0-9_-]{1,64}``, becomes a tag
+                                                     when that audience is public); the
+                                                     welcome reply
    ``/stop``                                         unsubscribe; the goodbye reply
    any other message in a private chat               the default reply
    the first message ever from a chat                the presentation reply first (no
@@ -57,9 +58,10 @@ import httpx
 from channels.base import ChannelError, Outcome, Recipient, Result, SendContext, one_line
 from channels.telegram import TelegramChannel
 from feedcast.errors import FeedcastError, InvalidValue, NotFound, StoreError
-from feedcast.models import ProviderCall, Subscriber
+from feedcast.models import InboundEvent, NewInbound, ProviderCall, Subscriber
 from feedcast.replies import reply_calls, reply_text
 from feedcast.store import Store
+from feedcast.store.audience import PENDING
 from feedcast.tokens import sign
 
 __all__ = [
@@ -67,7 +69,9 @@ __all__ = [
     "OFFSET_KEY",
     "Handled",
     "PollSummary",
+    "handle_pending",
     "handle_update",
+    "inbound_record",
     "open_channel",
     "poll",
     "poll_channels",
@@ -196,6 +200,43 @@ def _reply(
     handled.replies.append(kind)
 
 
+def inbound_record(
+    channel: str, update: Mapping[str, Any], *, bot_username: str | None = None
+) -> NewInbound | None:
+    """The ``inbound`` row of one update (None when it is not recorded: no
+    ``update_id``, or a message without a chat)."""
+    return _record(channel, update, bot_username)[1]
+
+
+def _record(
+    channel: str, update: Mapping[str, Any], bot_username: str | None
+) -> tuple[str | None, NewInbound | None]:
+    """(why it is not recorded, None) or (None, its row)."""
+    raw_id = update.get("update_id")
+    if not isinstance(raw_id, int) or isinstance(raw_id, bool):
+        return "ignored: no update_id", None
+    message = update.get("message")
+    member = update.get("my_chat_member")
+    body = message if isinstance(message, Mapping) else member if isinstance(member, Mapping) else None
+    if body is None:
+        kind = next((k for k in update if k != "update_id"), "unknown")
+        return None, NewInbound(channel, "", kind, str(raw_id), payload=update)
+    chat_id = _mapping(body.get("chat")).get("id")
+    if not isinstance(chat_id, int) or isinstance(chat_id, bool):
+        return "ignored: no chat", None
+    command = _command(body, bot_username) if message is not None else None
+    text = body.get("text") if isinstance(body.get("text"), str) else body.get("caption")
+    return None, NewInbound(
+        channel,
+        sender=str(chat_id),
+        kind="member" if member is not None else "command" if command else "message",
+        provider_id=str(raw_id),
+        payload=update,
+        text=text if isinstance(text, str) else None,
+        received_at=_when(body.get("date")),
+    )
+
+
 def handle_update(
     store: Store,
     channel: str,
@@ -205,9 +246,29 @@ def handle_update(
     bot_username: str | None = None,
 ) -> Handled:
     """Record one update and change the audience; returns what to send (nothing sent
-    here). A duplicate ``update_id`` gives action ``duplicate`` and changes nothing."""
-    with store.session():  # a dozen small reads and writes: one connection
+    here). A duplicate ``update_id`` gives action ``duplicate`` and changes nothing.
+    The record and the change commit together: a crash leaves neither or both."""
+    with store.atomic():
         return _handle_update(store, channel, update, fmt=fmt, bot_username=bot_username)
+
+
+def handle_pending(
+    store: Store,
+    event: InboundEvent,
+    *,
+    fmt: str = "telegram",
+    bot_username: str | None = None,
+) -> Handled:
+    """Change the audience for an update recorded as ``pending`` (the webhook's way:
+    :meth:`Store.pending_inbound`), and set its action, together; action ``duplicate``
+    when it was processed meanwhile."""
+    with store.atomic():
+        if store.inbound_action(event.id) != PENDING:
+            raw = event.payload.get("update_id")
+            return Handled(raw if isinstance(raw, int) else None, event.sender or None, "update", "duplicate")
+        return _handle_update(
+            store, event.channel, event.payload, fmt=fmt, bot_username=bot_username, recorded=event.id
+        )
 
 
 def _handle_update(
@@ -217,50 +278,48 @@ def _handle_update(
     *,
     fmt: str,
     bot_username: str | None,
+    recorded: int | None = None,
 ) -> Handled:
     raw_id = update.get("update_id")
-    update_id = raw_id if isinstance(raw_id, int) and not isinstance(raw_id, bool) else None
-    handled = Handled(update_id)
-    if update_id is None:
-        handled.action = "ignored: no update_id"
+    handled = Handled(raw_id if isinstance(raw_id, int) and not isinstance(raw_id, bool) else None)
+    reason, row = _record(channel, update, bot_username)
+    if row is None:
+        handled.action = reason or "ignored"
+        if recorded is not None:
+            store.set_inbound_action(recorded, handled.action)
         return handled
+    if recorded is None:
+        inbound = store.record_inbound(
+            channel,
+            sender=row.sender,
+            kind=row.kind,
+            text=row.text,
+            payload=update,
+            provider_id=row.provider_id,
+            received_at=row.received_at,
+            action=PENDING,
+        )
+    else:
+        inbound = recorded
+    handled.inbound_id = inbound
     message = update.get("message")
     member = update.get("my_chat_member")
     body = message if isinstance(message, Mapping) else member if isinstance(member, Mapping) else None
     if body is None:
-        kind = next((k for k in update if k != "update_id"), "unknown")
-        inbound = store.record_inbound(
-            channel, sender="", kind=kind, payload=update, provider_id=str(update_id)
-        )
-        handled.event, handled.action = kind, "duplicate" if inbound is None else "ignored"
-        handled.inbound_id = inbound
+        handled.event, handled.action = row.kind, "duplicate" if inbound is None else "ignored"
         if inbound is not None:
             store.set_inbound_action(inbound, "ignored")
         return handled
-    chat = _mapping(body.get("chat"))
-    chat_id = chat.get("id")
-    if not isinstance(chat_id, int) or isinstance(chat_id, bool):
-        handled.action = "ignored: no chat"
+    if inbound is None:
+        handled.chat = row.sender
+        handled.event, handled.action = "update", "duplicate"
         return handled
-    handled.chat = str(chat_id)
+    handled.chat = row.sender
+    chat = _mapping(body.get("chat"))
     chat_type = str(chat.get("type") or "private")
     person = _mapping(body.get("from"))
     first_name = person.get("first_name") if isinstance(person.get("first_name"), str) else None
     command = _command(body, bot_username) if message is not None else None
-    text = body.get("text") if isinstance(body.get("text"), str) else body.get("caption")
-    inbound = store.record_inbound(
-        channel,
-        sender=handled.chat,
-        kind="member" if member is not None else "command" if command else "message",
-        text=text if isinstance(text, str) else None,
-        payload=update,
-        provider_id=str(update_id),
-        received_at=_when(body.get("date")),
-    )
-    handled.inbound_id = inbound
-    if inbound is None:
-        handled.event, handled.action = "update", "duplicate"
-        return handled
     if member is not None:
         _member(handled, store, channel, member, chat_type)
     elif chat_type == "private":
@@ -285,15 +344,19 @@ def _private(
     assert chat is not None
     if command is not None and command[0] == "start":
         payload = command[1]
-        tag = payload if PAYLOAD.fullmatch(payload) else None
+        shaped = PAYLOAD.fullmatch(payload) is not None
+        public = shaped and store.is_public_audience(payload)
+        tag = payload if public else None
         handled.event = f"/start {payload}".strip()
         detail = f"/start {tag}" if tag else "/start"
         _sub, outcome = store.subscribe(
             channel, chat, tags=[tag] if tag else [], name=name, source="bot", detail=detail
         )
         handled.action = outcome + (f" (tag {tag})" if tag else "")
-        if payload and tag is None:
+        if payload and not shaped:
             handled.action += " (payload ignored: not a deep-link payload)"
+        elif payload and not public:
+            handled.action += " (payload ignored: not a public audience)"
         if outcome == "subscribed":
             _reply(handled, store, channel, "presentation", fmt, name=name, audience=None)
         _reply(handled, store, channel, "welcome", fmt, name=name, audience=tag)
@@ -433,6 +496,18 @@ def _mark(store: Store, channel: str, chat: str, result: Result) -> None:
         pass
 
 
+def _record_failure(store: Store, channel: str, update: Mapping[str, Any], action: str) -> None:
+    """An update whose handling failed (and was rolled back) is recorded with the error
+    as its action: it shows in ``inbound`` and is not taken up again."""
+    _reason, row = _record(channel, update, None)
+    if row is None:
+        return
+    try:
+        store.record_inbound_many([row], action=action[:500])
+    except FeedcastError as exc:
+        log.warning("telegram channel %r: the failed update could not be recorded: %s", channel, exc)
+
+
 async def process_update(
     store: Store,
     channel: TelegramChannel,
@@ -455,9 +530,11 @@ async def process_update(
             "telegram channel %r: update %r could not be handled", channel.name, update.get("update_id")
         )
         raw = update.get("update_id")
-        return Handled(
+        failed = Handled(
             raw if isinstance(raw, int) else None, action=one_line(f"error: {type(exc).__name__}: {exc}")
         )
+        await asyncio.to_thread(_record_failure, store, channel.name, update, failed.action)
+        return failed
     if handled.sends:
         await send_replies(store, channel, handled)
     return handled

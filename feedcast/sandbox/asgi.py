@@ -36,6 +36,7 @@ class AsgiServer:
             log_level="warning",
             access_log=False,
             lifespan="off",
+            http="h11",  # as before httptools was installed (for feedcast web): emulators unchanged
             timeout_keep_alive=30,
             backlog=2048,
         )

@@ -32,7 +32,7 @@ import pyarrow as pa
 from feedcast.errors import AlreadyExists, InvalidValue, NotFound, StoreBusy, StoreError
 from feedcast.models import Item, PollOutcome, Source
 from feedcast.store._rows import _plain_price, item_from_row
-from feedcast.store.audience import AudienceStore, m003
+from feedcast.store.audience import AudienceStore, m003, m006
 from feedcast.store.delivery import DeliveryStore, m002, m005
 from feedcast.store.guard import Guard, lock_down, open_config, run_select
 from feedcast.store.reports import ReportStore, m004
@@ -299,6 +299,7 @@ migration(2, "channels, subscribers, automations, campaigns, deliveries, send_hi
 migration(3, "inbound, bot_replies, channel_state, campaign_links, clicks, optins")(m003)
 migration(4, "campaign_report, source_health, automation_activity views")(m004)
 migration(5, "deliveries.started_at, lost_attempts; send_history shows unconfirmed tries")(m005)
+migration(6, "audiences (the tags open to self-subscription)")(m006)
 
 
 class Store(DeliveryStore, AudienceStore, ReportStore):
@@ -361,10 +362,12 @@ class Store(DeliveryStore, AudienceStore, ReportStore):
             return
         with self.connect() as con:
             self._session.con = con
+            self._session.channels = {}  # get_channel's copies, for this session only
             try:
                 yield
             finally:
                 self._session.con = None
+                self._session.channels = None
 
     @contextmanager
     def _connection(self, read_only: bool, guard: Guard | None = None) -> Iterator[Connection]:
@@ -412,6 +415,10 @@ class Store(DeliveryStore, AudienceStore, ReportStore):
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
+        """One transaction; inside :meth:`atomic`, the atomic block's (no commit of its own)."""
+        if getattr(self._session, "atomic", False):
+            yield self._session.con
+            return
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
@@ -420,6 +427,21 @@ class Store(DeliveryStore, AudienceStore, ReportStore):
                 con.execute("ROLLBACK")
                 raise
             con.execute("COMMIT")
+
+    @contextmanager
+    def atomic(self) -> Iterator[Connection]:
+        """Several units of work as one transaction on one connection (this thread only):
+        every :meth:`transaction` inside joins it, and all of it commits at the end or
+        none of it does (handling one inbound event: its decision and its ``action``)."""
+        if getattr(self._session, "atomic", False):
+            yield self._session.con
+            return
+        with self.session(), self.transaction() as con:
+            self._session.atomic = True
+            try:
+                yield con
+            finally:
+                self._session.atomic = False
 
     def _migrate(self, con: Connection) -> None:
         con.execute(

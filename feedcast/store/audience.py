@@ -5,13 +5,14 @@ clicks, email double opt-in. A mixin of :class:`feedcast.store.Store`."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from feedcast.errors import InvalidValue, NotFound
-from feedcast.models import Subscriber
+from feedcast.models import InboundEvent, NewInbound, Subscriber
 from feedcast.store._rows import _utc
 
 if TYPE_CHECKING:
@@ -21,9 +22,11 @@ if TYPE_CHECKING:
 
     Connection = duckdb.DuckDBPyConnection
 
-__all__ = ["REPLY_KINDS", "AudienceStore", "m003"]
+__all__ = ["AUDIENCE_TAG", "PENDING", "REPLY_KINDS", "AudienceStore", "m003", "m005"]
 
 REPLY_KINDS = ("presentation", "welcome", "goodbye", "default")
+PENDING = "pending"  # inbound.action of an event recorded and not processed yet
+AUDIENCE_TAG = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.:-]{0,63}")  # what a tag may look like
 
 
 def m003(con: Connection) -> None:
@@ -88,6 +91,26 @@ def m003(con: Connection) -> None:
     """)
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, Mapping) else {}
+
+
+def m006(con: Connection) -> None:
+    """audiences: the tags open to self-subscription (subscribe pages, bot deep links)."""
+    con.execute("""
+        CREATE TABLE audiences (
+            tag        VARCHAR PRIMARY KEY,
+            public     BOOLEAN NOT NULL DEFAULT false,
+            updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        );
+    """)
+
+
 class AudienceStore:
     """Inbound, subscriptions by the people themselves, bot replies, links and clicks."""
 
@@ -95,6 +118,7 @@ class AudienceStore:
 
         def connect(self, *, read_only: bool = False) -> AbstractContextManager[Connection]: ...
         def transaction(self) -> AbstractContextManager[Connection]: ...
+        def atomic(self) -> AbstractContextManager[Connection]: ...
         def get_channel(self, name: str) -> ChannelConfig: ...
         def get_subscriber(self, channel: str, recipient: str) -> Subscriber: ...
         def list_subscribers_by_id(self, ids: Sequence[int]) -> list[Subscriber]: ...
@@ -115,45 +139,108 @@ class AudienceStore:
         payload: Mapping[str, Any] | None = None,
         provider_id: str | None = None,
         received_at: datetime | None = None,
+        action: str | None = None,
     ) -> int | None:
         """Record one inbound event (a message, a command, a postback, a membership
         change); refresh the sender's ``last_inbound_at`` (Messenger's 24-hour window)
         for a person's own actions. None when ``provider_id`` (a Telegram update id, a
         Messenger mid) was seen before: each event is processed once."""
-        ch = self.get_channel(channel)
-        when = received_at or datetime.now(UTC)
-        with self.transaction() as con:
-            if (
-                provider_id is not None
-                and con.execute(
-                    "SELECT 1 FROM inbound WHERE channel_id = ? AND provider_id = ?", [ch.id, provider_id]
-                ).fetchone()
-            ):
-                return None
-            sub = con.execute(
-                "SELECT id FROM subscribers WHERE channel_id = ? AND recipient = ?", [ch.id, sender]
+        self.get_channel(channel)  # NotFound for a channel that does not exist
+        event = NewInbound(channel, sender, kind, provider_id, payload, text, received_at)
+        return self.record_inbound_many([event], action=action)[0]
+
+    def record_inbound_many(
+        self, events: Sequence[NewInbound], *, action: str | None = None
+    ) -> list[int | None]:
+        """Record inbound events in one transaction (see :meth:`record_inbound`), with
+        ``action`` as their action (:data:`PENDING`: to be processed, see
+        :meth:`pending_inbound`). The new rows' ids, None for an event seen before (or
+        given twice) and for one of a channel that no longer exists."""
+        ids: list[int | None] = []
+        with self.atomic() as con:
+            channels: dict[str, int | None] = {}
+            for event in events:
+                if event.channel not in channels:
+                    try:
+                        channels[event.channel] = self.get_channel(event.channel).id
+                    except NotFound:
+                        channels[event.channel] = None
+                channel_id = channels[event.channel]
+                if channel_id is None:
+                    ids.append(None)
+                    continue
+                ids.append(self._insert_inbound(con, channel_id, event, action))
+        return ids
+
+    @staticmethod
+    def _insert_inbound(
+        con: Connection, channel_id: int, event: NewInbound, action: str | None
+    ) -> int | None:
+        if (
+            event.provider_id is not None
+            and con.execute(
+                "SELECT 1 FROM inbound WHERE channel_id = ? AND provider_id = ?",
+                [channel_id, event.provider_id],
             ).fetchone()
-            row = con.execute(
-                "INSERT INTO inbound (channel_id, subscriber_id, sender, kind, text, payload, provider_id, received_at)"
-                " VALUES (?, ?, ?, ?, ?, ?::JSON, ?, ?) RETURNING id",
-                [
-                    ch.id,
-                    sub[0] if sub else None,
-                    sender,
-                    kind,
-                    text,
-                    json.dumps(dict(payload), default=str) if payload is not None else None,
-                    provider_id,
-                    when,
-                ],
-            ).fetchone()
-            if sub is not None and kind not in ("member", "read", "delivery", "echo"):
-                con.execute(
-                    "UPDATE subscribers SET last_inbound_at = greatest(coalesce(last_inbound_at, ?), ?) WHERE id = ?",
-                    [when, when, sub[0]],
-                )
+        ):
+            return None
+        when = event.received_at or datetime.now(UTC)
+        sub = con.execute(
+            "SELECT id FROM subscribers WHERE channel_id = ? AND recipient = ?", [channel_id, event.sender]
+        ).fetchone()
+        row = con.execute(
+            "INSERT INTO inbound (channel_id, subscriber_id, sender, kind, text, payload, provider_id,"
+            " received_at, action) VALUES (?, ?, ?, ?, ?, ?::JSON, ?, ?, ?) RETURNING id",
+            [
+                channel_id,
+                sub[0] if sub else None,
+                event.sender,
+                event.kind,
+                event.text,
+                json.dumps(dict(event.payload), default=str) if event.payload is not None else None,
+                event.provider_id,
+                when,
+                action,
+            ],
+        ).fetchone()
+        if sub is not None and event.kind not in ("member", "read", "delivery", "echo"):
+            con.execute(
+                "UPDATE subscribers SET last_inbound_at = greatest(coalesce(last_inbound_at, ?), ?) WHERE id = ?",
+                [when, when, sub[0]],
+            )
         assert row is not None
         return int(row[0])
+
+    def pending_inbound(self, limit: int = 500) -> list[InboundEvent]:
+        """Recorded events not processed yet (action :data:`PENDING`), oldest first."""
+        with self.connect(read_only=True) as con:
+            rows = con.execute(
+                "SELECT i.id, c.name, c.kind, i.sender, i.kind, i.provider_id, i.payload, i.received_at, i.action"
+                " FROM inbound i JOIN channels c ON c.id = i.channel_id WHERE i.action = ? ORDER BY i.id LIMIT ?",
+                [PENDING, limit],
+            ).fetchall()
+        return [
+            InboundEvent(
+                id=int(r[0]),
+                channel=r[1],
+                channel_kind=r[2],
+                sender=r[3],
+                kind=r[4],
+                provider_id=r[5],
+                payload=_mapping(r[6]),
+                received_at=_utc(r[7]) or datetime.now(UTC),
+                action=r[8],
+            )
+            for r in rows
+        ]
+
+    def inbound_action(self, inbound_id: int) -> str | None:
+        """The action of one recorded event (NotFound for an unknown id)."""
+        with self.connect(read_only=True) as con:
+            row = con.execute("SELECT action FROM inbound WHERE id = ?", [inbound_id]).fetchone()
+        if row is None:
+            raise NotFound(f"no inbound event {inbound_id}")
+        return None if row[0] is None else str(row[0])
 
     def set_inbound_action(self, inbound_id: int, action: str) -> None:
         with self.transaction() as con:
@@ -236,6 +323,58 @@ class AudienceStore:
                 self._set_status(con, [(subscriber_id, "unsubscribed", detail)], source)
         return self.list_subscribers_by_id([subscriber_id])[0]
 
+    # ----------------------------------------------------------------- public audiences
+
+    def set_audiences_public(self, tags: Sequence[str], public: bool = True) -> list[str]:
+        """Declare audiences (tags) open to self-subscription, or not (``public=False``);
+        the tags whose state changed. InvalidValue for a tag that cannot be one."""
+        clean = list(dict.fromkeys(t.strip() for t in tags))
+        for tag in clean:
+            if not AUDIENCE_TAG.fullmatch(tag):
+                raise InvalidValue(
+                    f"{tag!r} is not an audience tag (letters, digits, _ - . : and up to 64 characters)"
+                )
+        changed: list[str] = []
+        with self.transaction() as con:
+            for tag in clean:
+                row = con.execute("SELECT public FROM audiences WHERE tag = ?", [tag]).fetchone()
+                if row is not None and bool(row[0]) == public:
+                    continue
+                if row is None and not public:
+                    continue
+                con.execute(
+                    "INSERT INTO audiences (tag, public, updated_at) VALUES (?, ?, now())"
+                    " ON CONFLICT (tag) DO UPDATE SET public = excluded.public, updated_at = now()",
+                    [tag, public],
+                )
+                changed.append(tag)
+        return changed
+
+    def public_audiences(self) -> list[str]:
+        """The tags declared public, sorted."""
+        with self.connect(read_only=True) as con:
+            rows = con.execute("SELECT tag FROM audiences WHERE public ORDER BY tag").fetchall()
+        return [str(r[0]) for r in rows]
+
+    def is_public_audience(self, tag: str) -> bool:
+        """Whether people may subscribe themselves to ``tag`` (a page, a deep link)."""
+        with self.connect(read_only=True) as con:
+            row = con.execute("SELECT public FROM audiences WHERE tag = ?", [tag]).fetchone()
+        return bool(row and row[0])
+
+    def audiences(self) -> list[dict[str, Any]]:
+        """Every tag in use or declared: ``tag``, ``public``, ``subscribers`` (active)."""
+        with self.connect(read_only=True) as con:
+            rows = con.execute("""
+                WITH used AS (
+                    SELECT tag, count(*) FILTER (WHERE status = 'active') AS n
+                    FROM (SELECT unnest(tags) AS tag, status FROM subscribers) GROUP BY tag
+                )
+                SELECT coalesce(a.tag, u.tag), coalesce(a.public, false), coalesce(u.n, 0)
+                FROM audiences a FULL JOIN used u ON u.tag = a.tag ORDER BY 1
+            """).fetchall()
+        return [{"tag": r[0], "public": bool(r[1]), "subscribers": int(r[2])} for r in rows]
+
     # ----------------------------------------------------------------- channel state
 
     def channel_state(self, channel: str, key: str) -> str | None:
@@ -290,6 +429,16 @@ class AudienceStore:
                 "INSERT INTO campaign_links SELECT ?, generate_subscripts(?, 1) - 1, unnest(?)",
                 [campaign_id, list(urls), list(urls)],
             )
+
+    def campaign_link(self, campaign_id: int, link: int) -> str:
+        """The URL recorded for a campaign's tracked link (NotFound when it has none)."""
+        with self.connect(read_only=True) as con:
+            row = con.execute(
+                "SELECT url FROM campaign_links WHERE campaign_id = ? AND link = ?", [campaign_id, link]
+            ).fetchone()
+        if row is None:
+            raise NotFound("unknown link")
+        return str(row[0])
 
     def record_click(
         self,

@@ -333,6 +333,7 @@ class DeliveryStore:
     ) -> ChannelConfig:
         """Register a channel (settings already validated: secrets only as env:VAR); a
         channel with one implicit recipient (a webhook) gets it as its subscriber."""
+        self._forget_channels()
         with self.transaction() as con:
             if con.execute("SELECT 1 FROM channels WHERE name = ?", [name]).fetchone():
                 raise AlreadyExists(f"a channel named {name!r} already exists")
@@ -374,11 +375,25 @@ class DeliveryStore:
         )
 
     def get_channel(self, name: str) -> ChannelConfig:
+        """A channel by name (inside :meth:`Store.session`, read once per session: an
+        inbound event asks for its channel a dozen times)."""
+        known: dict[str, ChannelConfig] | None = getattr(getattr(self, "_session", None), "channels", None)
+        if known is not None and name in known:
+            return known[name]
         with self.connect(read_only=True) as con:
             row = con.execute(self._CHANNEL_SQL + " WHERE c.name = ?", [name]).fetchone()
         if row is None:
             raise NotFound(f"no channel named {name!r} (see `feedcast channel list`)")
-        return self._channel(row)
+        config = self._channel(row)
+        if known is not None:
+            known[name] = config
+        return config
+
+    def _forget_channels(self) -> None:
+        """A channel changed: the session's copies are stale."""
+        known: dict[str, ChannelConfig] | None = getattr(getattr(self, "_session", None), "channels", None)
+        if known is not None:
+            known.clear()
 
     def list_channels(self) -> list[ChannelConfig]:
         with self.connect(read_only=True) as con:
@@ -388,6 +403,7 @@ class DeliveryStore:
     def remove_channel(self, name: str) -> int:
         """Delete a channel and its subscribers (campaigns and deliveries stay in the
         history); refused while an automation uses it. Returns the subscribers removed."""
+        self._forget_channels()
         channel = self.get_channel(name)
         with self.transaction() as con:
             users = con.execute(
@@ -402,19 +418,23 @@ class DeliveryStore:
             ).fetchone()
             con.execute("DELETE FROM subscribers WHERE channel_id = ?", [channel.id])
             con.execute("DELETE FROM channels WHERE id = ?", [channel.id])
+        self._forget_channels()
         return int(row[0]) if row else 0
 
     def update_channel(self, name: str, settings: Mapping[str, Any]) -> ChannelConfig:
         """Replace a channel's settings (already validated: secrets only as env:VAR)."""
+        self._forget_channels()
         channel = self.get_channel(name)
         with self.transaction() as con:
             con.execute(
                 "UPDATE channels SET settings = ?::JSON WHERE id = ?",
                 [json.dumps(dict(settings), sort_keys=True), channel.id],
             )
+        self._forget_channels()
         return self.get_channel(name)
 
     def set_channel_error(self, channel_id: int, error: str | None) -> None:
+        self._forget_channels()
         with self.transaction() as con:
             con.execute(
                 "UPDATE channels SET last_error = ?, last_error_at = CASE WHEN ? IS NULL THEN last_error_at"

@@ -12,7 +12,16 @@ webhook), :mod:`feedcast.web.telegram` (the Telegram webhook) and
   responses that are not HTML (an HTML page sets its own, strict, policy);
 - a request body limit (:data:`MAX_BODY`, 1 MB by default): larger -> 413, read or not;
 - no stack trace ever reaches a client: an unexpected error answers a short JSON 500
-  and goes to the log, secrets scrubbed.
+  and goes to the log, secrets scrubbed;
+- the client address is the connection's: ``X-Forwarded-For`` and
+  ``X-Forwarded-Proto`` are believed only from the proxies named in
+  ``trusted_proxies`` (addresses or networks; none by default), through uvicorn's
+  ``ProxyHeadersMiddleware``. Rate limits key on that address.
+
+The webhooks share one :class:`~feedcast.web.inbound.Inbound` (the spool an event is
+written to before its 200, and the drainer that records and processes it): the app's
+lifespan starts the drainer (which first takes up what a previous run left) and stops
+it; without a lifespan (an embedding server) it starts with the first event.
 
 The routes get the store through a guard that lets one connection at a time be open
 in this process: DuckDB refuses a read-only connection while a read-write one to the
@@ -22,12 +31,13 @@ webhook processing in worker threads would otherwise run into.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import threading
 import traceback
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -42,8 +52,9 @@ from channels.base import REDACTOR
 from feedcast.errors import InvalidValue
 from feedcast.store import Connection, Store
 from feedcast.web import messenger, pages, telegram
+from feedcast.web.inbound import Inbound
 
-__all__ = ["MAX_BODY", "create_app"]
+__all__ = ["MAX_BODY", "create_app", "trusted_networks"]
 
 log = logging.getLogger(__name__)
 
@@ -203,34 +214,64 @@ async def _healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+def trusted_networks(values: Sequence[str]) -> list[str]:
+    """``--trusted-proxy`` values as networks (``10.0.0.5`` -> ``10.0.0.5/32``);
+    InvalidValue naming the first one that is neither an address nor a network."""
+    networks: list[str] = []
+    for value in values:
+        try:
+            networks.append(str(ipaddress.ip_network(value.strip(), strict=False)))
+        except ValueError:
+            raise InvalidValue(
+                f"--trusted-proxy {value!r} is not an IP address or network (e.g. 10.0.0.5 or 10.0.0.0/24)"
+            ) from None
+    return networks
+
+
 def create_app(
     store: Store,
     *,
     public_url: str,
     max_body: int = MAX_BODY,
     environ: Mapping[str, str] | None = None,
+    trusted_proxies: Sequence[str] = (),
 ) -> Starlette:
     """The app ``feedcast web`` serves. ``public_url``: where the outside reaches it
     (links in messages and pages are built on it); ``environ``: where ``env:VAR``
-    secrets are read (default: the process environment)."""
+    secrets are read (default: the process environment); ``trusted_proxies``: the
+    addresses or networks whose ``X-Forwarded-For`` is believed (none by default)."""
     base = public_url.strip().rstrip("/")
     if not base.lower().startswith(("http://", "https://")):
         raise InvalidValue(f"the public URL must be an http(s) URL, not {public_url!r}")
+    proxies = trusted_networks(trusted_proxies)
     guarded = _serial(store)
+    inbound = Inbound(guarded, environ=environ)
     routes: list[BaseRoute] = [
         Route("/healthz", _healthz, methods=["GET", "HEAD"], name="healthz"),
-        *messenger.routes(guarded, environ=environ),
-        *telegram.routes(guarded, environ=environ),
+        *messenger.routes(guarded, environ=environ, inbound=inbound),
+        *telegram.routes(guarded, environ=environ, inbound=inbound),
         *pages.routes(guarded, public_url=base, environ=environ),
     ]
-    app = Starlette(
-        routes=routes,
-        middleware=[
-            Middleware(_SecurityHeaders),
-            Middleware(_Errors),
-            Middleware(_BodyLimit, max_body=max_body),
-        ],
-    )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        inbound.start()
+        try:
+            yield
+        finally:
+            inbound.stop()
+
+    middleware = [
+        Middleware(_SecurityHeaders),
+        Middleware(_Errors),
+        Middleware(_BodyLimit, max_body=max_body),
+    ]
+    if proxies:
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        middleware.insert(0, Middleware(ProxyHeadersMiddleware, trusted_hosts=proxies))
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.store = guarded
     app.state.public_url = base
+    app.state.inbound = inbound
     return app

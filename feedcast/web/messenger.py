@@ -7,11 +7,14 @@ and ``hub.verify_token`` equal (constant time) to the channel's ``--verify-token
 ``POST``: the events. ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw
 body)>`` is checked in constant time against the channel's ``--app-secret``; a missing
 or wrong signature, or a channel without an app secret, -> 403 (the log says which).
-A verified body is answered 200 at once and processed after the answer
-(:func:`feedcast.inbox.messenger.handle_events`, in a worker thread).
+A verified body is split into its events, which are written to the spool (durably,
+de-duplicated on the ``mid``) before the 200 goes out; the drainer records them in the
+store and processes them from there (:mod:`feedcast.inbox.drain`). A spool that cannot
+be written answers 503, so Meta sends the events again.
 
-A channel's settings are kept for :data:`CHANNEL_TTL` seconds, so a busy database
-(another process writing) does not delay the answers Meta expects within seconds.
+A channel's settings are read again after :data:`CHANNEL_TTL` seconds, in the
+background: a busy database (another process writing) never delays the answers Meta
+expects within seconds.
 """
 
 from __future__ import annotations
@@ -20,27 +23,25 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
-import time
 from collections.abc import Mapping
 
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from channels.base import REDACTOR, Channel, ChannelError, one_line
+from channels.base import Channel, ChannelError
 from feedcast.delivery import make_channel
-from feedcast.errors import NotFound, StoreError
-from feedcast.inbox.messenger import InboxOptions, handle_events
+from feedcast.errors import StoreError
+from feedcast.inbox.messenger import InboxOptions, spool_events
 from feedcast.store import Store
+from feedcast.store.spool import SpoolEvent
+from feedcast.web.inbound import CHANNEL_TTL, ChannelCache, Inbound
 
 __all__ = ["CHANNEL_TTL", "routes", "signature_of"]
 
 log = logging.getLogger(__name__)
 
-CHANNEL_TTL = 10.0  # seconds a channel's settings are reused without reading the store
 _PREFIX = "sha256="
 
 
@@ -53,50 +54,21 @@ def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
 
 
-class _Channels:
-    """Messenger channels by name, read from the store at most every ``ttl`` seconds
-    (the last known settings serve while the store is busy)."""
-
-    def __init__(self, store: Store, environ: Mapping[str, str] | None, ttl: float = CHANNEL_TTL) -> None:
-        self.store = store
-        self.environ = environ
-        self.ttl = ttl
-        self._lock = threading.Lock()
-        self._known: dict[str, tuple[float, Channel | None]] = {}
-
-    def get(self, name: str) -> Channel | None:
-        """The channel, or None when there is no Messenger channel of that name."""
-        now = time.monotonic()
-        with self._lock:
-            cached = self._known.get(name)
-        if cached is not None and now - cached[0] < self.ttl:
-            return cached[1]
-        try:
-            config = self.store.get_channel(name)
-        except NotFound:
-            channel = None
-        except StoreError:
-            if cached is not None:
-                return cached[1]
-            raise
-        else:
-            channel = make_channel(config, self.environ) if config.kind == "messenger" else None
-        with self._lock:
-            self._known[name] = (now, channel)
-        return channel
-
-
 class _Webhook:
-    def __init__(self, store: Store, environ: Mapping[str, str] | None, options: InboxOptions) -> None:
+    def __init__(self, store: Store, environ: Mapping[str, str] | None, inbound: Inbound) -> None:
         self.store = store
         self.environ = environ
-        self.options = options
-        self.channels = _Channels(store, environ)
+        self.inbound = inbound
+        self.channels: ChannelCache[Channel] = ChannelCache(
+            store, "messenger", lambda config: make_channel(config, environ)
+        )
 
     async def endpoint(self, request: Request) -> Response:
         name = request.path_params["channel"]
         try:
-            channel = await run_in_threadpool(self.channels.get, name)
+            known, channel = self.channels.cached(name)
+            if not known:
+                channel = await run_in_threadpool(self.channels.get, name)
         except StoreError as exc:
             log.warning("messenger %s: the store is busy, webhook answered 503: %s", name, exc)
             return JSONResponse({"error": "busy, retry later"}, 503, headers={"Retry-After": "5"})
@@ -156,36 +128,33 @@ class _Webhook:
         except ValueError:
             log.warning("messenger %s: a signed webhook body that is not JSON", channel.name)
             return PlainTextResponse("the body is not JSON", 400)
-        task = BackgroundTask(self.process, channel.name, payload)
-        return PlainTextResponse("EVENT_RECEIVED", background=task)
-
-    def process(self, name: str, payload: object) -> None:
-        """After the answer, in a worker thread: never raises (a failure is logged)."""
+        events = spool_events(payload)
+        keep = [
+            SpoolEvent(channel.name, "messenger", key, json.dumps(one, separators=(",", ":")))
+            for key, one in events
+        ]
         try:
-            handled = handle_events(self.store, name, payload, environ=self.environ, options=self.options)
-        except Exception as exc:
-            log.error(
-                "messenger %s: webhook events not processed: %s",
-                name,
-                one_line(REDACTOR.scrub(f"{type(exc).__name__}: {exc}")),
-            )
-            return
-        for event in handled:
-            log.info(
-                "messenger %s: %s from %s -> %s%s",
-                name,
-                event.kind,
-                event.sender,
-                event.action,
-                f" (replies: {', '.join(event.replies)})" if event.replies else "",
-            )
+            new = await self.inbound.keep(keep)
+        except StoreError as exc:
+            log.error("messenger %s: webhook answered 503, events not kept: %s", channel.name, exc)
+            return JSONResponse({"error": "busy, retry later"}, 503, headers={"Retry-After": "5"})
+        for (key, one), fresh in zip(events, new, strict=True):
+            if not fresh:  # Meta sent it again: kept once, processed once
+                sender = one["entry"][0]["messaging"][0]["sender"]["id"]
+                log.info("messenger %s: event %s from %s -> duplicate", channel.name, key, sender)
+        return PlainTextResponse("EVENT_RECEIVED")
 
 
 def routes(
-    store: Store, *, environ: Mapping[str, str] | None = None, options: InboxOptions | None = None
+    store: Store,
+    *,
+    environ: Mapping[str, str] | None = None,
+    options: InboxOptions | None = None,
+    inbound: Inbound | None = None,
 ) -> list[BaseRoute]:
-    """``GET|POST /messenger/{channel}``."""
-    webhook = _Webhook(store, environ, options or InboxOptions())
+    """``GET|POST /messenger/{channel}``; ``inbound``: the app's spool and drainer (one
+    of their own otherwise, on the store's spool)."""
+    webhook = _Webhook(store, environ, inbound or Inbound(store, environ=environ, options=options))
     return [
         Route("/messenger/{channel}", webhook.endpoint, methods=["GET", "POST"], name="messenger_webhook")
     ]

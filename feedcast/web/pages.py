@@ -15,6 +15,12 @@ with email double opt-in, and click tracking.
 ``GET /c/TOKEN``               records a click, redirects to the URL recorded for that link only
 =============================  ==================================================================
 
+Only audiences declared public (``feedcast audience public TAG``, or ``public_audiences``
+in an applied YAML file) have a subscribe page and take the email form; any other tag,
+internal ones included, answers the same 404 as a page that does not exist. A click is
+recorded :data:`CLICKS_PER_HOUR` times an hour at most per link and client address (a
+script replaying one link inflates nothing); beyond that the redirect still works.
+
 Confirming takes a POST (a button on the page the email links to), not the GET of the
 link itself: mail systems' link scanners open links in incoming mail, and a GET that
 confirmed would let anyone subscribe an address whose mailbox scans links, which is what
@@ -25,7 +31,8 @@ script, no image), and is served with a Content-Security-Policy that forbids eve
 else, ``Referrer-Policy: no-referrer`` (tokens stay out of other sites' logs, the click
 redirect included) and ``frame-ancestors 'none'``. A bad token is a 404 page, never a
 traceback. The subscribe form is rate-limited per client address and per email address
-(in memory, per process), and has a honeypot field for bots.
+(in memory, per process), and has a honeypot field for bots. The client address is the
+connection's (``X-Forwarded-For`` counts only from ``feedcast web --trusted-proxy``).
 """
 
 from __future__ import annotations
@@ -61,7 +68,7 @@ from feedcast.store import Store
 from feedcast.tokens import signing_key, verify
 from feedcast.tracking import read_click_token
 
-__all__ = ["CSP", "SUBSCRIBE_KINDS", "routes"]
+__all__ = ["CLICKS_PER_HOUR", "CSP", "SUBSCRIBE_KINDS", "routes"]
 
 # what a provider lookup may raise: network errors, the address guard, a bad answer
 LOOKUP_ERRORS: tuple[type[BaseException], ...] = (*NETWORK_ERRORS, ChannelError, ValueError, TimeoutError)
@@ -84,6 +91,7 @@ SUBSCRIBE_KINDS = ("email", "telegram", "messenger")  # channels people can subs
 _AUDIENCE = re.compile(r"[A-Za-z0-9_-]{1,64}")  # Telegram's /start payload alphabet and length
 _OPTIN_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,64}")
 MAX_FORM_BYTES = 4096
+CLICKS_PER_HOUR = 5  # clicks recorded per tracked link and client address (more are only redirected)
 LOOKUP_RETRY = 60.0  # seconds before asking a provider again for a bot's or page's name
 LOOKUP_TIMEOUT = 10.0  # seconds a page waits for that answer
 
@@ -202,6 +210,7 @@ class _Pages:
         self._key: bytes | None = None
         self.per_client = RateWindow(limit=10, period=600.0)  # form posts per client address
         self.per_address = RateWindow(limit=3, period=3600.0)  # confirmation emails per address
+        self.clicks = RateWindow(limit=CLICKS_PER_HOUR, period=3600.0)  # recorded clicks per link and client
         self._lookup_failed: dict[str, float] = {}  # channel -> when to ask its provider again
 
     @property
@@ -257,9 +266,15 @@ class _Pages:
 
     # ----------------------------------------------------------------- subscribe pages
 
+    async def _public(self, audience: str) -> bool:
+        """An audience people may subscribe themselves to (``feedcast audience public``)."""
+        return bool(_AUDIENCE.fullmatch(audience)) and await run_in_threadpool(
+            self.store.is_public_audience, audience
+        )
+
     async def subscribe_page(self, request: Request) -> Response:
         audience = request.path_params["audience"]
-        if not _AUDIENCE.fullmatch(audience):
+        if not await self._public(audience):  # internal tags look like unknown pages
             return _not_valid()
         wanted = request.query_params.get("channels")
         names = [n.strip() for n in wanted.split(",") if n.strip()] if wanted else None
@@ -361,7 +376,7 @@ class _Pages:
 
     async def subscribe_email(self, request: Request) -> Response:
         audience, name = request.path_params["audience"], request.path_params["channel"]
-        if not _AUDIENCE.fullmatch(audience):
+        if not await self._public(audience):
             return _not_valid()
         try:
             config = await run_in_threadpool(self.store.get_channel, name)
@@ -455,10 +470,15 @@ class _Pages:
             return _not_valid()
         campaign, link, subscriber = parsed
         agent = request.headers.get("user-agent")
+        client = request.client.host if request.client else "unknown"
+        record = self.clicks.allow(f"{request.path_params['token']}\n{client}")
         try:
-            url = await run_in_threadpool(
-                self.store.record_click, campaign, subscriber, link, user_agent=agent
-            )
+            if record:
+                url = await run_in_threadpool(
+                    self.store.record_click, campaign, subscriber, link, user_agent=agent
+                )
+            else:  # the same link from the same client again and again: followed, not counted
+                url = await run_in_threadpool(self.store.campaign_link, campaign, link)
         except NotFound:
             return _not_valid()
         if urlsplit(url).scheme.lower() not in ("http", "https"):
