@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     Connection = duckdb.DuckDBPyConnection
 
-__all__ = ["AUDIENCE_TAG", "PENDING", "REPLY_KINDS", "AudienceStore", "m003", "m005"]
+__all__ = ["AUDIENCE_TAG", "PENDING", "REPLY_KINDS", "AudienceStore", "m003", "m006"]
 
 REPLY_KINDS = ("presentation", "welcome", "goodbye", "default")
 PENDING = "pending"  # inbound.action of an event recorded and not processed yet
