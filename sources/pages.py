@@ -42,7 +42,7 @@ import soupsieve
 from bs4 import BeautifulSoup, Tag
 
 from feedcast.models import FeedLink, Item, ParseResult, SourceKind
-from sources._common import absolute_url, clean_text, header, item_key, parse_datetime
+from sources._common import absolute_url, clean_text, header, item_key, parse_datetime, repair_mojibake
 from sources._html import jsonld_objects, make_soup, schema_types
 
 __all__ = ["PageSelectors", "discover_feeds", "parse_page"]
@@ -304,14 +304,16 @@ def parse_page(
             "no items found on the page (no JSON-LD articles, <article>s, heading links "
             "or single-article metadata); configure selectors or use one of its feeds"
         )
-    return ParseResult(
-        kind=SourceKind.PAGE,
-        format=fmt,
-        items=tuple(items),
-        title=title,
-        link=link,
-        warnings=tuple(warnings),
-        feeds=feeds,
+    return repair_mojibake(
+        ParseResult(
+            kind=SourceKind.PAGE,
+            format=fmt,
+            items=tuple(items),
+            title=title,
+            link=link,
+            warnings=tuple(warnings),
+            feeds=feeds,
+        )
     )
 
 
