@@ -312,14 +312,19 @@ def source_import_opml(
 
 @app.command("poll")
 def poll_command(
-    names: Annotated[list[str] | None, typer.Argument(help="Sources to poll (default: all due).")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Poll now, whatever the schedule.")] = False,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="Sources to poll now, whatever their schedule or backoff (default: all due)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Poll every source now, whatever the schedule.")
+    ] = False,
     deadline: Annotated[
         float | None, typer.Option("--deadline", help="Stop after this many seconds.")
     ] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Fetch due sources and record new and changed items."""
+    """Fetch due sources (or the named ones, now) and record new and changed items."""
     store = State.reader()
     show_progress = fmt == Format.table and err.is_terminal
     with Progress(
@@ -341,7 +346,12 @@ def poll_command(
             bar.update(task, advance=1, last=summary.source)
 
         summaries = watch.poll(
-            store, names or None, force=force, deadline=deadline, on_due=on_due, progress=on_result
+            store,
+            names or None,
+            force=force or bool(names),  # a source named is polled now, due or not
+            deadline=deadline,
+            on_due=on_due,
+            progress=on_result,
         )
     if fmt == Format.json:
         _print_json([asdict(s) for s in summaries])

@@ -816,13 +816,21 @@ def sandbox_command(
             f"cannot listen on {host}: {exc.strerror or exc} (choose other ports, or 0 for any)"
         ) from None
     try:
+        # sources served on this machine (a local blog, a test feed) are on loopback or a
+        # private network, which feedcast refuses unless told
+        env = {**SANDBOX_ENV, "FEEDCAST_ALLOW_PRIVATE_NETWORKS": "1"}
         if fmt == Format.json:
-            print(json.dumps({"urls": sandbox.urls, "env": SANDBOX_ENV}), flush=True)
+            print(json.dumps({"urls": sandbox.urls, "env": env}), flush=True)
         else:
             _table(["emulator", "url"], [[k, v] for k, v in sandbox.urls.items()], title="feedcast sandbox")
             out.print("Rehearse with these credentials (not secret) and channels:", markup=False)
             for key, value in SANDBOX_ENV.items():
                 out.print(f"  export {key}={value}", markup=False, highlight=False)
+            out.print(
+                "  export FEEDCAST_ALLOW_PRIVATE_NETWORKS=1   # also poll sources on this machine or a private network",
+                markup=False,
+                highlight=False,
+            )
             for line in sandbox.channel_commands():
                 out.print(f"  {line}", markup=False, highlight=False)
             out.print(

@@ -9,12 +9,16 @@ import hashlib
 import re
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
-from feedcast.models import Availability
+import ftfy
+from ftfy.badness import is_bad
+
+from feedcast.models import Availability, Item, ParseResult
 
 __all__ = [
     "absolute_url",
@@ -25,6 +29,8 @@ __all__ = [
     "normalize_availability",
     "parse_datetime",
     "parse_price",
+    "repair_mojibake",
+    "repair_text",
 ]
 
 
@@ -180,6 +186,93 @@ def clean_text(value: object) -> str | None:
         return None
     text = _WS.sub(" ", str(value)).strip()
     return text or None
+
+
+# Mojibake: UTF-8 read as Latin-1 / cp1252 somewhere upstream ("Ã©" for "é", "â€™" for
+# "’"). feedparser undoes one level when a whole element round-trips through Latin-1,
+# which leaves the elements it could not (an "à" whose second byte became a space, a
+# stray C1 control) double-encoded beside repaired ones. ftfy's fix_encoding repairs
+# the encoding only (quotes, HTML entities, width and line breaks are left as they
+# are), and only where its badness check sees mojibake; ASCII text is never touched.
+_FTFY_CONFIG = ftfy.TextFixerConfig(
+    unescape_html=False,
+    remove_terminal_escapes=False,
+    uncurl_quotes=False,
+    fix_latin_ligatures=False,
+    fix_character_width=False,
+    fix_line_breaks=False,
+    fix_surrogates=False,
+    remove_control_chars=False,
+    normalization=None,
+    explain=False,
+)
+
+
+# A cheap first look: UTF-8 read as Latin-1 / cp1252 leaves a lead byte (Â..ô) before
+# a continuation byte (0x80..0xBF, or its cp1252 character), or before a space where a
+# no-break space was lost ("Ã la"). Text without one is not parsed by ftfy at all.
+_CP1252_CONTINUATION = "".join(bytes([b]).decode("cp1252", "ignore") for b in range(0x80, 0xA0))
+_MOJIBAKE_HINT = re.compile(f"[\u00c2-\u00f4][\u0080-\u00bf{_CP1252_CONTINUATION}]|[\u00c2\u00c3] ")
+
+
+def repair_text(text: str | None) -> str | None:
+    """``text`` with its mojibake repaired (the same string when there is none)."""
+    if not text or text.isascii() or not _MOJIBAKE_HINT.search(text) or not is_bad(text):
+        return text
+    return ftfy.fix_encoding(text, _FTFY_CONFIG)
+
+
+# "Â" / "Ã" before a space: the UTF-8 no-break space (C2 A0) or "à" (C3 A0) whose A0
+# byte became a plain space. Alone it is too weak a sign to act on; in a document where
+# ftfy has already found mojibake, the A0 is put back and ftfy decides once more.
+_LOST_A0 = re.compile("([\u00c2\u00c3]) ")
+
+
+def _repair(text: str | None, plain: bool, lost_a0: bool) -> str | None:
+    fixed = repair_text(text)
+    if lost_a0 and fixed is text and text and _LOST_A0.search(text):
+        candidate = _LOST_A0.sub("\\1\u00a0", text)
+        repaired = repair_text(candidate)
+        fixed = text if repaired is candidate or repaired == candidate else repaired
+    if fixed is text or fixed == text:
+        return text
+    return clean_text(fixed) if plain else fixed  # titles: a repaired "Â " is a space
+
+
+_PLAIN_FIELDS = ("title", "author", "brand")
+_HTML_FIELDS = ("summary", "content")
+
+
+def _repair_item(item: Item, lost_a0: bool) -> Item:
+    changes: dict[str, object] = {}
+    for name in (*_PLAIN_FIELDS, *_HTML_FIELDS):
+        value = getattr(item, name)
+        fixed = _repair(value, name in _PLAIN_FIELDS, lost_a0)
+        if fixed is not value:
+            changes[name] = fixed
+    tags = tuple(_repair(t, True, lost_a0) or t for t in item.tags)
+    if tags != item.tags:
+        changes["tags"] = tags
+    return replace(item, **changes) if changes else item  # type: ignore[arg-type]
+
+
+def _repair_all(result: ParseResult, lost_a0: bool) -> ParseResult:
+    items = tuple(_repair_item(i, lost_a0) for i in result.items)
+    title = _repair(result.title, True, lost_a0)
+    if title is result.title and all(a is b for a, b in zip(items, result.items, strict=True)):
+        return result
+    return replace(result, items=items, title=title)
+
+
+def repair_mojibake(result: ParseResult) -> ParseResult:
+    """The same text repairs on every item (title, summary, content, author, brand,
+    tags) and on the document's title; where some were needed, the document is known
+    to be double-encoded and its weaker traces are repaired too. Item keys are kept as
+    parsed: an item's identity does not change when its text is repaired."""
+    repaired = _repair_all(result, lost_a0=False)
+    if repaired is result:
+        return result
+    return _repair_all(repaired, lost_a0=True)
 
 
 def header(headers: Mapping[str, str] | None, name: str) -> str | None:

@@ -22,7 +22,15 @@ import feedparser
 from feedparser.mixin import _FeedParserMixin
 
 from feedcast.models import Item, Media, ParseResult, SourceKind
-from sources._common import absolute_url, clean_text, decode_text, header, item_key, parse_datetime
+from sources._common import (
+    absolute_url,
+    clean_text,
+    decode_text,
+    header,
+    item_key,
+    parse_datetime,
+    repair_mojibake,
+)
 
 __all__ = ["parse_feed"]
 
@@ -85,8 +93,8 @@ def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None) 
     if not rest:
         return ParseResult(kind=SourceKind.FEED, format=_UNKNOWN, warnings=("empty body",))
     if rest[:1] in (b"{", b"["):
-        return _parse_json_feed(bom + rest, url, headers)
-    return _parse_xml_feed(rest, bool(bom), url, headers)
+        return repair_mojibake(_parse_json_feed(bom + rest, url, headers))
+    return repair_mojibake(_parse_xml_feed(rest, bool(bom), url, headers))
 
 
 # --------------------------------------------------------------------------- XML (feedparser)

@@ -42,10 +42,10 @@ import soupsieve
 from bs4 import BeautifulSoup, Tag
 
 from feedcast.models import FeedLink, Item, ParseResult, SourceKind
-from sources._common import absolute_url, clean_text, header, item_key, parse_datetime
+from sources._common import absolute_url, clean_text, header, item_key, parse_datetime, repair_mojibake
 from sources._html import jsonld_objects, make_soup, schema_types
 
-__all__ = ["PageSelectors", "discover_feeds", "parse_page"]
+__all__ = ["PageSelectors", "discover_feeds", "is_comments_feed", "parse_page"]
 
 
 # --------------------------------------------------------------------------- selectors
@@ -168,12 +168,17 @@ def _discover(
             continue
         seen.add(feed_url)
         feed = FeedLink(url=feed_url, type=kind, title=title)
-        parts = urlsplit(feed_url)
-        is_comments = bool(
-            (title and _COMMENTS_TITLE.search(title)) or _COMMENTS_HREF.search(f"{parts.path}?{parts.query}")
-        )
-        (comments if is_comments else main).append(feed)
+        (comments if is_comments_feed(feed) else main).append(feed)
     return tuple(main + comments)
+
+
+def is_comments_feed(feed: FeedLink) -> bool:
+    """A feed of a page's comments rather than of its posts (by title or URL)."""
+    parts = urlsplit(feed.url)
+    return bool(
+        (feed.title and _COMMENTS_TITLE.search(feed.title))
+        or _COMMENTS_HREF.search(f"{parts.path}?{parts.query}")
+    )
 
 
 def _feed_type(mime: str | None, href: str, title: str | None) -> str | None:
@@ -304,14 +309,16 @@ def parse_page(
             "no items found on the page (no JSON-LD articles, <article>s, heading links "
             "or single-article metadata); configure selectors or use one of its feeds"
         )
-    return ParseResult(
-        kind=SourceKind.PAGE,
-        format=fmt,
-        items=tuple(items),
-        title=title,
-        link=link,
-        warnings=tuple(warnings),
-        feeds=feeds,
+    return repair_mojibake(
+        ParseResult(
+            kind=SourceKind.PAGE,
+            format=fmt,
+            items=tuple(items),
+            title=title,
+            link=link,
+            warnings=tuple(warnings),
+            feeds=feeds,
+        )
     )
 
 

@@ -23,10 +23,13 @@ from feedcast.models import Item, ParseResult, PollOutcome, Source, SourceKind
 from sources import catalogues
 from sources.detect import parse_document
 from sources.fetch import Fetcher, FetchResponse
+from sources.pages import is_comments_feed
 
-__all__ = ["PollSettings", "poll_many", "poll_source"]
+__all__ = ["MAX_DISCOVERED", "PollSettings", "poll_many", "poll_source"]
 
 log = logging.getLogger(__name__)
+
+MAX_DISCOVERED = 5  # feeds of a page tried in turn when the first cannot be fetched
 
 # formats whose first document does not tell whether the rest changed
 _MULTI_DOCUMENT = {"shopify-json", "woocommerce-json", "sitemap"}
@@ -153,10 +156,9 @@ class _Poll:
         site_url = None
         # a page registered with --kind auto that advertises a feed: follow the feed from now on
         if src.kind is None and result.kind == SourceKind.PAGE and result.feeds:
-            feed_url = result.feeds[0].url
-            feed = await self._get(feed_url)
-            feed_result = parse_document(feed.body, feed.final_url, feed.headers, kind=SourceKind.FEED.value)
-            if feed_result.items or not result.items:
+            found = await self._discovered_feed(result, warnings)
+            if found is not None:
+                feed_url, feed, feed_result = found
                 site_url = src.url
                 common.update(
                     new_url=feed.permanent_url or feed_url,
@@ -166,7 +168,7 @@ class _Poll:
                 )
                 digest = body_digest(feed.body)
                 result = feed_result
-                warnings = [f"feed discovered on the page: {feed_url}", *feed_result.warnings]
+                warnings = [f"feed discovered on the page: {feed_url}", *warnings, *feed_result.warnings]
         items = list(result.items)
         backlog = 0
         if result.next_urls:
@@ -198,6 +200,46 @@ class _Poll:
             self.documents,
         )
         return outcome
+
+    async def _discovered_feed(
+        self, page: ParseResult, warnings: list[str]
+    ) -> tuple[str, FetchResponse, ParseResult] | None:
+        """The feed to follow from a page with ``--kind auto``: the first of its
+        advertised feeds (comment feeds only when it has no other) that can be fetched
+        and has items, tried in the page's order (at most ``MAX_DISCOVERED``); else
+        the first that could be fetched, or None (keep the page) when the page has
+        items of its own. Raises a FetchError naming each URL tried when none could be
+        fetched."""
+        links = [f for f in page.feeds if not is_comments_feed(f)] or list(page.feeds)
+        failures: list[tuple[str, FetchError]] = []
+        empty: tuple[str, FetchResponse, ParseResult] | None = None
+        for link in links[:MAX_DISCOVERED]:
+            try:
+                response = await self._get(link.url)
+            except FetchError as exc:
+                failures.append((link.url, exc))
+                warnings.append(f"discovered feed {link.url} failed: {exc}")
+                continue
+            parsed = parse_document(
+                response.body, response.final_url, response.headers, kind=SourceKind.FEED.value
+            )
+            if parsed.items:
+                return link.url, response, parsed
+            if empty is None:
+                empty = (link.url, response, parsed)
+        if empty is not None:
+            return None if page.items else empty
+        # none could be fetched: an error (retried with backoff), not a switch to the
+        # page's own items, which would stick (a page source stops looking for feeds)
+        if len(failures) == 1:
+            message = f"discovered feed {failures[0][0]}: {failures[0][1]}"
+        else:
+            message = "no discovered feed could be fetched: " + "; ".join(f"{u}: {e}" for u, e in failures)
+        # the page itself answered: a 410 or 429 of one of its feeds neither removes nor
+        # pauses the source, it is an error like any other
+        if all(isinstance(e, BlockedAddress) for _u, e in failures):
+            raise BlockedAddress(message, status=failures[-1][1].status)
+        raise FetchError(message, status=failures[-1][1].status)
 
     async def _follow(self, first: ParseResult, warnings: list[str]) -> list[Item]:
         """Pagination and child sitemaps, breadth first, bounded, never twice the same URL."""

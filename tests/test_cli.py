@@ -47,6 +47,18 @@ class Cli:
     def json(self, *args: str) -> object:
         return json.loads(self(*args, "--format", "json"))
 
+    def outputs(self, *args: str, code: int = 0) -> tuple[str, str]:
+        """stdout and stderr of one command."""
+        self.capsys.readouterr()
+        try:
+            main(["--db", str(self.db), *args])
+            status = 0
+        except SystemExit as exc:
+            status = int(exc.code or 0)
+        captured = self.capsys.readouterr()
+        assert status == code, f"exit {status}, stdout={captured.out!r} stderr={captured.err!r}"
+        return captured.out, captured.err
+
 
 @pytest.fixture
 def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
@@ -193,6 +205,77 @@ def test_private_addresses_are_refused_by_default(
     [source] = cli.json("source", "list")  # type: ignore[misc]
     assert "FEEDCAST_ALLOW_PRIVATE_NETWORKS" in source["last_error"]
     assert samples.requests == 0
+
+
+def test_naming_a_source_polls_it_now_whatever_its_backoff(
+    cli: Cli, samples: SampleServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first hour: a local source is refused, the user allows private networks as
+    the warning says, then polls the source by name: it is polled now, although its
+    backoff put its next poll minutes away. `poll` alone still takes the due ones only."""
+    monkeypatch.setenv("FEEDCAST_ALLOW_PRIVATE_NETWORKS", "0")
+    cli("source", "add", "blog", samples.base_url + "/blog.rss")
+    [source] = cli.json("source", "list")  # type: ignore[misc]
+    assert source["error_count"] == 1 and source["next_poll_at"]  # backed off
+    monkeypatch.setenv("FEEDCAST_ALLOW_PRIVATE_NETWORKS", "1")
+    assert "nothing due" in cli("poll")  # not due yet: poll without names waits for it
+    out = cli("poll", "blog")
+    assert "nothing due" not in out and "1 polled, 0 new, 0 changed, 0 failed" in out
+    [source] = cli.json("source", "list")  # type: ignore[misc]
+    assert source["baseline_done"] is True and source["item_count"] == 5 and source["error_count"] == 0
+    assert "nothing due" in cli("poll")
+
+
+def _two_feed_page(samples: SampleServer, first: str = "/feeds/main", second: str = "/feeds/alt.rss") -> None:
+    samples.put(
+        "/site/",
+        "<!doctype html><html><head><title>Site</title>"
+        f'<link rel="alternate" type="application/rss+xml" title="Main" href="{first}">'
+        f'<link rel="alternate" type="application/atom+xml" title="Other" href="{second}">'
+        "</head><body><p>Welcome</p></body></html>",
+        "text/html; charset=utf-8",
+    )
+
+
+def test_a_discovered_feed_that_fails_gives_way_to_the_next_link(cli: Cli, samples: SampleServer) -> None:
+    _two_feed_page(samples, second="/blog.rss")  # /feeds/main is not served: 404
+    out = cli("source", "add", "site", samples.base_url + "/site/")
+    assert "5 items in baseline" in out
+    assert f"feed discovered on {samples.base_url}/site/: {samples.base_url}/blog.rss" in out
+    shown = cli.json("source", "show", "site")
+    assert isinstance(shown, dict) and shown["url"] == samples.base_url + "/blog.rss"
+    assert shown["kind"] == "feed" and shown["item_count"] == 5 and shown["error_count"] == 0
+
+
+def test_a_discovered_feed_that_fails_is_named(cli: Cli, samples: SampleServer) -> None:
+    samples.put(
+        "/site/",
+        '<html><head><link rel="alternate" type="application/rss+xml" href="/feeds/main"></head></html>',
+        "text/html",
+    )
+    _out, err = cli.outputs("source", "add", "site", samples.base_url + "/site/")
+    assert err.strip() == (
+        f"warning: first fetch failed: discovered feed {samples.base_url}/feeds/main: HTTP 404 (will retry)"
+    )
+    [source] = cli.json("source", "list")  # type: ignore[misc]
+    assert source["last_error"] == f"discovered feed {samples.base_url}/feeds/main: HTTP 404"
+    assert source["status"] == "active"  # the page answered: its feed's 404 is retried
+
+
+def test_every_discovered_feed_that_fails_is_named(cli: Cli, samples: SampleServer) -> None:
+    _two_feed_page(samples)
+    samples.put("/feeds/alt.rss", "oops", "text/plain", status=500)
+    _out, err = cli.outputs("source", "add", "site", samples.base_url + "/site/")
+    assert err.strip() == (
+        f"warning: first fetch failed: no discovered feed could be fetched: {samples.base_url}/feeds/main: "
+        f"HTTP 404; {samples.base_url}/feeds/alt.rss: HTTP 500 (will retry)"
+    )
+    samples.put(
+        "/feeds/alt.rss", sample_text("blog.rss").replace("{base}", samples.base_url), "application/rss+xml"
+    )
+    assert "1 polled, 0 new" in cli("poll", "site")  # the next poll finds the one that works
+    shown = cli.json("source", "show", "site")
+    assert isinstance(shown, dict) and shown["url"] == samples.base_url + "/feeds/alt.rss"
 
 
 def _feedcast(db: Path, *args: str) -> subprocess.Popen[str]:

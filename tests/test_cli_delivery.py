@@ -4,6 +4,11 @@ AUTOMATION, against sample sources and the Telegram emulator on loopback."""
 from __future__ import annotations
 
 import json
+import os
+import select
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -363,3 +368,39 @@ def test_send_at_schedules_a_campaign_that_run_sends_when_due(
         assert cli.json("sql", "SELECT count(*) AS n FROM scheduled_sends WHERE status = 'pending'") == [
             {"n": 0}
         ]
+
+
+def _sandbox_output(*args: str) -> str:
+    """``feedcast sandbox`` in a child process (it serves until stopped): what it prints
+    before it waits, then SIGTERM."""
+    cmd = [sys.executable, "-m", "feedcast.cli", "sandbox", "--telegram-port", "0", "--messenger-port", "0"]
+    cmd += ["--webhooks-port", "0", "--smtp-port", "0", *args]
+    env = {k: v for k, v in os.environ.items() if k != "FEEDCAST_ALLOW_PRIVATE_NETWORKS"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        while True:
+            ready, _, _ = select.select([proc.stdout], [], [], 60)
+            line = proc.stdout.readline() if ready else ""
+            if not line:
+                break
+            lines.append(line)
+            if "Ctrl-C stops" in line or line.startswith("{"):
+                break
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    return "".join(lines)
+
+
+@pytest.mark.slow  # two child processes
+def test_sandbox_says_how_to_poll_local_sources() -> None:
+    """Sources served on loopback are refused unless FEEDCAST_ALLOW_PRIVATE_NETWORKS is
+    set: the sandbox, which is all on loopback, prints the line to export."""
+    printed = _sandbox_output()
+    assert "\n  export FEEDCAST_ALLOW_PRIVATE_NETWORKS=1 " in printed, printed
+    assert "export SANDBOX_TELEGRAM_TOKEN=" in printed
+    info = json.loads(_sandbox_output("--format", "json"))
+    assert info["env"]["FEEDCAST_ALLOW_PRIVATE_NETWORKS"] == "1"
+    assert info["env"]["SANDBOX_TELEGRAM_TOKEN"]

@@ -301,7 +301,7 @@ SPEC: dict[str, dict[str, Any]] = {
         "author": "Author: Luke, most likely.",
     },
     "lemonde_fr.xml": {
-        # the file is double-encoded UTF-8 ("imputÃ©"); feedparser repairs it
+        # the file is double-encoded UTF-8 ("imputÃ©"): feedparser repairs this title, ftfy the rest
         "title": "Piratage imputé à la Russie : Poutine mis en cause, Trump minimise",
         "url": "http://www.lemonde.fr/ameriques/article/2017/01/07/donald-trump-baisse-d-un-ton-sur-le-piratage-"
         "impute-a-la-russie_5059121_3222.html?xtor=RSS-3208",
@@ -410,7 +410,7 @@ SPEC: dict[str, dict[str, Any]] = {
         "author": None,
     },
     "spiegel_de.xml": {
-        # double-encoded UTF-8 in the file ("KÃ¶lner"); feedparser repairs it
+        # double-encoded UTF-8 in the file ("KÃ¶lner"): feedparser repairs this title, ftfy the rest
         "title": "Polizeieinsatz in Kölner Silvesternacht: Alles richtig gemacht. Alles?",
         "url": "http://www.spiegel.de/panorama/justiz/silvester-in-koeln-was-wir-ueber-den-polizeieinsatz-wissen-"
         "und-welche-fragen-offen-sind-a-1128896.html#ref=rss",
@@ -571,11 +571,56 @@ def test_feed_level_title_and_link() -> None:
 
 def test_wrong_declaration_prefers_utf8() -> None:
     """osnews declares iso-8859-1 but is UTF-8 (itself double-encoded upstream):
-    reading it as UTF-8 leaves one level of mojibake instead of two."""
+    reading it as UTF-8 leaves one level of mojibake instead of two, and the
+    mojibake repair (ftfy) undoes that one."""
     result = _corpus("osnews_rdf_iso88591.xml")
     text = " ".join(i.summary or "" for i in result.items)
-    assert "Jobsâ€™ life" in text
-    assert "Ã¢Â€Â™" not in text
+    assert "Jobs’ life" in text
+    assert "Jobsâ€™ life" not in text and "Ã¢Â€Â™" not in text
+
+
+MOJIBAKE = re.compile("Ã[\u00a0-\u00bf ]|Â[\u00a0 :«»]|â€")
+
+
+@pytest.mark.parametrize(
+    "name", ["lemonde_fr.xml", "spiegel_de.xml", "theverge_atom.xml", "rsscom_blog_wordpress.xml"]
+)
+def test_double_encoded_text_is_repaired_in_every_field(name: str) -> None:
+    """These files hold UTF-8 read as cp1252 once more upstream. feedparser undoes it
+    only in the elements that round-trip whole through Latin-1; the rest is repaired
+    too, the same way in titles, summaries and contents."""
+    result = _corpus(name)
+    for item in result.items:
+        for field in (item.title, item.summary, item.content, item.author):
+            assert not MOJIBAKE.search(field or ""), (item.key, field)
+
+
+def test_lemonde_reads_as_french() -> None:
+    items = _corpus("lemonde_fr.xml").items
+    titles = [i.title for i in items]
+    assert "Football : Zidane égale le record d’invincibilité en Espagne avec le Real Madrid" in titles
+    assert "Côte d’Ivoire : les discussions entre gouvernement et soldats sont différées" in titles
+    assert items[2].summary is not None
+    assert items[2].summary.startswith("Les éleveurs dénoncent «\u00a0le manque d’information\u00a0»")
+    # the repair keeps what was already right: feedparser's repaired titles stay as they were
+    assert titles[0] == "Piratage imputé à la Russie : Poutine mis en cause, Trump minimise"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "plain ASCII & <b>markup</b> &amp; entities",
+        "“curly quotes”, ‘single’ — and – dashes…",
+        "Größe ½ naïve café «guillemets» façade",
+        "São Paulo, Ærøskøbing, Ångström, Œuvre",
+        "Ελληνικά, русский, العربية, 日本語, emoji 💡",
+        "&Atilde;&copy; stays an entity",
+    ],
+)
+def test_repair_leaves_normal_text_alone(text: str) -> None:
+    from sources._common import repair_text
+
+    assert repair_text(text) == text
 
 
 # --------------------------------------------------------------------------- encodings

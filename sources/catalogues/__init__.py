@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from feedcast.models import Item, ParseResult, SourceKind
-from sources._common import decode_text, header
+from sources._common import decode_text, header, repair_mojibake
 from sources._html import make_soup
 
 from ._base import dedupe_keys
@@ -289,7 +289,7 @@ def parse_catalogue(
     except Exception as exc:  # the last line of defence; each parser already tolerates mess
         warnings.append(f"{fmt} parser failed: {type(exc).__name__}: {exc}")
         return ParseResult(kind=SourceKind.CATALOGUE, format=fmt, warnings=tuple(warnings))
-    return result
+    return repair_mojibake(result)
 
 
 def _parse(
