@@ -66,6 +66,7 @@ def read_subscribers_csv(
                 except ValueError:
                     raise InvalidValue(
                         f"last_inbound_at {row['last_inbound_at']!r} is not an ISO date-time"
+                        " (read in UTC unless it has an offset, e.g. 2026-11-26T09:30:00+01:00)"
                     ) from None
                 if inbound.tzinfo is None:
                     inbound = inbound.replace(tzinfo=UTC)

@@ -641,17 +641,44 @@ def _send_bar(*, disable: bool) -> Iterator[Callable[[int, int], None]]:
         yield progress
 
 
-def _parse_at(text: str, timezone: str) -> datetime:
+def _minutes(when: datetime) -> str:
+    """``2026-12-01 09:00`` (seconds only when there are some)."""
+    return when.strftime("%Y-%m-%d %H:%M:%S" if when.second else "%Y-%m-%d %H:%M")
+
+
+def _zone_label(when: datetime, timezone: str, had_offset: bool) -> str:
+    if not had_offset:
+        return timezone
+    offset = when.strftime("%z")
+    return "UTC" if offset in ("+0000", "-0000") else f"UTC{offset[:3]}:{offset[3:]}"
+
+
+def _parse_at(text: str, timezone: str, now: datetime) -> datetime:
+    """``send --at``: an ISO date-time in the automation's time zone unless it has an
+    offset. Every mistake names the time zone the time was read in."""
     from zoneinfo import ZoneInfo
 
+    zone = ZoneInfo(timezone)
     try:
-        when = datetime.fromisoformat(text.strip())
+        given = datetime.fromisoformat(text.strip())
     except ValueError:
         raise InvalidValue(
-            f"--at {text!r} is not an ISO date-time (e.g. 2026-12-01T09:00 or 2026-12-01T09:00+01:00)"
+            f"--at {text!r} is not an ISO date-time, read in {timezone} unless it has an offset"
+            " (e.g. 2026-12-01T09:00 or 2026-12-01T09:00+01:00)"
         ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=ZoneInfo(timezone))  # the automation's own time zone
+    had_offset = given.tzinfo is not None
+    when = given if had_offset else given.replace(tzinfo=zone)  # the automation's own time zone
+    if not had_offset and when.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != given:
+        raise InvalidValue(
+            f"--at {_minutes(given)} does not exist in {timezone}: the clocks go forward then"
+            " (choose a time outside the gap, or give an offset)"
+        )
+    if when < now - timedelta(minutes=1):
+        label = _zone_label(when, timezone, had_offset)
+        there = now.astimezone(when.tzinfo)
+        raise InvalidValue(
+            f"--at {_minutes(when)} ({label}) is in the past; it is now {there:%Y-%m-%d %H:%M} there"
+        )
     return when.astimezone(UTC)
 
 
@@ -685,9 +712,7 @@ def send_command(
     if at is not None:
         from zoneinfo import ZoneInfo
 
-        when = _parse_at(at, auto.timezone)
-        if when < datetime.now(UTC) - timedelta(minutes=1):
-            raise InvalidValue(f"--at {at!r} is in the past")
+        when = _parse_at(at, auto.timezone, datetime.now(UTC))
         store.add_scheduled_send(automation, when)
         local = when.astimezone(ZoneInfo(auto.timezone))
         out.print(

@@ -48,7 +48,8 @@ def parse_since(text: str | None, now: datetime | None = None) -> datetime | Non
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise InvalidValue(
-            f"--since {text!r} is not a date: use YYYY-MM-DD, an ISO date-time or a span such as 30d"
+            f"--since {text!r} is not a date: use YYYY-MM-DD (midnight UTC), an ISO date-time"
+            " (UTC unless it has an offset) or a span such as 30d"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 

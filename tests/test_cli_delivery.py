@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -404,3 +405,44 @@ def test_sandbox_says_how_to_poll_local_sources() -> None:
     info = json.loads(_sandbox_output("--format", "json"))
     assert info["env"]["FEEDCAST_ALLOW_PRIVATE_NETWORKS"] == "1"
     assert info["env"]["SANDBOX_TELEGRAM_TOKEN"]
+
+
+def test_send_at_names_the_time_zone_it_reads_the_time_in(
+    cli: Cli, tg: tuple[TelegramEmulator, str], samples: SampleServer, pinned_clock: datetime
+) -> None:
+    _emulator, url = tg
+    cli("source", "add", "blog", samples.base_url + "/blog.rss")
+    cli("channel", "add", "tg", "telegram", "--token", "env:TG_TOKEN", "--api-url", url)
+    cli("automation", "add", "news", "--source", "blog", "--layout", "digest", "--channel", "tg")
+    cli("automation", "edit", "news", "--timezone", "Asia/Dubai")
+    # the pinned clock: 2026-11-26 09:30 UTC, 13:30 in Dubai (UTC+4)
+    err = cli("send", "news", "--at", "2026-11-20T09:00", code=2)
+    assert re.fullmatch(
+        r"error: --at 2026-11-20 09:00 \(Asia/Dubai\) is in the past; it is now 2026-11-26 13:3\d there\n",
+        err,
+    ), err
+    err = cli("send", "news", "--at", "2026-11-26T10:00+01:00", code=2)  # 09:00 UTC: half an hour ago
+    assert re.fullmatch(
+        r"error: --at 2026-11-26 10:00 \(UTC\+01:00\) is in the past; it is now 2026-11-26 10:3\d there\n",
+        err,
+    ), err
+    err = cli("send", "news", "--at", "next tuesday", code=2)
+    assert "is not an ISO date-time, read in Asia/Dubai unless it has an offset" in err
+    out = cli("send", "news", "--at", "2026-12-01T09:00")
+    assert "news will be sent at 2026-12-01T09:00:00+04:00 (2026-12-01T05:00:00+00:00 UTC)" in out
+
+
+def test_send_at_refuses_a_time_the_clocks_skip(
+    cli: Cli, tg: tuple[TelegramEmulator, str], samples: SampleServer, pinned_clock: datetime
+) -> None:
+    _emulator, url = tg
+    cli("source", "add", "blog", samples.base_url + "/blog.rss")
+    cli("channel", "add", "tg", "telegram", "--token", "env:TG_TOKEN", "--api-url", url)
+    cli("automation", "add", "news", "--source", "blog", "--layout", "digest", "--channel", "tg")
+    cli("automation", "edit", "news", "--timezone", "Europe/Paris")
+    err = cli("send", "news", "--at", "2027-03-28T02:30", code=2)  # 02:00 -> 03:00 that night
+    assert err == (
+        "error: --at 2027-03-28 02:30 does not exist in Europe/Paris: the clocks go forward then"
+        " (choose a time outside the gap, or give an offset)\n"
+    )
+    assert "2027-03-28T03:30:00+02:00" in cli("send", "news", "--at", "2027-03-28T03:30")
