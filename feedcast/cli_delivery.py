@@ -850,6 +850,8 @@ def sandbox_command(
             _table(["emulator", "url"], [[k, v] for k, v in sandbox.urls.items()], title="feedcast sandbox")
             out.print("Rehearse with these credentials (not secret) and channels:", markup=False)
             for key, value in SANDBOX_ENV.items():
+                if key == "FEEDCAST_ALLOW_PRIVATE_NETWORKS":
+                    continue  # said below, with why
                 out.print(f"  export {key}={value}", markup=False, highlight=False)
             out.print(
                 "  export FEEDCAST_ALLOW_PRIVATE_NETWORKS=1   # also poll sources on this machine or a private network",

@@ -377,22 +377,29 @@ def _sandbox_output(*args: str) -> str:
     cmd = [sys.executable, "-m", "feedcast.cli", "sandbox", "--telegram-port", "0", "--messenger-port", "0"]
     cmd += ["--webhooks-port", "0", "--smtp-port", "0", *args]
     env = {k: v for k, v in os.environ.items() if k != "FEEDCAST_ALLOW_PRIVATE_NETWORKS"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # unbuffered: select() sees what the child wrote, not what a reader's buffer already took
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, env=env)
     assert proc.stdout is not None
-    lines: list[str] = []
+    printed = b""
     try:
-        while True:
+        while b"Ctrl-C stops" not in printed and not printed.lstrip().startswith(b"{"):
             ready, _, _ = select.select([proc.stdout], [], [], 60)
-            line = proc.stdout.readline() if ready else ""
-            if not line:
+            chunk = proc.stdout.read(65536) if ready else b""
+            if not chunk:
                 break
-            lines.append(line)
-            if "Ctrl-C stops" in line or line.startswith("{"):
-                break
+            printed += chunk
+        if printed.lstrip().startswith(b"{"):  # one JSON line
+            while not printed.endswith(b"\n"):
+                ready, _, _ = select.select([proc.stdout], [], [], 60)
+                chunk = proc.stdout.read(65536) if ready else b""
+                if not chunk:
+                    break
+                printed += chunk
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
-    return "".join(lines)
+        _, errors = proc.communicate(timeout=30)
+    assert proc.returncode == 0, errors.decode()
+    return printed.decode()
 
 
 @pytest.mark.slow  # two child processes

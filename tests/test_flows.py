@@ -182,6 +182,7 @@ def test_inbox_flow_answers_the_bot_and_records_the_audience(
         store = Store(tmp_path / "inbox.duckdb")
         settings = TelegramChannel.validate_settings({"token": "env:TG_TOKEN", "api_url": server.base_url})
         store.add_channel("tg", "telegram", settings)
+        store.set_audiences_public(["vip"])  # a deep link may only join a public audience
         emulator.user_sends(701, "/start vip", first_name="Ann")
         emulator.user_sends(702, "/start", first_name="Bo")
         emulator.user_sends(702, "/stop")

@@ -369,6 +369,7 @@ def test_an_address_gets_at_most_3_confirmation_emails_an_hour(tmp_path: Path) -
 
     with SmtpSink() as sink:
         _email_channel(store, sink)
+        store.set_audiences_public(["deals"])
         app = Starlette(routes=pages.routes(store, environ=ENV, clock=clock))
         with AsgiServer(app, name="pages") as server, httpx.Client(timeout=10) as http:
 

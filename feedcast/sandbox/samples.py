@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
+import sys
 import threading
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -25,6 +27,22 @@ class Route:
     last_modified: str
     status: int = 200
     validators: bool = True  # False: a server that sends neither ETag nor Last-Modified
+
+
+log = logging.getLogger(__name__)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hung up mid-answer is normal here (a fetcher that gave up,
+        read only the headers, or met its size limit); anything else is logged, not
+        printed over the command's own output."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            return
+        log.warning("sample server: request from %s failed", client_address, exc_info=error)
 
 
 def _route_key(target: str) -> str:
@@ -58,8 +76,7 @@ class SampleServer:
             def do_GET(self) -> None:
                 server._handle(self)
 
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _Server((host, port), Handler)
         self._thread: threading.Thread | None = None
 
     @property

@@ -279,8 +279,16 @@ def test_an_event_posted_twice_is_processed_once(
 
 _HOLDER = textwrap.dedent(
     """
-    import sys, duckdb
-    con = duckdb.connect(sys.argv[1])  # read-write: no other process may open the file now
+    import sys, time, duckdb
+    deadline = time.monotonic() + 60
+    while True:  # the server's drainer may hold the file for a moment: wait for it
+        try:
+            con = duckdb.connect(sys.argv[1])  # read-write: no other process may open the file now
+            break
+        except duckdb.IOException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
     con.execute("CREATE TABLE IF NOT EXISTS holder (n INTEGER)")
     con.execute("INSERT INTO holder VALUES (1)")
     print("holding", flush=True)
