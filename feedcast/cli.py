@@ -170,7 +170,14 @@ def source_add(
     url: Annotated[str, typer.Argument(help="Feed, page or catalogue URL.")],
     kind: Annotated[str, typer.Option("--kind", help="auto, feed, page or catalogue.")] = "auto",
     every: Annotated[str, typer.Option("--every", help="Poll interval: 90s, 15m, 2h, 1d.")] = "15m",
-    backfill: Annotated[int, typer.Option("--backfill", help="Count the newest N items as new.")] = 0,
+    backfill: Annotated[
+        int,
+        typer.Option(
+            "--backfill",
+            help="Count the newest N items of the first poll as new: every automation on the source,"
+            " also one added later, sends them once.",
+        ),
+    ] = 0,
     selector: Annotated[
         list[str] | None,
         typer.Option(
@@ -460,11 +467,19 @@ def preview_command(
         ),
     ] = None,
     timezone: Annotated[
-        str, typer.Option("--timezone", metavar="TZ", help="IANA time zone of dates.")
-    ] = "UTC",
+        str | None,
+        typer.Option(
+            "--timezone", metavar="TZ", help="IANA time zone of dates (default: the automation's, or UTC)."
+        ),
+    ] = None,
     locale: Annotated[
-        str, typer.Option("--locale", metavar="LOC", help="Locale of dates and prices, e.g. fr_FR.")
-    ] = "en",
+        str | None,
+        typer.Option(
+            "--locale",
+            metavar="LOC",
+            help="Locale of dates and prices, e.g. fr_FR (default: the automation's, or en).",
+        ),
+    ] = None,
     html_file: Annotated[
         Path | None,
         typer.Option(
@@ -473,34 +488,52 @@ def preview_command(
     ] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Render the latest items with a layout into a channel's exact payloads, checked:
-    an automation's (feedcast preview AUTOMATION), or any sources, layout and kind.
+    """Render items with a layout into a channel's exact payloads, checked.
 
-    Shows each message as it reads (default), the payloads (--format json) or a visual
-    page (--html FILE). An invalid payload is an error line and exit status 1.
+    feedcast preview AUTOMATION shows exactly the campaign `feedcast send AUTOMATION`
+    would build now (its queued items, whether it would go out, to how many);
+    feedcast preview --source S --layout L --channel-kind K renders any sources'
+    latest items. Shows each message as it reads (default), the payloads (--format
+    json) or a visual page (--html FILE). An invalid payload is an error line and exit
+    status 1.
     """
-    from feedcast.preview import CHANNEL_KINDS, build_preview, preview_html, print_preview
+    from feedcast.preview import (
+        CHANNEL_KINDS,
+        build_preview,
+        preview_automation,
+        preview_html,
+        print_preview,
+    )
 
     store = State.reader()
     if automation is not None:
-        from feedcast.delivery import make_channel
-
-        auto = store.get_automation(automation)
-        source = source or list(auto.sources)
-        layout = layout or auto.layout
-        channel_kind = channel_kind or make_channel(store.get_channel(auto.channel)).format
-        limit = limit or auto.max_items
-        timezone = auto.timezone if timezone == "UTC" else timezone
-        locale = auto.locale if locale == "en" else locale
-    if not source or not layout or not channel_kind:
-        given = (("--source", source), ("--layout", layout), ("--channel-kind", channel_kind))
-        raise UserError(
-            f"{', '.join(flag for flag, value in given if not value)} required: feedcast preview AUTOMATION"
-            f" or feedcast preview --source S --layout L --channel-kind {'|'.join(CHANNEL_KINDS)}"
+        given = [flag for flag, value in (("--source", source), ("--channel-kind", channel_kind)) if value]
+        if given:
+            raise UserError(
+                f"{' and '.join(given)} cannot be combined with an automation (it has its own); "
+                "feedcast preview --source S --layout L --channel-kind K renders any sources"
+            )
+        preview = preview_automation(
+            store, automation, layout=layout, limit=limit, timezone=timezone, locale=locale
         )
-    preview = build_preview(
-        store, source, layout, channel_kind, limit=limit, timezone=timezone, locale=locale
-    )
+        channel_kind = preview.kind
+    else:
+        if not source or not layout or not channel_kind:
+            given_flags = (("--source", source), ("--layout", layout), ("--channel-kind", channel_kind))
+            raise UserError(
+                f"{', '.join(flag for flag, value in given_flags if not value)} required: "
+                f"feedcast preview AUTOMATION"
+                f" or feedcast preview --source S --layout L --channel-kind {'|'.join(CHANNEL_KINDS)}"
+            )
+        preview = build_preview(
+            store,
+            source,
+            layout,
+            channel_kind,
+            limit=limit,
+            timezone=timezone or "UTC",
+            locale=locale or "en",
+        )
     if html_file is not None:
         try:
             html_file.write_text(preview_html(preview), encoding="utf-8")
@@ -512,8 +545,19 @@ def preview_command(
         out.print(
             f"wrote {html_file}: {preview.layout.name} → {channel_kind}, {preview.summary()}", markup=False
         )
+        if preview.verdict is not None:
+            out.print(preview.verdict, markup=False, highlight=False)
     else:
         print_preview(preview, out)
+    if automation is not None and not preview.items and fmt != Format.json:
+        auto = store.get_automation(automation)
+        out.print(
+            f"to see its layout on the sources' latest items: feedcast preview"
+            f" {' '.join('--source ' + s for s in auto.sources)} --layout {preview.layout.name}"
+            f" --channel-kind {preview.kind}",
+            markup=False,
+            highlight=False,
+        )
     errors = preview.errors
     if errors:
         for line in errors[:-1]:

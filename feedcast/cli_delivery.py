@@ -840,7 +840,13 @@ def sandbox_command(
         raise UserError(
             f"cannot listen on {host}: {exc.strerror or exc} (choose other ports, or 0 for any)"
         ) from None
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
     try:
+        # `kill` stops it as cleanly as Ctrl-C, also the moment after it printed its URLs
+        signal.signal(signal.SIGTERM, interrupt)
         # sources served on this machine (a local blog, a test feed) are on loopback or a
         # private network, which feedcast refuses unless told
         env = {**SANDBOX_ENV, "FEEDCAST_ALLOW_PRIVATE_NETWORKS": "1"}
@@ -864,11 +870,6 @@ def sandbox_command(
                 "Each emulator shows what it received at /_sandbox/received and /_sandbox/stats. Ctrl-C stops.",
                 markup=False,
             )
-
-        def interrupt(signum: int, frame: object) -> None:
-            raise KeyboardInterrupt
-
-        signal.signal(signal.SIGTERM, interrupt)  # `kill` stops it as cleanly as Ctrl-C
         threading.Event().wait()
     except KeyboardInterrupt:
         pass

@@ -81,6 +81,7 @@ from feedcast.models import (
     Module,
     PendingDelivery,
     ProviderCall,
+    QueuedItem,
 )
 from feedcast.store import Store
 from feedcast.tokens import signing_key, unsubscribe_url
@@ -89,6 +90,7 @@ from layouts.limits import RenderLimits
 from layouts.payloads import provider_calls
 from layouts.render import (
     EventInfo,
+    Layout,
     RenderContext,
     identity_link,
     load_layout,
@@ -100,12 +102,15 @@ from layouts.validate import PayloadError, validate_call
 __all__ = [
     "AutomationBusy",
     "BuildResult",
+    "CampaignPlan",
     "CampaignResult",
+    "PlannedMessage",
     "SendSettings",
     "build_campaign",
     "check_channel",
     "deliver",
     "make_channel",
+    "plan_campaign",
     "send_automation",
     "send_test",
 ]
@@ -247,16 +252,82 @@ def _limit(automation: Automation, per: str, layout_max: int) -> int:
     return layout_max if per == "campaign" else PER_ITEM_DEFAULT
 
 
-def build_campaign(
+@dataclass(frozen=True, slots=True)
+class PlannedMessage:
+    """One rendered Message of a campaign plan (``number`` counts from 1), its provider
+    calls and what the validator said of each (None: valid). ``error``: the payloads
+    could not be built at all. An invalid message is left out of the campaign."""
+
+    number: int
+    message: Message
+    calls: tuple[ProviderCall, ...]
+    call_errors: tuple[str | None, ...]
+    error: str | None = None
+
+    @property
+    def problem(self) -> str | None:
+        """Why the message is left out (the first error), or None."""
+        if self.error is not None:
+            return self.error
+        return next((e for e in self.call_errors if e is not None), None)
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignPlan:
+    """What ``feedcast send AUTOMATION`` would put in the automation's next campaign,
+    now: the one selection of items and the one render that both ``send`` and
+    ``preview AUTOMATION`` use, so the preview never promises what send will not do."""
+
+    automation: Automation
+    config: ChannelConfig
+    fmt: str
+    layout: Layout
+    context: RenderContext
+    queued: tuple[QueuedItem, ...]
+    waiting: int  # items queued in all (``queued`` is at most the campaign's limit)
+    audience: int  # active subscribers the campaign would go to
+    messages: tuple[PlannedMessage, ...]
+    reason: str | None  # why send would build no campaign now; None: it would
+    tracker: LinkTracker | None = None
+
+    @property
+    def calls(self) -> list[tuple[int, ProviderCall]]:
+        """(message index from 0, call) of every message that goes out."""
+        return [(m.number - 1, call) for m in self.messages if m.problem is None for call in m.calls]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [
+            f"message {m.number} (items {', '.join(m.message.item_keys) or '?'}) left out: {m.problem}"
+            for m in self.messages
+            if m.problem is not None
+        ]
+
+    @property
+    def events(self) -> dict[str, EventInfo]:
+        return {
+            q.item.key: EventInfo(q.event, q.old_price, q.new_price) for q in self.queued if q.event != "new"
+        }
+
+
+def plan_campaign(
     store: Store,
     automation: Automation,
     *,
-    trigger: str = "manual",
     now: datetime | None = None,
     search_path: Sequence[Path] | None = None,
     environ: Mapping[str, str] | None = None,
-) -> BuildResult:
-    """Render the automation's queued items into a campaign and queue its deliveries."""
+    track_links: bool = True,
+    render_always: bool = False,
+) -> CampaignPlan:
+    """The automation's next campaign as ``send`` would build it now: its queued items
+    (:meth:`Store.queued_items`, oldest event first), rendered with its layout, time
+    zone and locale, each payload checked. ``reason`` says why no campaign would be
+    built (nothing queued, fewer than ``min_items``, no audience, nothing valid).
+
+    ``track_links=False`` renders item links as they are instead of click-tracking
+    placeholders (a preview writes no signing key); ``render_always`` renders the
+    queued items even when the campaign would wait (a preview shows them)."""
     config = store.get_channel(automation.channel)
     channel = make_channel(config, environ)
     fmt = channel.format
@@ -264,29 +335,26 @@ def build_campaign(
     layout.require(fmt)
     limit = _limit(automation, layout.per, layout.max_items)
     queued, waiting = store.queued_items(automation, limit)
+    reason: str | None = None
+    audience = 0
     if not queued:
-        return BuildResult(None, "no new items since the last campaign")
-    if waiting < automation.min_items:
-        return BuildResult(
-            None,
-            f"{waiting} item(s) queued; this automation waits for {automation.min_items}",
-            waiting=waiting,
-        )
-    audience = store.audience_size(automation)
-    if audience == 0:
-        who = f"tagged {automation.audience!r} " if automation.audience else ""
-        return BuildResult(
-            None,
-            f"no active subscriber {who}on channel {automation.channel!r}: nothing sent, "
-            f"{waiting} item(s) stay queued",
-            waiting=waiting,
-        )
+        reason = "no new items since the last campaign"
+    elif waiting < automation.min_items:
+        reason = f"{waiting} item(s) queued; this automation waits for {automation.min_items}"
+    else:
+        audience = store.audience_size(automation)
+        if audience == 0:
+            who = f"tagged {automation.audience!r} " if automation.audience else ""
+            reason = (
+                f"no active subscriber {who}on channel {automation.channel!r}: nothing sent, "
+                f"{waiting} item(s) stay queued"
+            )
     sources = store.list_sources(list(automation.sources))
     titles = sorted({s.title or s.name for s in sources})
     # click tracking: item links become numbered placeholders (feedcast.tracking)
     tracker = (
         LinkTracker(public_url(environ), signing_key(store.path, environ))
-        if automation.track_clicks
+        if automation.track_clicks and track_links
         else None
     )
     context = RenderContext(
@@ -300,46 +368,71 @@ def build_campaign(
         link=tracker if tracker is not None else identity_link,
         limits=RenderLimits.from_env(environ),
     )
+    plan = CampaignPlan(
+        automation, config, fmt, layout, context, tuple(queued), waiting, audience, (), reason, tracker
+    )
+    if not queued or (reason is not None and not render_always):
+        return plan
     items = [q.item for q in queued]
-    events = {q.item.key: EventInfo(q.event, q.old_price, q.new_price) for q in queued if q.event != "new"}
     sizes = {m.url: m.length for item in items for m in item.media if m.length}
-    calls: list[tuple[int, ProviderCall]] = []
-    warnings: list[str] = []
-    messages = 0
-    for number, message in enumerate(render(layout, fmt, items, context=context, events=events)):
+    messages: list[PlannedMessage] = []
+    for number, message in enumerate(render(layout, fmt, items, context=context, events=plan.events), 1):
         try:
             message_calls = provider_calls(message, media_sizes=sizes)
-            for call in message_calls:
-                validate_call(fmt, call)
         except PayloadError as exc:
-            keys = ", ".join(message.item_keys) or "?"
-            warnings.append(f"message {number + 1} (items {keys}) left out: {exc}")
+            messages.append(PlannedMessage(number, message, (), (), str(exc)))
             continue
-        messages += 1
-        calls.extend((number, call) for call in message_calls)
-    if not calls:
-        reason = "the layout rendered nothing to send"
-        if warnings:
-            reason = warnings[0]
-        return BuildResult(None, reason, warnings=tuple(warnings))
+        errors: list[str | None] = []
+        for call in message_calls:
+            try:
+                validate_call(fmt, call)
+            except PayloadError as exc:
+                errors.append(str(exc))
+            else:
+                errors.append(None)
+        messages.append(PlannedMessage(number, message, tuple(message_calls), tuple(errors)))
+    plan = replace(plan, messages=tuple(messages))
+    if reason is None and not plan.calls:
+        warnings = plan.warnings
+        plan = replace(plan, reason=warnings[0] if warnings else "the layout rendered nothing to send")
+    return plan
+
+
+def build_campaign(
+    store: Store,
+    automation: Automation,
+    *,
+    trigger: str = "manual",
+    now: datetime | None = None,
+    search_path: Sequence[Path] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> BuildResult:
+    """Render the automation's queued items into a campaign and queue its deliveries."""
+    plan = plan_campaign(store, automation, now=now, search_path=search_path, environ=environ)
+    warnings = plan.warnings
+    if plan.reason is not None:
+        waiting = plan.waiting if plan.queued and plan.messages == () else 0
+        return BuildResult(None, plan.reason, waiting=waiting, warnings=tuple(warnings))
     campaign_id = store.create_campaign(
         automation=automation,
-        channel=config,
-        layout=layout.name,
-        fmt=fmt,
-        items=queued,
-        calls=calls,
-        messages=messages,
+        channel=plan.config,
+        layout=plan.layout.name,
+        fmt=plan.fmt,
+        items=plan.queued,
+        calls=plan.calls,
+        messages=sum(1 for m in plan.messages if m.problem is None),
         warnings=warnings,
         trigger=trigger,
         now=now,
     )
     if campaign_id is None:  # the audience emptied meanwhile
-        return BuildResult(None, f"no active subscriber on channel {automation.channel!r}", waiting=waiting)
-    if tracker is not None:  # the only URLs /c/ redirects to for this campaign
-        store.add_campaign_links(campaign_id, tracker.urls)
+        return BuildResult(
+            None, f"no active subscriber on channel {automation.channel!r}", waiting=plan.waiting
+        )
+    if plan.tracker is not None:  # the only URLs /c/ redirects to for this campaign
+        store.add_campaign_links(campaign_id, plan.tracker.urls)
     return BuildResult(
-        campaign_id, items=len(queued), waiting=waiting - len(queued), warnings=tuple(warnings)
+        campaign_id, items=len(plan.queued), waiting=plan.waiting - len(plan.queued), warnings=tuple(warnings)
     )
 
 

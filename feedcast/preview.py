@@ -66,6 +66,7 @@ __all__ = [
     "PreviewCall",
     "PreviewMessage",
     "build_preview",
+    "preview_automation",
     "preview_html",
     "print_preview",
 ]
@@ -114,6 +115,8 @@ class Preview:
     messages: tuple[PreviewMessage, ...]
     context: RenderContext
     rendered_at: datetime  # in the context's time zone
+    # preview AUTOMATION: what `feedcast send AUTOMATION` would do now, in one line
+    verdict: str | None = None
 
     @property
     def call_count(self) -> int:
@@ -232,6 +235,83 @@ def build_preview(
     )
 
 
+def preview_automation(
+    store: Store,
+    name: str,
+    *,
+    layout: str | None = None,
+    limit: int | None = None,
+    timezone: str | None = None,
+    locale: str | None = None,
+    search_path: Sequence[Path] | None = None,
+    environ: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+) -> Preview:
+    """``feedcast preview AUTOMATION``: exactly the campaign ``feedcast send AUTOMATION``
+    would build now (the same :func:`feedcast.delivery.plan_campaign`: its queued items,
+    layout, time zone and locale), and in :attr:`Preview.verdict` whether it would go
+    out and to how many. ``layout``, ``limit``, ``timezone`` and ``locale`` try another
+    setting on the same queue (the verdict says so). Item links are shown as they are,
+    not as the per-recipient click-tracking links send makes of them."""
+    from dataclasses import replace as changed
+
+    from feedcast.delivery import plan_campaign
+
+    automation = store.get_automation(name)
+    if limit is not None and not 1 <= limit <= MAX_ITEMS_LIMIT:
+        raise InvalidValue(f"--limit must be between 1 and {MAX_ITEMS_LIMIT}")
+    overrides: dict[str, Any] = {}
+    if layout is not None and layout != automation.layout:
+        overrides["layout"] = layout
+    if limit is not None and limit != automation.max_items:
+        overrides["max_items"] = limit
+    if timezone is not None and timezone != automation.timezone:
+        parse_timezone(timezone)
+        overrides["timezone"] = timezone
+    if locale is not None and locale != automation.locale:
+        overrides["locale"] = locale
+    tried = changed(automation, **overrides) if overrides else automation
+    now = now or datetime.now(UTC)
+    plan = plan_campaign(
+        store, tried, now=now, search_path=search_path, environ=environ, track_links=False, render_always=True
+    )
+    messages = tuple(
+        PreviewMessage(
+            m.number,
+            m.message,
+            tuple(PreviewCall(call, error) for call, error in zip(m.calls, m.call_errors, strict=True)),
+            m.error,
+        )
+        for m in plan.messages
+    )
+    sending = f"feedcast send {automation.name}"
+    if plan.reason is not None:
+        verdict = f"{sending} would send nothing now: {plan.reason}"
+    else:
+        going = sum(1 for m in plan.messages if m.problem is None)
+        verdict = (
+            f"{sending} would send {_count(len(plan.queued), 'item')} in {_count(going, 'message')} "
+            f"to {_count(plan.audience, 'subscriber')}"
+        )
+        if plan.waiting > len(plan.queued):
+            verdict += f"; {plan.waiting - len(plan.queued)} more stay queued for the next campaign"
+        if going < len(plan.messages):
+            verdict += f"; {_count(len(plan.messages) - going, 'invalid message')} left out"
+    if overrides:
+        verdict += f" (with {', '.join(f'{k.replace(chr(95), chr(45))} {v}' for k, v in overrides.items())})"
+    return Preview(
+        sources=tuple(automation.sources),
+        layout=plan.layout,
+        kind=plan.fmt,
+        items=tuple(q.item for q in plan.queued),
+        events={q.item.key: EventInfo(q.event, q.old_price, q.new_price) for q in plan.queued},
+        messages=messages,
+        context=plan.context,
+        rendered_at=now.astimezone(parse_timezone(tried.timezone)),
+        verdict=verdict,
+    )
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -342,8 +422,13 @@ def print_preview(preview: Preview, console: Console) -> None:
             (literal(preview.summary()), ""),
         )
     )
+    if preview.verdict is not None:
+        console.print(
+            Text(literal(preview.verdict), style="yellow" if " nothing " in preview.verdict else "green")
+        )
     if not preview.messages:
-        console.print(Text("the layout rendered nothing for these items", style="yellow"))
+        if preview.items or preview.verdict is None:
+            console.print(Text("the layout rendered nothing for these items", style="yellow"))
         return
     titles = {item.key: literal(item.title or item.key) for item in preview.items}
     total = len(preview.messages)
@@ -1121,6 +1206,10 @@ def preview_html(preview: Preview) -> str:
     else:
         badge = f'<span class="badge badge-ok">✓ {_count(preview.call_count, "payload")}, all valid</span>'
     stamp = preview.rendered_at.strftime("%Y-%m-%d %H:%M %Z")
+    verdict = ""
+    if preview.verdict is not None:
+        tone = "verdict-wait" if " nothing " in preview.verdict else "verdict-go"
+        verdict = f"<p class='verdict {tone}'>{_e(preview.verdict)}</p>"
     return (
         "<!DOCTYPE html>\n"
         f'<html lang="{_e(_lang(preview.context.locale))}"><head><meta charset="utf-8">\n'
@@ -1133,7 +1222,7 @@ def preview_html(preview: Preview) -> str:
         f"<h1>{_e(preview.layout.name)} <span class='to'>→</span> {_e(kind_name)}</h1>"
         f"<p class='meta'>{_count(len(preview.items), 'item')} from <b><bdi>{_e(sources)}</bdi></b>"
         f" · {_count(len(preview.messages), 'message')} · {_count(preview.call_count, 'provider call')}"
-        f" · rendered <bdi>{_e(stamp)}</bdi></p>{badge}</header>\n"
+        f" · rendered <bdi>{_e(stamp)}</bdi></p>{verdict}{badge}</header>\n"
         f'<main class="grid"><div class="stage">{_stage(preview, sender)}</div>{_sidebar(preview)}</main>\n'
         "<footer lang='en'>Generated by <b>feedcast preview</b>. Images load from the items' own URLs;"
         " nothing in this page runs scripts.</footer>\n"
@@ -1153,6 +1242,7 @@ code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,"Liberation Mono
 .top h1{margin:4px 0 2px;font-size:28px;line-height:1.2}
 .top h1 .to{color:#9aa5b1;font-weight:400}
 .meta{margin:0;color:#52606d;grid-column:1}
+.verdict{grid-column:1;margin:8px 0 0;font-weight:600}.verdict-go{color:#17703a}.verdict-wait{color:#8a5a00}
 .badge{grid-column:2;grid-row:2/4;align-self:center;padding:8px 14px;border-radius:999px;font-weight:600;font-size:14px;white-space:nowrap}
 .badge-ok{background:#e3f8e9;color:#17703a}.badge-bad{background:#fde8e8;color:#b42318}
 .grid{display:grid;grid-template-columns:minmax(0,1fr) 340px;gap:28px;padding:28px 40px;align-items:start;max-width:1400px}

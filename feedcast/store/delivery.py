@@ -868,6 +868,13 @@ class DeliveryStore:
                 FROM item_events e
                 WHERE e.source_id IN (SELECT source_id FROM watched)
                   AND list_contains($events, e.event) AND e.occurred_at >= $since
+                UNION ALL
+                -- a source's --backfill reaches every automation on it, added before or
+                -- after its first poll (covered below: sent once per automation)
+                SELECT e.item_id, e.event, e.occurred_at AS event_at, e.old_price, e.new_price
+                FROM item_events e
+                WHERE e.source_id IN (SELECT source_id FROM watched) AND e.backfill
+                  AND list_contains($events, e.event) AND e.occurred_at < $since
             ), backfill AS (
                 SELECT i.id AS item_id, 'new' AS event, i.first_seen_at AS event_at,
                        NULL::DECIMAL(18, 4) AS old_price, NULL::DECIMAL(18, 4) AS new_price
