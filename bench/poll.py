@@ -381,7 +381,7 @@ _PHASES = (
 _DB_PHASES = (
     ("record_polls (whole batch write)", "feedcast/store.py", "record_polls"),
     ("  _stage_items (Python rows -> Arrow, content_hash, JSON)", "feedcast/store.py", "_stage_items"),
-    ("    of which Item.content_hash", "feedcast/models.py", "content_hash"),
+    ("    of which Item.content_hash", "feedcast/kernel/models.py", "content_hash"),
     ("  _merge_items (SQL diff + inserts)", "feedcast/store.py", "_merge_items"),
     ("  _write_fetches", "feedcast/store.py", "_write_fetches"),
     ("  _update_sources", "feedcast/store.py", "_update_sources"),

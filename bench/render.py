@@ -58,7 +58,7 @@ from _machine import append_readme as _append_readme  # noqa: E402
 from _machine import machine  # noqa: E402
 from jinja2.sandbox import ImmutableSandboxedEnvironment  # noqa: E402
 
-from feedcast.models import Item  # noqa: E402
+from feedcast.kernel.models import Item  # noqa: E402
 from layouts.payloads import provider_calls  # noqa: E402
 from layouts.render import FORMATS, Layout, RenderContext, item_view, load_layout, render  # noqa: E402
 from layouts.validate import validate_call  # noqa: E402

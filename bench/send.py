@@ -87,7 +87,7 @@ from _machine import machine, run_child  # noqa: E402
 
 from channels.http import sending_client  # noqa: E402
 from feedcast.delivery import BuildResult, SendSettings, build_campaign, send_automation  # noqa: E402
-from feedcast.models import DeliveryUpdate, Item, NewSubscriber, PollOutcome, ProviderCall  # noqa: E402
+from feedcast.kernel.models import DeliveryUpdate, Item, NewSubscriber, PollOutcome, ProviderCall  # noqa: E402
 from feedcast.store import Store  # noqa: E402
 
 TELEGRAM_PER_SECOND = 30  # Telegram's (and the emulator's) messages per second per bot

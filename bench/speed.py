@@ -62,8 +62,8 @@ from _machine import machine  # noqa: E402
 from channels.base import Outcome, Recipient, Secrets, SendContext  # noqa: E402
 from channels.ratelimit import RateGate  # noqa: E402
 from channels.telegram import TelegramChannel  # noqa: E402
-from feedcast.errors import FetchError, TooLarge  # noqa: E402
-from feedcast.models import ProviderCall, Source  # noqa: E402
+from feedcast.kernel.errors import FetchError, TooLarge  # noqa: E402
+from feedcast.kernel.models import ProviderCall, Source  # noqa: E402
 from feedcast.sandbox.telegram import TelegramEmulator  # noqa: E402
 from feedcast.store import Store  # noqa: E402
 from sources.catalogues import parse_catalogue  # noqa: E402

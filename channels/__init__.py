@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 
 from channels.base import Channel, ChannelError, Outcome, Recipient, Result, SendContext
-from feedcast.errors import InvalidValue
+from feedcast.kernel.errors import InvalidValue
 
 __all__ = [
     "KINDS",

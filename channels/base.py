@@ -1,6 +1,6 @@
 """What every channel is: the contract between the delivery engine and a provider.
 
-A channel turns one :class:`~feedcast.models.ProviderCall` (rendered by
+A channel turns one :class:`~feedcast.kernel.models.ProviderCall` (rendered by
 ``layouts.payloads``) for one :class:`Recipient` into one provider request and maps
 the provider's answer, in one place, to a :class:`Result`:
 
@@ -33,9 +33,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from feedcast.errors import BlockedAddress, FeedcastError, InvalidValue
-from feedcast.models import ProviderCall
-from feedcast.netguard import address_problem, secret_transport_problem
+from feedcast.kernel.errors import BlockedAddress, FeedcastError, InvalidValue
+from feedcast.kernel.models import ProviderCall
+from feedcast.kernel.netguard import address_problem, secret_transport_problem
 
 __all__ = [
     "NETWORK_ERRORS",
@@ -149,7 +149,7 @@ class Option:
 
 
 # what a provider call may raise instead of answering: network errors, and the address
-# guard refusing the endpoint (feedcast.netguard) before any byte was sent
+# guard refusing the endpoint (feedcast.kernel.netguard) before any byte was sent
 NETWORK_ERRORS: tuple[type[BaseException], ...] = (httpx.HTTPError, httpx.InvalidURL, OSError, BlockedAddress)
 
 

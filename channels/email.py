@@ -61,8 +61,8 @@ from channels.base import (
     one_line,
 )
 from channels.ratelimit import RateGate
-from feedcast.errors import InvalidValue
-from feedcast.models import ProviderCall
+from feedcast.kernel.errors import InvalidValue
+from feedcast.kernel.models import ProviderCall
 
 __all__ = [
     "EmailChannel",

@@ -5,7 +5,7 @@ so one pool of 64 connections answers several times slower than 32 pools of two 
 2-core machine, about 300 versus 1,700 requests per second against the sandbox). The
 :class:`ShardedTransport` keeps many small pools and gives each request to the least
 busy one; channels still receive one ordinary ``httpx.AsyncClient``. Every shard opens
-its connections through the address guard (:class:`feedcast.netguard.GuardedTransport`):
+its connections through the address guard (:class:`feedcast.kernel.netguard.GuardedTransport`):
 one lookup per connection, every address checked, the connection pinned to a checked one.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import httpx
 
-from feedcast.netguard import AddressPolicy, GuardedTransport
+from feedcast.kernel.netguard import AddressPolicy, GuardedTransport
 
 __all__ = ["ShardedTransport", "sending_client"]
 

@@ -1,6 +1,6 @@
 """Facebook Messenger through the Graph Send API, as a Page.
 
-One :class:`~feedcast.models.ProviderCall` (``method="messages"``, body
+One :class:`~feedcast.kernel.models.ProviderCall` (``method="messages"``, body
 ``{"messaging_type", "message"}`` from ``layouts.payloads``) becomes one
 ``POST {api_url}/me/messages`` with the recipient added and the page token in an
 ``Authorization: Bearer`` header, never in the URL (URLs end up in logs).
@@ -54,9 +54,9 @@ from channels.base import (
     one_line,
     retry_after_header,
 )
-from feedcast.errors import InvalidValue
-from feedcast.models import ProviderCall
-from feedcast.netguard import guarded_client
+from feedcast.kernel.errors import InvalidValue
+from feedcast.kernel.models import ProviderCall
+from feedcast.kernel.netguard import guarded_client
 
 __all__ = ["DEFAULT_API_URL", "MESSAGE_TAGS", "OUTSIDE_WINDOW", "MessengerChannel"]
 

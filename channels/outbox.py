@@ -25,8 +25,8 @@ from typing import Any
 
 from channels.base import Channel, ChannelError, Option, Outcome, Recipient, Result, SendContext
 from channels.email import build_email, parse_address
-from feedcast.errors import InvalidValue
-from feedcast.models import ProviderCall
+from feedcast.kernel.errors import InvalidValue
+from feedcast.kernel.models import ProviderCall
 
 __all__ = ["FORMATS", "OutboxChannel", "safe_name"]
 

@@ -9,8 +9,8 @@ Callers ``await gate.acquire(rules)``; the gate waits until every rule has room,
 takes it for all at once (one event loop: no other caller runs between the check and
 the take).
 
-Time comes from the gate's ``clock`` (:mod:`feedcast.clock`): the real one by default,
-a :class:`~feedcast.clock.FakeClock` in tests, where every wait is exact.
+Time comes from the gate's ``clock`` (:mod:`feedcast.kernel.clock`): the real one by default,
+a :class:`~feedcast.kernel.clock.FakeClock` in tests, where every wait is exact.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from channels.base import RateRule
-from feedcast.clock import SYSTEM, Clock
+from feedcast.kernel.clock import SYSTEM, Clock
 
 __all__ = ["RateGate", "SlidingWindow"]
 

@@ -54,9 +54,9 @@ from channels.base import (
     network_result,
     one_line,
 )
-from feedcast.errors import InvalidValue
-from feedcast.models import ProviderCall
-from feedcast.netguard import guarded_client
+from feedcast.kernel.errors import InvalidValue
+from feedcast.kernel.models import ProviderCall
+from feedcast.kernel.netguard import guarded_client
 
 __all__ = ["DEFAULT_API_URL", "TIMEOUT", "TelegramChannel", "classify"]
 

@@ -65,9 +65,9 @@ from channels.base import (
     one_line,
     retry_after_header,
 )
-from feedcast.errors import InvalidValue
-from feedcast.models import ProviderCall
-from feedcast.netguard import guarded_client
+from feedcast.kernel.errors import InvalidValue
+from feedcast.kernel.models import ProviderCall
+from feedcast.kernel.netguard import guarded_client
 
 __all__ = [
     "DELIVERY_HEADER",
@@ -109,7 +109,7 @@ _LABEL = {"slack": "Slack webhook", "discord": "Discord webhook", "json": "JSON 
 
 def _user_agent() -> str:
     try:
-        from feedcast import __version__
+        from feedcast.kernel import __version__
     except ImportError:  # pragma: no cover - feedcast is always installed beside channels
         return "feedcast"
     return f"feedcast/{__version__}"

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from channels.base import Channel
-from feedcast.errors import InvalidValue, UserError
-from feedcast.models import NewSubscriber
+from feedcast.kernel.errors import InvalidValue, UserError
+from feedcast.kernel.models import NewSubscriber
 
 __all__ = ["RECIPIENT_COLUMNS", "read_subscribers_csv"]
 

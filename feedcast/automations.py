@@ -18,8 +18,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from feedcast.delivery import AutomationBusy, BuildResult, CampaignResult, SendSettings, send_automation
-from feedcast.errors import FeedcastError, InvalidValue
-from feedcast.models import Automation
+from feedcast.kernel.errors import FeedcastError, InvalidValue
+from feedcast.kernel.models import Automation
 from feedcast.schedule import Schedule, next_run, parse_schedule
 from feedcast.store import Store
 
@@ -100,8 +100,8 @@ def _fields(store: Store, spec: AutomationSpec, *, anchor: datetime, now: dateti
     """Check a spec against the store (channel, sources, layout) and turn it into the
     columns of ``automations``. One-line InvalidValue / NotFound naming what is wrong."""
     from feedcast.delivery import make_channel
+    from feedcast.kernel.durations import parse_duration
     from feedcast.store.delivery import validate_where
-    from feedcast.watch import parse_duration
     from layouts.render import MAX_ITEMS_LIMIT, RenderContext, load_layout, search_path_from_env
 
     if not spec.sources:

@@ -28,10 +28,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from feedcast import watch
-from feedcast.errors import FeedcastError, NotFound, UserError
-from feedcast.models import Source
+from feedcast.kernel.durations import human_duration, parse_duration
+from feedcast.kernel.errors import FeedcastError, NotFound, UserError
+from feedcast.kernel.models import Source
 from feedcast.store import PollSummary, Store, default_db_path
-from feedcast.terminal import console, human_duration, json_literal, literal, print_fields, print_table
+from feedcast.terminal import console, json_literal, literal, print_fields, print_table
 
 __all__ = ["app", "main"]
 
@@ -133,9 +134,6 @@ def _print_json(value: Any) -> None:
     out.print(Text(json_literal(json.dumps(_plain(value), ensure_ascii=False, indent=2))))
 
 
-_human_duration = human_duration
-
-
 def _table(
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
@@ -157,7 +155,7 @@ def _fields(fields: Sequence[tuple[str, Any]], title: str | None = None) -> None
 def _source_dict(s: Source) -> dict[str, Any]:
     data = asdict(s)
     data.pop("known", None)
-    data["every"] = _human_duration(s.every)
+    data["every"] = human_duration(s.every)
     return data
 
 
@@ -196,7 +194,7 @@ def source_add(
         name,
         url,
         kind=kind,
-        every=watch.parse_duration(every, minimum=timedelta(seconds=30)),
+        every=parse_duration(every, minimum=timedelta(seconds=30)),
         backfill=backfill,
         selectors=selectors,
         fetch=not no_fetch,
@@ -299,7 +297,7 @@ def source_import_opml(
 ) -> None:
     """Register every feed of an OPML file; the next `poll` takes their baselines."""
     result = watch.import_opml(
-        State.store(), file, every=watch.parse_duration(every, minimum=timedelta(seconds=30))
+        State.store(), file, every=parse_duration(every, minimum=timedelta(seconds=30))
     )
     if fmt == Format.json:
         _print_json(asdict(result))

@@ -25,8 +25,8 @@ from rich.progress import (
 from rich.text import Text
 
 from feedcast.cli import Format, FormatOpt, State, _fields, _print_json, _table, app, err, out
-from feedcast.errors import FeedcastError, InvalidValue, UserError
-from feedcast.models import SUBSCRIBER_STATUSES, Automation, ChannelConfig, NewSubscriber, Subscriber
+from feedcast.kernel.errors import FeedcastError, InvalidValue, UserError
+from feedcast.kernel.models import SUBSCRIBER_STATUSES, Automation, ChannelConfig, NewSubscriber, Subscriber
 
 channel_app = typer.Typer(
     help="Register and manage channels (Telegram, Messenger, email, webhooks, outbox).", no_args_is_help=True

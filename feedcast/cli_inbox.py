@@ -13,7 +13,7 @@ import typer
 
 from feedcast.cli import Format, FormatOpt, State, _print_json, _table, app, err, out
 from feedcast.cli_delivery import channel_app
-from feedcast.errors import FeedcastError, InvalidValue
+from feedcast.kernel.errors import FeedcastError, InvalidValue
 
 REPLY_VALUES = "TEXT (a template), off, on or builtin"
 _SAMPLE = {"name": "Alex", "audience": "deals"}  # what --show renders the templates with

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from feedcast.cli import Format, FormatOpt, State, _print_json, _table, app, out
-from feedcast.errors import UserError
+from feedcast.kernel.errors import UserError
 
 SinceOpt = Annotated[
     str | None,

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from feedcast.cli import Format, FormatOpt, State, _print_json, _table, app, err, out
-from feedcast.models import ChannelConfig
+from feedcast.kernel.models import ChannelConfig
 
 audience_app = typer.Typer(
     help="Audiences (subscriber tags) open to self-subscription: subscribe pages, bot deep links.",

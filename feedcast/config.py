@@ -23,8 +23,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from feedcast.automations import AutomationSpec, add_automation, edit_automation, spec_of
-from feedcast.errors import InvalidValue, UserError
-from feedcast.models import NewSubscriber
+from feedcast.kernel.errors import InvalidValue, UserError
+from feedcast.kernel.models import NewSubscriber
 from feedcast.store import Store
 
 __all__ = ["ApplyPlan", "ConfigFile", "apply_config", "export_config", "load_config", "plan_config"]
@@ -198,7 +198,8 @@ class ApplyPlan:
 def plan_config(store: Store, config: ConfigFile, path: Path, *, prune: bool = False) -> ApplyPlan:
     """Check every entry and work out what applying would do (nothing is changed)."""
     from channels import channel_class
-    from feedcast.watch import parse_duration, validate_name, validate_url
+    from feedcast.kernel.durations import parse_duration
+    from feedcast.watch import validate_name, validate_url
 
     plan = ApplyPlan()
     sources = {s.name: s for s in store.list_sources()}
@@ -369,9 +370,9 @@ def _check_spec(
     events, --where, the layout against the channel kind's format."""
     from channels import channel_class
     from feedcast.automations import EVENTS
+    from feedcast.kernel.durations import parse_duration
     from feedcast.schedule import parse_schedule
     from feedcast.store.delivery import validate_where
-    from feedcast.watch import parse_duration
     from layouts.render import RenderContext, load_layout, search_path_from_env
 
     try:
@@ -481,14 +482,14 @@ def export_config(store: Store, notes: list[str] | None = None) -> str:
     with `feedcast subscriber list`, not exported). A secret an older feedcast stored in
     clear is written as an ``env:VAR`` to set; ``notes`` receives a line for each."""
     from channels import channel_class
-    from feedcast.cli import _human_duration
+    from feedcast.kernel.durations import human_duration
 
     data: dict[str, Any] = {"sources": [], "channels": [], "automations": []}
     for s in store.list_sources():
         entry: dict[str, Any] = {"name": s.name, "url": s.added_url or s.url}
         if s.kind:
             entry["kind"] = s.kind
-        entry["every"] = _human_duration(s.every)
+        entry["every"] = human_duration(s.every)
         if s.backfill:
             entry["backfill"] = s.backfill
         if s.selectors:

@@ -71,8 +71,8 @@ from channels.base import (
 )
 from channels.http import sending_client
 from channels.ratelimit import RateGate
-from feedcast.errors import FeedcastError, InvalidValue, NotFound
-from feedcast.models import (
+from feedcast.kernel.errors import FeedcastError, InvalidValue, NotFound
+from feedcast.kernel.models import (
     Automation,
     CampaignInfo,
     ChannelConfig,

@@ -40,8 +40,9 @@ from rich.panel import Panel
 from rich.style import Style
 from rich.text import Text
 
-from feedcast.errors import InvalidValue
-from feedcast.models import Item, Message, ProviderCall
+from feedcast.kernel.errors import InvalidValue
+from feedcast.kernel.models import Item, Message, ProviderCall
+from feedcast.kernel.urls import LINK_SCHEMES, safe_url
 from feedcast.store import Store
 from feedcast.terminal import literal, literal_data
 from layouts.filters import parse_timezone
@@ -181,7 +182,7 @@ def build_preview(
     ``limit`` defaults to the layout's ``max_items`` (per-campaign layouts) or
     :data:`PER_ITEM_DEFAULT` (per-item ones). User layouts come from ``search_path``
     (default: ``FEEDCAST_LAYOUTS``). Mistakes (unknown kind, layout or source, a broken
-    layout, a bad time zone) raise a :class:`~feedcast.errors.UserError`; invalid
+    layout, a bad time zone) raise a :class:`~feedcast.kernel.errors.UserError`; invalid
     payloads do not raise: they are in :attr:`Preview.errors`.
     """
     if kind not in CHANNEL_KINDS:
@@ -368,7 +369,7 @@ class _TelegramRich(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = {k.lower(): v or "" for k, v in attrs}
         if tag == "a":
-            href = _safe_url(values.get("href"), _LINK_SCHEMES)
+            href = safe_url(values.get("href"), LINK_SCHEMES, raw=False)
             style = Style(underline=True, color="blue", link=href) if href else Style(underline=True)
         elif tag == "span" and values.get("class") == "tg-spoiler":
             style = Style.parse("reverse")
@@ -607,33 +608,15 @@ CSP: Final = (
     "default-src 'none'; img-src http: https: data:; style-src 'unsafe-inline'; "
     "base-uri 'none'; form-action 'none'"
 )  # an iframe srcdoc is no fetch: it shows under frame-src 'none' and inherits this policy
-_LINK_SCHEMES = frozenset({"http", "https", "mailto"})
 
 
 def _e(text: object) -> str:
     return escape(str(text), quote=True)
 
 
-def _safe_url(url: object, schemes: frozenset[str] = frozenset({"http", "https"})) -> str | None:
-    if not isinstance(url, str):
-        return None
-    url = url.strip()
-    if not url or any(ch.isspace() or ord(ch) < 32 for ch in url):
-        return None
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in schemes:
-        return None
-    if parts.scheme.lower() in ("http", "https") and not parts.netloc:
-        return None
-    return url
-
-
 def _a(url: object, inner_html: str, cls: str = "") -> str:
     """A link to ``url`` around markup, or the markup alone when the URL is unsafe."""
-    safe = _safe_url(url, _LINK_SCHEMES)
+    safe = safe_url(url, LINK_SCHEMES, raw=False)
     if safe is None:
         return f'<span class="{cls}">{inner_html}</span>' if cls else inner_html
     klass = f' class="{cls}"' if cls else ""
@@ -641,7 +624,7 @@ def _a(url: object, inner_html: str, cls: str = "") -> str:
 
 
 def _img(url: object, alt: str = "", cls: str = "") -> str:
-    safe = _safe_url(url)
+    safe = safe_url(url, raw=False)
     klass = f' class="{cls}"' if cls else ""
     if safe is None:
         return f'<div{klass} data-missing="1"><span class="noimg">no image</span></div>'
@@ -683,7 +666,7 @@ class _TelegramHtml(HTMLParser):
         elif tag in ("span", "tg-emoji"):
             opening, closing = "<span>", "</span>"
         elif tag == "a":
-            href = _safe_url(values.get("href"), _LINK_SCHEMES)
+            href = safe_url(values.get("href"), LINK_SCHEMES, raw=False)
             if href is None:
                 opening, closing = '<span class="tg-link">', "</span>"
             else:
@@ -1135,7 +1118,9 @@ def _message_texts(message: Message) -> list[str]:
 
 def _item_line(item: Item, event: EventInfo | None) -> str:
     image = item.image or next((m.url for m in item.media if m.medium == "image"), None)
-    thumb = _img(image, "", "thumb") if _safe_url(image) else '<div class="thumb thumb-none">·</div>'
+    thumb = (
+        _img(image, "", "thumb") if safe_url(image, raw=False) else '<div class="thumb thumb-none">·</div>'
+    )
     facts = []
     price = item.sale_price if item.sale_price is not None else item.price
     if price is not None:

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from jinja2 import Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from feedcast.errors import InvalidValue
-from feedcast.models import Message, Module, ProviderCall
+from feedcast.kernel.errors import InvalidValue
+from feedcast.kernel.models import Message, Module, ProviderCall
 from feedcast.store import Store
 from layouts.payloads import provider_calls
 

@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from feedcast import charts
-from feedcast.errors import InvalidValue
+from feedcast.kernel.errors import InvalidValue
 from feedcast.mdtext import md_text
 from feedcast.store import Store
 from feedcast.store.reports import ReportData

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 from whenever import Instant
 
-from feedcast.errors import InvalidValue
+from feedcast.kernel.errors import InvalidValue
 
 __all__ = ["Schedule", "describe", "next_run", "parse_schedule"]
 

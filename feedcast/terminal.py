@@ -37,13 +37,14 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
+from feedcast.kernel.durations import human_duration
+
 __all__ = [
     "COMFORTABLE_COLUMN",
     "MIN_COLUMN",
     "cell",
     "console",
     "feedcast_command",
-    "human_duration",
     "json_literal",
     "literal",
     "literal_data",
@@ -105,15 +106,6 @@ def json_literal(text: str) -> str:
     already) with DEL, C1 controls and bidi overrides escaped as ``\\uXXXX`` too: the same
     data, nothing a terminal acts on."""
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-
-
-def human_duration(value: timedelta) -> str:
-    """``900 s`` -> ``15m``; ``90 s`` -> ``90s``."""
-    seconds = int(value.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def _shown(value: Any) -> str:

@@ -27,7 +27,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from feedcast.models import Item, ProviderCall
+from feedcast.kernel.models import Item, ProviderCall
 from feedcast.tokens import sign, verify
 
 __all__ = [

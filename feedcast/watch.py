@@ -14,9 +14,9 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from feedcast.clock import SYSTEM, Clock
-from feedcast.errors import InvalidValue
-from feedcast.models import PollOutcome, Source
+from feedcast.kernel.clock import SYSTEM, Clock
+from feedcast.kernel.errors import InvalidValue
+from feedcast.kernel.models import PollOutcome, Source
 from feedcast.store import NewSource, PollSummary, Store
 from sources.fetch import Fetcher, FetchLimits, make_client
 from sources.pages import PageSelectors
@@ -26,7 +26,6 @@ __all__ = [
     "OpmlImport",
     "add_source",
     "import_opml",
-    "parse_duration",
     "poll",
     "validate_name",
     "validate_url",
@@ -35,22 +34,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 KINDS = ("auto", "feed", "page", "catalogue")
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)?\s*$", re.I)
-_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str, *, minimum: timedelta = timedelta(seconds=1)) -> timedelta:
-    """``"90s"``, ``"15m"``, ``"2h"``, ``"1d"``; a bare number is minutes."""
-    m = _DURATION.match(text)
-    if not m:
-        raise InvalidValue(f"invalid duration {text!r}: use a number with s, m, h or d (e.g. 15m, 2h)")
-    value = float(m.group(1)) * _UNITS[(m.group(2) or "m").lower()]
-    duration = timedelta(seconds=value)
-    if duration < minimum:
-        raise InvalidValue(f"duration {text!r} is too short: the minimum is {int(minimum.total_seconds())} s")
-    return duration
-
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 

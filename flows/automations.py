@@ -20,7 +20,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from feedcast import automations
 from feedcast.delivery import CampaignResult
-from feedcast.errors import StoreBusy, StoreError
+from feedcast.kernel.errors import StoreBusy, StoreError
 from feedcast.mdtext import md_link, md_text
 from feedcast.store import Store
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from feedcast.errors import FeedcastError
 from feedcast.inbox.telegram import Handled, PollSummary, poll_channels
+from feedcast.kernel.errors import FeedcastError
 from feedcast.mdtext import md_text
 from feedcast.store import Store
 

@@ -1,7 +1,7 @@
 """Layouts: items -> channel-ready Messages, then Messages -> provider calls.
 
 * :mod:`layouts.render`: layouts (folders of Jinja2 templates, built-in ones in
-  ``layouts/builtin/``) render items into :class:`~feedcast.models.Message` objects;
+  ``layouts/builtin/``) render items into :class:`~feedcast.kernel.models.Message` objects;
 * :mod:`layouts.filters`: the template filters (sanitising, excerpts, money, dates);
 * :mod:`layouts.limits`: the time and size limits every render runs under;
 * :mod:`layouts.html` / :mod:`layouts.text`: sanitisers, validators, truncation;

@@ -48,7 +48,7 @@ import babel.numbers
 from babel import Locale, UnknownLocaleError
 from markupsafe import Markup
 
-from feedcast.errors import InvalidValue
+from feedcast.kernel.errors import InvalidValue
 from layouts.html import email_html as _email_html
 from layouts.html import plain_text, telegram_html
 from layouts.text import truncate_text

@@ -25,7 +25,7 @@ from urllib.parse import urljoin, urlsplit
 import lxml.etree
 import lxml.html
 
-from feedcast.errors import FeedcastError
+from feedcast.kernel.errors import FeedcastError
 from layouts.text import cut_point, truncate_text, utf16_len
 
 __all__ = [

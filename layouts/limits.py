@@ -27,7 +27,7 @@ adds those limits to the sandbox:
   / ``batch`` / ``slice`` / ``tojson`` / ``sum`` filters, big integer ``*`` and ``**``.
 
 Breaking a limit raises :class:`LimitExceeded`; the renderer turns it into a
-:class:`~feedcast.errors.LayoutError` naming the layout, the file and the line.
+:class:`~feedcast.kernel.errors.LayoutError` naming the layout, the file and the line.
 
 The limits come from :class:`RenderLimits` (``FEEDCAST_LAYOUT_TIME_LIMIT`` seconds,
 ``FEEDCAST_LAYOUT_MAX_OUTPUT`` bytes: ``2MB``, ``500kB``, ``2000000``). Plain Python and
@@ -54,7 +54,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEscapeFormatt
 from jinja2.utils import Namespace, _PassArg
 from markupsafe import Markup, escape
 
-from feedcast.errors import InvalidValue
+from feedcast.kernel.errors import InvalidValue
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT",

@@ -1,4 +1,4 @@
-"""Provider calls: a rendered :class:`~feedcast.models.Message` as the exact request
+"""Provider calls: a rendered :class:`~feedcast.kernel.models.Message` as the exact request
 bodies each provider expects.
 
 :func:`provider_calls` dispatches on ``message.format``. Credentials and the recipient
@@ -75,7 +75,7 @@ from html import escape
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
-from feedcast.models import Button, Card, Message, Module, ProviderCall
+from feedcast.kernel.models import Button, Card, Message, Module, ProviderCall
 from layouts.html import (
     TelegramHtmlError,
     pack,

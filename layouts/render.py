@@ -121,8 +121,9 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from markupsafe import Markup, escape
 
-from feedcast.errors import InvalidValue, LayoutError
-from feedcast.models import Button, Card, Item, Message, Module
+from feedcast.kernel.errors import InvalidValue, LayoutError
+from feedcast.kernel.models import Button, Card, Item, Message, Module
+from feedcast.kernel.urls import safe_url
 from layouts import filters
 from layouts.html import plain_text
 from layouts.limits import LimitExceeded, MeteredSandbox, RenderLimits, current, metering
@@ -532,26 +533,6 @@ def _environment(sources: Mapping[str, tuple[str, str]]) -> Environment:
 # ------------------------------------------------------------------------------- item view
 
 
-_URL_UNSAFE = re.compile(r"[\s\"'<>`\\\x00-\x1f]")
-
-
-def _safe_url(url: object, schemes: frozenset[str] = _MEDIA_SCHEMES) -> str | None:
-    if not isinstance(url, str):
-        return None
-    url = url.strip()
-    if _URL_UNSAFE.search(url):
-        return None  # a real URL has these percent-encoded; raw ones are an injection attempt
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in schemes:
-        return None
-    if parts.scheme.lower() in _MEDIA_SCHEMES and not parts.netloc:
-        return None
-    return url
-
-
 def _local(when: datetime | None, tz: ZoneInfo) -> datetime | None:
     if when is None:
         return None
@@ -582,11 +563,11 @@ def item_view(
     """
     context = context or _DEFAULT_CONTEXT
     tz = filters.parse_timezone(context.timezone)
-    raw_url = _safe_url(item.url)
+    raw_url = safe_url(item.url)
     url = context.link(raw_url, item) if raw_url else None
     media = []
     for entry in item.media:
-        media_url = _safe_url(entry.url)
+        media_url = safe_url(entry.url)
         if media_url:
             media.append(
                 {
@@ -599,7 +580,7 @@ def item_view(
                     "title": entry.title,
                 }
             )
-    image = _safe_url(item.image) or next((m["url"] for m in media if m["kind"] == "image"), None)
+    image = safe_url(item.image) or next((m["url"] for m in media if m["kind"] == "image"), None)
     image_width = next((m["width"] for m in media if m["url"] == image and m["width"]), None)
 
     current = item.effective_price
@@ -776,7 +757,7 @@ class _Builder:
         self, kind: str, url: object, body: object, buttons: object, caller: Callable[[], object] | None
     ) -> str:
         content = self._body(kind, body, caller)
-        safe = _safe_url(url)
+        safe = safe_url(url)
         if safe is None:  # no usable media: the caption alone
             return self._append(Module("text", text=content or None, buttons=self._buttons(buttons)))
         return self._append(Module(kind, text=content or None, url=safe, buttons=self._buttons(buttons)))
@@ -819,7 +800,7 @@ class _Builder:
 
     def button(self, title: object = None, url: object = None) -> Button | None:
         label = _plain(title)
-        target = _safe_url(url, _BUTTON_SCHEMES)
+        target = safe_url(url, _BUTTON_SCHEMES)
         if not label or target is None:
             return None
         return Button(label, target)
@@ -833,12 +814,12 @@ class _Builder:
         buttons: object = (),
     ) -> Card | str:
         """A Card; inside ``{% call cards() %}`` it joins that module and returns ""."""
-        link = _safe_url(url, _BUTTON_SCHEMES)
+        link = safe_url(url, _BUTTON_SCHEMES)
         label = _plain(title) or _plain(subtitle) or (urlsplit(link).hostname if link else None) or "Untitled"
         made = Card(
             title=label,
             subtitle=_plain(subtitle) or None,
-            image=_safe_url(image),
+            image=safe_url(image),
             url=link,
             buttons=self._buttons(buttons),
         )
@@ -1052,7 +1033,7 @@ def render(
         "locale": str(locale),
         "direction": _direction(locale, chosen),
         "timezone": context.timezone,
-        "unsubscribe_url": _safe_url(context.unsubscribe_url, _BUTTON_SCHEMES),
+        "unsubscribe_url": safe_url(context.unsubscribe_url, _BUTTON_SCHEMES),
     }
     groups = [[i] for i in range(len(chosen))] if layout.per == "item" else [list(range(len(chosen)))]
     messages = []

@@ -1,6 +1,6 @@
 """Strict validators of provider calls: the rules of ``../shared/docs/channels.md``.
 
-:func:`validate_call` checks one :class:`~feedcast.models.ProviderCall` as
+:func:`validate_call` checks one :class:`~feedcast.kernel.models.ProviderCall` as
 :func:`layouts.payloads.provider_calls` produces it (credentials and recipient may be
 present or not) and raises :class:`PayloadError` naming the violated rule
 (``err.rule``, e.g. ``"telegram.text.length"``). Tests and the provider emulators use it
@@ -25,8 +25,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from feedcast.errors import FeedcastError
-from feedcast.models import MODULE_KINDS, ProviderCall
+from feedcast.kernel.errors import FeedcastError
+from feedcast.kernel.models import MODULE_KINDS, ProviderCall
 from layouts.html import (
     TelegramHtmlError,
     telegram_text_length,

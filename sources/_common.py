@@ -18,7 +18,7 @@ from urllib.parse import urljoin, urlsplit
 import ftfy
 from ftfy.badness import is_bad
 
-from feedcast.models import Availability, Item, ParseResult
+from feedcast.kernel.models import Availability, Item, ParseResult
 
 __all__ = [
     "absolute_url",

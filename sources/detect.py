@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from feedcast.models import ParseResult, SourceKind
+from feedcast.kernel.models import ParseResult, SourceKind
 from sources import catalogues, feeds, pages
 from sources._common import header
 

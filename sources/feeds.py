@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import feedparser
 from feedparser.mixin import _FeedParserMixin
 
-from feedcast.models import Item, Media, ParseResult, SourceKind
+from feedcast.kernel.models import Item, Media, ParseResult, SourceKind
 from sources._common import (
     absolute_url,
     clean_text,

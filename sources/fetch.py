@@ -4,7 +4,7 @@ The ``httpx.AsyncClient`` is always passed in (tests hand in one pointed at a lo
 server or with a ``MockTransport``); :func:`make_client` builds the default one.
 Redirects are followed here, hop by hop, so every hop passes the address guard and
 we know whether the whole chain was permanent (the stored URL is then updated). The
-guard itself is :mod:`feedcast.netguard`: the client's connections resolve each host
+guard itself is :mod:`feedcast.kernel.netguard`: the client's connections resolve each host
 once, check every address and connect to a checked one (no DNS rebinding between the
 check and the connection); the address actually connected to is checked again.
 Bodies are decompressed here too, in bounded steps, so a gzip bomb stops at the size
@@ -29,8 +29,8 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from feedcast.errors import BlockedAddress, FetchError, Gone, HttpStatus, RateLimited, TooLarge
-from feedcast.netguard import AddressPolicy, GuardedTransport, allow_private_networks
+from feedcast.kernel.errors import BlockedAddress, FetchError, Gone, HttpStatus, RateLimited, TooLarge
+from feedcast.kernel.netguard import AddressPolicy, GuardedTransport, allow_private_networks
 
 __all__ = [
     "FetchLimits",

@@ -41,7 +41,7 @@ from urllib.parse import urldefrag, urlsplit
 import soupsieve
 from bs4 import BeautifulSoup, Tag
 
-from feedcast.models import FeedLink, Item, ParseResult, SourceKind
+from feedcast.kernel.models import FeedLink, Item, ParseResult, SourceKind
 from sources._common import absolute_url, clean_text, header, item_key, parse_datetime, repair_mojibake
 from sources._html import jsonld_objects, make_soup, schema_types
 

@@ -2,7 +2,7 @@
 discover feeds on pages, enrich sitemap catalogues with their product pages.
 
 :func:`poll_source` never raises for a source's own problems: everything ends in a
-:class:`~feedcast.models.PollOutcome` (``ok``, ``not_modified``, ``unchanged``,
+:class:`~feedcast.kernel.models.PollOutcome` (``ok``, ``not_modified``, ``unchanged``,
 ``error``, ``gone``, ``rate_limited``, ``blocked``), so one bad source never stops
 the others. :func:`poll_many` runs many with bounded concurrency and a deadline.
 """
@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from feedcast.errors import BlockedAddress, FetchError, Gone, RateLimited
-from feedcast.models import Item, ParseResult, PollOutcome, Source, SourceKind
+from feedcast.kernel.errors import BlockedAddress, FetchError, Gone, RateLimited
+from feedcast.kernel.models import Item, ParseResult, PollOutcome, Source, SourceKind
 from sources import catalogues
 from sources.detect import parse_document
 from sources.fetch import Fetcher, FetchResponse

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from feedcast.delivery import send_automation
-from feedcast.models import DeliveryUpdate
+from feedcast.kernel.models import DeliveryUpdate
 from feedcast.store import Store
 
 

@@ -20,8 +20,8 @@ from feedcast.automations import (
     run_due,
 )
 from feedcast.delivery import SendSettings
-from feedcast.errors import InvalidValue
-from feedcast.models import Item, NewSubscriber, PollOutcome
+from feedcast.kernel.errors import InvalidValue
+from feedcast.kernel.models import Item, NewSubscriber, PollOutcome
 from feedcast.schedule import next_run, parse_schedule
 from feedcast.store import Store
 

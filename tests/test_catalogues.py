@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from feedcast.models import Item, ParseResult, SourceKind
+from feedcast.kernel.models import Item, ParseResult, SourceKind
 from sources.catalogues import FORMATS, parse_catalogue, sniff_catalogue
 from tests.conftest import (
     CORPUS,

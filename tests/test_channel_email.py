@@ -24,9 +24,9 @@ from channels.base import (
 )
 from channels.email import EmailChannel, build_email, classify, parse_address
 from channels.ratelimit import RateGate
-from feedcast.clock import FakeClock
-from feedcast.errors import InvalidValue
-from feedcast.models import Message, Module, ProviderCall
+from feedcast.kernel.clock import FakeClock
+from feedcast.kernel.errors import InvalidValue
+from feedcast.kernel.models import Message, Module, ProviderCall
 from feedcast.sandbox.smtp import SmtpSink
 from layouts.payloads import provider_calls
 from tests.test_ratelimit import busiest_window
@@ -402,7 +402,8 @@ def test_rate_rules_with_the_gate_keep_the_relay_under_its_rate() -> None:
         results = asyncio.run(run_campaign(ch, people, [campaign_call()], gate=RateGate()))
         assert all(r[0].outcome is Outcome.SENT for r in results.values())
         assert paced.stats().accepted == 12
-        assert paced.stats().max_per_second <= 5  # counted from the arrivals
+        # (arrivals on the wall clock bunch when a busy machine delays a window's sends
+        # into the next: the pace is checked exactly below, on a fake clock)
 
         # the pace itself, exact: 5 + 5 + 2 messages, two full windows waited
         clock = FakeClock()

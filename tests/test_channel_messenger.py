@@ -15,9 +15,9 @@ import pytest
 from channels.base import ChannelError, Outcome, Recipient, Result, Secrets, SendContext
 from channels.messenger import MEDIA_RATE, OUTSIDE_WINDOW, TEXT_RATE, MessengerChannel
 from channels.ratelimit import RateGate
-from feedcast.clock import SYSTEM, FakeClock
-from feedcast.errors import InvalidValue
-from feedcast.models import Button, Card, Message, Module, ProviderCall
+from feedcast.kernel.clock import SYSTEM, FakeClock
+from feedcast.kernel.errors import InvalidValue
+from feedcast.kernel.models import Button, Card, Message, Module, ProviderCall
 from feedcast.sandbox.asgi import AsgiServer
 from feedcast.sandbox.messenger import MessengerEmulator
 from layouts.payloads import provider_calls

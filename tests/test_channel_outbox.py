@@ -14,8 +14,8 @@ import pytest
 
 from channels.base import UNSUBSCRIBE_PLACEHOLDER, ChannelError, Outcome, Recipient, SendContext
 from channels.outbox import OutboxChannel, safe_name
-from feedcast.errors import InvalidValue
-from feedcast.models import Button, Message, Module, ProviderCall
+from feedcast.kernel.errors import InvalidValue
+from feedcast.kernel.models import Button, Message, Module, ProviderCall
 from layouts.payloads import provider_calls
 
 CTX = SendContext(campaign_id=12, now=datetime(2026, 5, 4, 9, 30, tzinfo=UTC))

@@ -15,9 +15,9 @@ import pytest
 from channels.base import ChannelError, Outcome, Recipient, Result, Secrets, SendContext
 from channels.ratelimit import RateGate
 from channels.telegram import TelegramChannel, classify
-from feedcast.clock import SYSTEM, FakeClock
-from feedcast.errors import InvalidValue
-from feedcast.models import Button, Card, Message, Module, ProviderCall
+from feedcast.kernel.clock import SYSTEM, FakeClock
+from feedcast.kernel.errors import InvalidValue
+from feedcast.kernel.models import Button, Card, Message, Module, ProviderCall
 from feedcast.sandbox.telegram import TelegramEmulator
 from layouts.payloads import provider_calls
 from tests.test_ratelimit import busiest_window

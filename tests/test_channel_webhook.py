@@ -14,9 +14,9 @@ import pytest
 from channels.base import ChannelError, Outcome, Recipient, Result, Secrets, SendContext, is_secret_ref
 from channels.ratelimit import RateGate
 from channels.webhook import WebhookChannel, classify, sign, token_in_url, verify
-from feedcast.clock import SYSTEM, FakeClock
-from feedcast.errors import InvalidValue
-from feedcast.models import Message, Module, ProviderCall
+from feedcast.kernel.clock import SYSTEM, FakeClock
+from feedcast.kernel.errors import InvalidValue
+from feedcast.kernel.models import Message, Module, ProviderCall
 from feedcast.sandbox.asgi import AsgiServer
 from feedcast.sandbox.webhooks import Hook, WebhookReceiver
 from layouts.payloads import provider_calls

@@ -1,4 +1,4 @@
-"""The injectable clock (feedcast.clock): the real one and the fake one tests move."""
+"""The injectable clock (feedcast.kernel.clock): the real one and the fake one tests move."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from feedcast.clock import SYSTEM, Clock, FakeClock, SystemClock
+from feedcast.kernel.clock import SYSTEM, Clock, FakeClock, SystemClock
 
 
 def test_the_fake_clock_moves_only_when_told() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from feedcast.delivery import SendSettings, build_campaign, send_automation
-from feedcast.models import Item, NewSubscriber, PollOutcome
+from feedcast.kernel.models import Item, NewSubscriber, PollOutcome
 from feedcast.sandbox import AsgiServer
 from feedcast.sandbox.messenger import MessengerEmulator
 from feedcast.sandbox.smtp import SmtpSink
@@ -438,7 +438,7 @@ def test_a_campaign_killed_midway_resumes_without_loss_and_with_bounded_duplicat
 def test_a_store_that_cannot_record_stops_the_campaign_instead_of_hanging(
     tmp_path: Path, tg: tuple[TelegramEmulator, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from feedcast.errors import StoreBusy
+    from feedcast.kernel.errors import StoreBusy
 
     _emulator, url = tg
     store = _store(tmp_path, url, [str(3000 + i) for i in range(5)])

@@ -25,7 +25,7 @@ import pytest
 from channels import channel_class
 from channels.base import Recipient
 from feedcast.delivery import SendSettings, make_channel, send_automation
-from feedcast.models import Item, NewSubscriber, PollOutcome
+from feedcast.kernel.models import Item, NewSubscriber, PollOutcome
 from feedcast.sandbox import AsgiServer
 from feedcast.sandbox.messenger import MessengerEmulator
 from feedcast.sandbox.smtp import SmtpSink

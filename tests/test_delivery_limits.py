@@ -18,7 +18,7 @@ import pytest
 
 from channels import channel_class
 from feedcast.delivery import SendSettings, send_automation
-from feedcast.models import Item, NewSubscriber, PollOutcome
+from feedcast.kernel.models import Item, NewSubscriber, PollOutcome
 from feedcast.sandbox import AsgiServer
 from feedcast.sandbox.messenger import MessengerEmulator
 from feedcast.sandbox.telegram import GROUP_PER_MINUTE, TelegramEmulator

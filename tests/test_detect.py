@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from feedcast.models import SourceKind
+from feedcast.kernel.models import SourceKind
 from sources.detect import detect, parse_document
 from tests.conftest import CORPUS, FIXTURES, SHARED_CORPUS, SHARED_CORPUS_ABSENT, CorpusFile, load_manifest
 

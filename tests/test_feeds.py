@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from feedcast.models import Item, ParseResult, SourceKind
+from feedcast.kernel.models import Item, ParseResult, SourceKind
 from sources.feeds import parse_feed
 from tests.conftest import CORPUS, SHARED_CORPUS, SHARED_CORPUS_ABSENT, CorpusFile, load_manifest
 

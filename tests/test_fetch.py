@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from feedcast.errors import BlockedAddress, FetchError, Gone, HttpStatus, RateLimited, TooLarge
-from feedcast.models import PollOutcome, Source
+from feedcast.kernel.errors import BlockedAddress, FetchError, Gone, HttpStatus, RateLimited, TooLarge
+from feedcast.kernel.models import PollOutcome, Source
 from sources.fetch import Fetcher, FetchLimits, FetchResponse, make_client, parse_retry_after
 from tests.hostile_server import (
     ENDLESS_CAP,

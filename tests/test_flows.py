@@ -53,7 +53,7 @@ def _automation_store(tmp_path: Path, names: list[str], subscribers: int) -> Sto
     from datetime import UTC, datetime, timedelta
 
     from feedcast.automations import AutomationSpec, add_automation
-    from feedcast.models import Item, NewSubscriber, PollOutcome
+    from feedcast.kernel.models import Item, NewSubscriber, PollOutcome
 
     store = Store(tmp_path / "flows.duckdb")
     source = store.add_source("shop", "https://shop.example/feed.xml")

@@ -18,7 +18,6 @@ from starlette.applications import Starlette
 import feedcast.cli as cli_module
 from channels.base import ChannelError, Secrets
 from channels.telegram import TelegramChannel
-from feedcast.clock import SYSTEM, FakeClock
 from feedcast.inbox.telegram import (
     OFFSET_KEY,
     Handled,
@@ -28,6 +27,7 @@ from feedcast.inbox.telegram import (
     poll_channels,
     webhook_secret,
 )
+from feedcast.kernel.clock import SYSTEM, FakeClock
 from feedcast.sandbox import AsgiServer
 from feedcast.sandbox.telegram import TelegramEmulator
 from feedcast.store import Connection, Store

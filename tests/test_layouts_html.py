@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from feedcast.errors import FeedcastError
+from feedcast.kernel.errors import FeedcastError
 from layouts.html import (
     TelegramHtmlError,
     email_html,

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from feedcast.models import Button, Card, Message, Module, ProviderCall
+from feedcast.kernel.models import Button, Card, Message, Module, ProviderCall
 from layouts.html import telegram_text_length, telegram_visible_text
 from layouts.payloads import BUTTONS_TEXT, ELLIPSIS, json_document, provider_calls
 from layouts.text import utf16_len
@@ -662,7 +662,7 @@ def test_json_constants_are_not_data() -> None:
 
 
 def test_payload_error_is_a_feedcast_error() -> None:
-    from feedcast.errors import FeedcastError
+    from feedcast.kernel.errors import FeedcastError
 
     err = PayloadError("telegram.text.length", "too long")
     assert isinstance(err, FeedcastError) and err.rule == "telegram.text.length" and err.detail == "too long"

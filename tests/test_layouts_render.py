@@ -27,8 +27,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from feedcast.errors import InvalidValue, LayoutError, UserError
-from feedcast.models import MODULE_KINDS, Item, Media, Message
+from feedcast.kernel.errors import InvalidValue, LayoutError, UserError
+from feedcast.kernel.models import MODULE_KINDS, Item, Media, Message
 from layouts import filters
 from layouts.html import validate_telegram_html
 from layouts.payloads import provider_calls

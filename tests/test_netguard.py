@@ -1,4 +1,4 @@
-"""The address guard (feedcast.netguard): the policy, and the guarded connection over
+"""The address guard (feedcast.kernel.netguard): the policy, and the guarded connection over
 real loopback sockets, TLS included (a throwaway CA from trustme)."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 import trustme
 
 from channels.webhook import token_in_url
-from feedcast.errors import BlockedAddress, InvalidValue
-from feedcast.netguard import (
+from feedcast.kernel.errors import BlockedAddress, InvalidValue
+from feedcast.kernel.netguard import (
     AddressPolicy,
     GuardedTransport,
     address_problem,

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from feedcast.models import FeedLink, SourceKind
+from feedcast.kernel.models import FeedLink, SourceKind
 from sources.pages import PageSelectors, discover_feeds, parse_page
 from tests.conftest import CORPUS, DATA, CorpusFile, load_manifest
 

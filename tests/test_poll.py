@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from feedcast import watch
-from feedcast.clock import FakeClock
+from feedcast.kernel.clock import FakeClock
 from feedcast.sandbox import SampleServer, sample_text
 from feedcast.store import Store
 from sources.poll import PollSettings

@@ -30,8 +30,8 @@ from hypothesis import strategies as st
 import feedcast.cli as cli_module
 import feedcast.preview as preview_module
 from feedcast.cli import main
-from feedcast.errors import NotFound
-from feedcast.models import Item, Media, PollOutcome, ProviderCall, Variant
+from feedcast.kernel.errors import NotFound
+from feedcast.kernel.models import Item, Media, PollOutcome, ProviderCall, Variant
 from feedcast.preview import CHANNEL_KINDS, markdown_to_html, mrkdwn_to_html, telegram_to_html
 from feedcast.sandbox import SampleServer, sample_text
 from feedcast.store import Store

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from channels.base import RateRule
 from channels.ratelimit import RateGate, SlidingWindow
-from feedcast.clock import FakeClock
+from feedcast.kernel.clock import FakeClock
 
 EPS = 1e-9
 

@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 import feedcast.cli as cli_module
-from feedcast.models import NewSubscriber
+from feedcast.kernel.models import NewSubscriber
 from feedcast.report import build_report, parse_since, report_html, report_markdown
 from feedcast.store import Store
 from tests.chromium import open_in_chromium as _open_in_chromium

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from feedcast.automations import AutomationSpec, add_automation
-from feedcast.models import Item, NewSubscriber, PollOutcome
+from feedcast.kernel.models import Item, NewSubscriber, PollOutcome
 from feedcast.store import Store
 
 pytestmark = pytest.mark.slow

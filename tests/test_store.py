@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from feedcast.errors import AlreadyExists, InvalidValue, NotFound, StoreBusy
-from feedcast.models import Item, PollOutcome
+from feedcast.kernel.errors import AlreadyExists, InvalidValue, NotFound, StoreBusy
+from feedcast.kernel.models import Item, PollOutcome
 from feedcast.store import MIGRATIONS, Store
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from feedcast.errors import InvalidValue, NotFound
-from feedcast.models import NewSubscriber
+from feedcast.kernel.errors import InvalidValue, NotFound
+from feedcast.kernel.models import NewSubscriber
 from feedcast.store import Store
 
 

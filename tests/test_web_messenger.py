@@ -25,7 +25,7 @@ from starlette.routing import Route, Router
 
 from channels.base import REDACTOR
 from feedcast.delivery import SendSettings, send_automation
-from feedcast.models import Item, NewSubscriber, PollOutcome
+from feedcast.kernel.models import Item, NewSubscriber, PollOutcome
 from feedcast.sandbox.asgi import AsgiServer
 from feedcast.sandbox.messenger import MessengerEmulator
 from feedcast.store import Store

@@ -25,10 +25,10 @@ import pytest
 from starlette.applications import Starlette
 
 from feedcast.automations import AutomationSpec, add_automation, edit_automation
-from feedcast.clock import FakeClock
 from feedcast.delivery import SendSettings, send_automation
-from feedcast.errors import NotFound
-from feedcast.models import Item, NewSubscriber, PollOutcome
+from feedcast.kernel.clock import FakeClock
+from feedcast.kernel.errors import NotFound
+from feedcast.kernel.models import Item, NewSubscriber, PollOutcome
 from feedcast.sandbox import AsgiServer
 from feedcast.sandbox.messenger import MessengerEmulator
 from feedcast.sandbox.smtp import SmtpSink
@@ -674,7 +674,7 @@ def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(tmp_path: Path) -
 
 
 def test_a_trusted_proxy_that_is_no_address_is_one_clear_line(tmp_path: Path) -> None:
-    from feedcast.errors import InvalidValue
+    from feedcast.kernel.errors import InvalidValue
     from feedcast.web.app import trusted_networks
 
     assert trusted_networks(["10.0.0.5", "10.1.0.0/16", "::1"]) == ["10.0.0.5/32", "10.1.0.0/16", "::1/128"]

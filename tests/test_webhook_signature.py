@@ -16,7 +16,7 @@ import httpx
 
 from channels import channel_class
 from feedcast.delivery import SendSettings, send_automation
-from feedcast.models import Item, PollOutcome
+from feedcast.kernel.models import Item, PollOutcome
 from feedcast.sandbox import AsgiServer
 from feedcast.sandbox.webhooks import WebhookReceiver
 from feedcast.store import Store

@@ -32,10 +32,10 @@ import httpx
 
 from channels.base import REDACTOR, one_line
 from channels.telegram import TelegramChannel
-from feedcast.errors import FeedcastError, StoreError
 from feedcast.inbox import messenger, telegram
-from feedcast.models import InboundEvent, NewInbound
-from feedcast.netguard import guarded_client
+from feedcast.kernel.errors import FeedcastError, StoreError
+from feedcast.kernel.models import InboundEvent, NewInbound
+from feedcast.kernel.netguard import guarded_client
 from feedcast.store import Store
 from feedcast.store.audience import PENDING
 from feedcast.store.spool import Spool, Spooled

@@ -61,8 +61,8 @@ from typing import Any
 
 from channels.base import REDACTOR, ChannelError, Outcome, Recipient, SendContext, one_line
 from feedcast.delivery import SendSettings, _client, make_channel
-from feedcast.errors import InvalidValue, NotFound, StoreError
-from feedcast.models import ChannelConfig, InboundEvent, NewInbound, ProviderCall, Subscriber
+from feedcast.kernel.errors import InvalidValue, NotFound, StoreError
+from feedcast.kernel.models import ChannelConfig, InboundEvent, NewInbound, ProviderCall, Subscriber
 from feedcast.replies import reply_calls, reply_text
 from feedcast.store import Store
 from feedcast.store.audience import PENDING

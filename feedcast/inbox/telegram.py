@@ -57,8 +57,8 @@ import httpx
 
 from channels.base import ChannelError, Outcome, Recipient, Result, SendContext, one_line
 from channels.telegram import TelegramChannel
-from feedcast.errors import FeedcastError, InvalidValue, NotFound, StoreError
-from feedcast.models import InboundEvent, NewInbound, ProviderCall, Subscriber
+from feedcast.kernel.errors import FeedcastError, InvalidValue, NotFound, StoreError
+from feedcast.kernel.models import InboundEvent, NewInbound, ProviderCall, Subscriber
 from feedcast.replies import reply_calls, reply_text
 from feedcast.store import Store
 from feedcast.store.audience import PENDING

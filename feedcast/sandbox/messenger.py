@@ -58,7 +58,7 @@ statistics count every request seen: ``max_window`` is the largest number of req
 in any sliding 1-second window (rejected ones too), ``over_limit`` the number of
 requests that arrived while that window already held ``limit`` requests (what a real
 page would have refused; also counted with ``limits=False``, for benchmarks). The
-windows read the emulator's ``clock`` (:mod:`feedcast.clock`): with a ``FakeClock`` a
+windows read the emulator's ``clock`` (:mod:`feedcast.kernel.clock`): with a ``FakeClock`` a
 burst arrives at one instant however slow the machine, and the test moves time.
 
 Control API (JSON), for tests and benchmarks in another process:
@@ -123,7 +123,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from feedcast.clock import SYSTEM, Clock
+from feedcast.kernel.clock import SYSTEM, Clock
 
 __all__ = [
     "GRAPH_VERSION",

@@ -12,7 +12,7 @@ and ``sink.stats()``. It answers like a relay would:
 - ``max_rate``: more than that many accepted messages in a sliding second are refused
   with 451 4.7.0; whatever it is set to, :meth:`stats` reports the most messages accepted
   in any sliding second (``max_per_second``) and the SMTP connections opened, so a test
-  can prove pacing and connection reuse; the window reads ``clock`` (:mod:`feedcast.clock`:
+  can prove pacing and connection reuse; the window reads ``clock`` (:mod:`feedcast.kernel.clock`:
   a ``FakeClock`` makes a burst arrive at one instant, however slow the machine);
 - ``users``: AUTH PLAIN / LOGIN required before MAIL (wrong password: 535 5.7.8).
 
@@ -43,7 +43,7 @@ from typing import Any, Literal
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from feedcast.clock import SYSTEM, Clock
+from feedcast.kernel.clock import SYSTEM, Clock
 
 __all__ = ["ReceivedMessage", "SinkStats", "SmtpSink", "make_certificate"]
 

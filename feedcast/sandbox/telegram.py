@@ -99,7 +99,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from feedcast.clock import SYSTEM, Clock
+from feedcast.kernel.clock import SYSTEM, Clock
 from feedcast.sandbox.asgi import AsgiServer
 from layouts.html import TelegramHtmlError, telegram_visible_text, validate_telegram_html
 from layouts.text import utf16_len
@@ -559,7 +559,7 @@ class TelegramEmulator:
     benchmarks). ``auto_chats``: an unregistered positive chat id is an active private
     chat (else ``chat not found``). ``fault_rate`` / ``drop_rate``: fractions of Bot API
     requests answered with a 5xx / dropped without an answer. ``seed``: repeatable faults.
-    ``clock``: what the flood control and long polling read (:mod:`feedcast.clock`; a
+    ``clock``: what the flood control and long polling read (:mod:`feedcast.kernel.clock`; a
     ``FakeClock`` makes a burst arrive at one instant, however slow the machine).
     """
 

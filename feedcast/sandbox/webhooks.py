@@ -42,7 +42,7 @@ Options: ``limits`` (False: never answer 429, still count what went over the lim
 deliveries is dropped: the receiver reads the request, then aborts the TCP connection
 without answering, so the client sees "server disconnected"; the delivery is not
 recorded), ``seed`` (faults and drops are drawn from ``random.Random(seed)``),
-``clock`` (what the windows and buckets read, :mod:`feedcast.clock`: a ``FakeClock``
+``clock`` (what the windows and buckets read, :mod:`feedcast.kernel.clock`: a ``FakeClock``
 makes a burst arrive at one instant, however slow the machine).
 
 Control API (JSON):
@@ -88,7 +88,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from channels.webhook import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from feedcast.clock import SYSTEM, Clock
+from feedcast.kernel.clock import SYSTEM, Clock
 from feedcast.sandbox.asgi import AsgiServer
 
 __all__ = ["Hook", "Received", "WebhookReceiver"]

@@ -29,8 +29,8 @@ from typing import Any, Literal, overload
 import duckdb
 import pyarrow as pa
 
-from feedcast.errors import AlreadyExists, InvalidValue, NotFound, StoreBusy, StoreError
-from feedcast.models import Item, PollOutcome, Source
+from feedcast.kernel.errors import AlreadyExists, InvalidValue, NotFound, StoreBusy, StoreError
+from feedcast.kernel.models import Item, PollOutcome, Source
 from feedcast.store._rows import _plain_price, item_from_row
 from feedcast.store.audience import AudienceStore, m003, m006
 from feedcast.store.delivery import DeliveryStore, m002, m005

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from feedcast.models import Item, Media, Variant
+from feedcast.kernel.models import Item, Media, Variant
 
 # the columns item_from_row reads, in order (prefix each with a table alias as needed)
 ITEM_COLUMNS = (

@@ -11,14 +11,14 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from feedcast.errors import InvalidValue, NotFound
-from feedcast.models import InboundEvent, NewInbound, Subscriber
+from feedcast.kernel.errors import InvalidValue, NotFound
+from feedcast.kernel.models import InboundEvent, NewInbound, Subscriber
 from feedcast.store._rows import _utc
 
 if TYPE_CHECKING:
     import duckdb
 
-    from feedcast.models import ChannelConfig
+    from feedcast.kernel.models import ChannelConfig
 
     Connection = duckdb.DuckDBPyConnection
 

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from feedcast.errors import AlreadyExists, InvalidValue, NotFound
-from feedcast.models import (
+from feedcast.kernel.errors import AlreadyExists, InvalidValue, NotFound
+from feedcast.kernel.models import (
     Automation,
     CampaignInfo,
     ChannelConfig,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from feedcast.errors import InvalidValue
+from feedcast.kernel.errors import InvalidValue
 
 if TYPE_CHECKING:
     import duckdb

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from feedcast.errors import InvalidValue, NotFound
+from feedcast.kernel.errors import InvalidValue, NotFound
 from feedcast.store.guard import Guard, run_error
 
 if TYPE_CHECKING:

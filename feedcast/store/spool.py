@@ -30,7 +30,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
-from feedcast.errors import StoreError
+from feedcast.kernel.errors import StoreError
 
 __all__ = ["RETENTION", "Spool", "SpoolEvent", "Spooled", "spool_path"]
 

@@ -49,7 +49,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from channels.base import REDACTOR
-from feedcast.errors import InvalidValue
+from feedcast.kernel.errors import InvalidValue
 from feedcast.store import Connection, Store
 from feedcast.web import messenger, pages, telegram
 from feedcast.web.inbound import Inbound

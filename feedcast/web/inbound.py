@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Generic, TypeVar
 
-from feedcast.errors import NotFound, StoreError
 from feedcast.inbox.drain import Drainer
 from feedcast.inbox.messenger import InboxOptions
-from feedcast.models import ChannelConfig
+from feedcast.kernel.errors import NotFound, StoreError
+from feedcast.kernel.models import ChannelConfig
 from feedcast.store import Store
 from feedcast.store.spool import Spool, SpoolEvent, spool_path
 

@@ -32,8 +32,8 @@ from starlette.routing import BaseRoute, Route
 
 from channels.base import Channel, ChannelError
 from feedcast.delivery import make_channel
-from feedcast.errors import StoreError
 from feedcast.inbox.messenger import InboxOptions, spool_events
+from feedcast.kernel.errors import StoreError
 from feedcast.store import Store
 from feedcast.store.spool import SpoolEvent
 from feedcast.web.inbound import CHANNEL_TTL, ChannelCache, Inbound

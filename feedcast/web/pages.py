@@ -60,10 +60,10 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from channels.base import NETWORK_ERRORS, ChannelError, Outcome, Recipient, SendContext
-from feedcast.clock import SYSTEM, Clock
-from feedcast.errors import FeedcastError, InvalidValue, NotFound
-from feedcast.models import ChannelConfig, ProviderCall, Subscriber
-from feedcast.netguard import guarded_client
+from feedcast.kernel.clock import SYSTEM, Clock
+from feedcast.kernel.errors import FeedcastError, InvalidValue, NotFound
+from feedcast.kernel.models import ChannelConfig, ProviderCall, Subscriber
+from feedcast.kernel.netguard import guarded_client
 from feedcast.store import Store
 from feedcast.tokens import signing_key, verify
 from feedcast.tracking import read_click_token

@@ -24,9 +24,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from feedcast.errors import StoreError
 from feedcast.inbox.telegram import webhook_secret
-from feedcast.models import ChannelConfig
+from feedcast.kernel.errors import StoreError
+from feedcast.kernel.models import ChannelConfig
 from feedcast.store import Store
 from feedcast.store.spool import SpoolEvent
 from feedcast.tokens import signing_key

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from feedcast.models import Item, ParseResult, SourceKind
+from feedcast.kernel.models import Item, ParseResult, SourceKind
 from sources._common import decode_text, header, repair_mojibake
 from sources._html import make_soup
 

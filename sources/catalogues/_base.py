@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from feedcast.models import Item, Media
+from feedcast.kernel.models import Item, Media
 from sources._common import absolute_url, clean_text, normalize_availability, parse_price
 
 __all__ = [

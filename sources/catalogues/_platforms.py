@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from feedcast.models import Item, Media, Variant
+from feedcast.kernel.models import Item, Media, Variant
 from sources._common import clean_text, header, item_key, normalize_availability, parse_datetime
 
 from ._base import (

@@ -16,7 +16,7 @@ from typing import Any
 
 from bs4 import BeautifulSoup, Tag
 
-from feedcast.models import Item, Variant
+from feedcast.kernel.models import Item, Variant
 from sources._common import clean_text, item_key, normalize_availability, parse_datetime
 from sources._html import jsonld_objects, schema_types
 

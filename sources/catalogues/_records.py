@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from feedcast.models import Item
+from feedcast.kernel.models import Item
 from sources._common import clean_text, decode_text, item_key, normalize_availability, parse_datetime
 
 from ._base import (

@@ -11,7 +11,7 @@ from typing import Any
 
 from lxml import etree
 
-from feedcast.models import Item, Media
+from feedcast.kernel.models import Item, Media
 from sources._common import clean_text, item_key, normalize_availability, parse_datetime
 
 from ._base import (

@@ -22,7 +22,7 @@ import pytest
 import feedcast.cli as cli_module
 from feedcast.automations import AutomationSpec, add_automation
 from feedcast.cli import main
-from feedcast.models import Item, NewSubscriber, PollOutcome
+from feedcast.kernel.models import Item, NewSubscriber, PollOutcome
 from feedcast.store import Store
 from feedcast.tokens import signing_key
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from feedcast.models import Item, NewSubscriber, PollOutcome
+from feedcast.kernel.models import Item, NewSubscriber, PollOutcome
 from feedcast.sandbox import AsgiServer
 from feedcast.sandbox.telegram import TelegramEmulator
 from feedcast.store import Store

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 import feedcast.cli as cli_module
-from feedcast.errors import BlockedAddress
+from feedcast.kernel.errors import BlockedAddress
 from feedcast.sandbox import SampleServer, sample_text
 from feedcast.store import Store
 from sources.fetch import Fetcher, FetchLimits, FetchResponse, make_client

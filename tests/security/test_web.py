@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from feedcast.inbox.telegram import webhook_secret
-from feedcast.models import Item, NewSubscriber, PollOutcome
+from feedcast.kernel.models import Item, NewSubscriber, PollOutcome
 from feedcast.sandbox.asgi import AsgiServer
 from feedcast.store import Store
 from feedcast.tokens import signing_key

@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from feedcast.errors import BlockedAddress, InvalidValue
+from feedcast.kernel.errors import BlockedAddress, InvalidValue
 
 __all__ = [
     "ALLOWED_NETWORKS_ENV",
