@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import ftfy
@@ -22,6 +23,7 @@ from feedcast.kernel.models import Availability, Item, ParseResult
 
 __all__ = [
     "absolute_url",
+    "as_list",
     "clean_text",
     "decode_text",
     "header",
@@ -32,6 +34,15 @@ __all__ = [
     "repair_mojibake",
     "repair_text",
 ]
+
+
+def as_list(value: object) -> list[Any]:
+    """``None`` -> ``[]``, a list/tuple -> itself, anything else -> ``[value]``."""
+    if value is None:
+        return []
+    if isinstance(value, list | tuple):
+        return list(value)
+    return [value]
 
 
 def item_key(guid: object = None, url: str | None = None, *fallback: object) -> str:

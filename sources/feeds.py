@@ -136,18 +136,13 @@ def _parse_xml_feed(body: bytes, had_bom: bool, url: str, headers: Mapping[str, 
     # plain-dict copies: FeedParserDict.get is slow and aliases updated -> published
     feed: dict[str, Any] = dict(parsed.get("feed") or {})
     feed_author = _author(feed) if fmt.startswith("atom") else None
-    items = _unique_items(
+    return _feed_result(
+        fmt,
         (_entry_to_item(dict(entry), url, feed_author) for entry in entries),
         warnings,
         "empty item(s) (no title, link, id or content)",
-    )
-    return ParseResult(
-        kind=SourceKind.FEED,
-        format=fmt,
-        items=tuple(items),
         title=_title(feed),
         link=absolute_url(url, feed.get("link")),
-        warnings=tuple(warnings),
     )
 
 
@@ -544,23 +539,27 @@ def _parse_json_feed(body: bytes, url: str, headers: Mapping[str, str] | None) -
         raw_items = []
 
     feed_author = _json_author(doc)
-    items = _unique_items(
+    return _feed_result(
+        fmt,
         (_json_item(raw, url, feed_author) if isinstance(raw, dict) else None for raw in raw_items),
         warnings,
         "item(s) that are not objects or carry nothing",
-    )
-    return ParseResult(
-        kind=SourceKind.FEED,
-        format=fmt,
-        items=tuple(items),
         title=_json_title(doc.get("title")),
         link=absolute_url(url, _str(doc.get("home_page_url"))),
-        warnings=tuple(warnings),
     )
 
 
-def _unique_items(candidates: Iterable[Item | None], warnings: list[str], empty_reason: str) -> list[Item]:
-    """Items in order without the empty ones (None) and without repeats of a key."""
+def _feed_result(
+    fmt: str,
+    candidates: Iterable[Item | None],
+    warnings: list[str],
+    empty_reason: str,
+    *,
+    title: str | None,
+    link: str | None,
+) -> ParseResult:
+    """The feed with its items in order, without the empty ones (None) and without
+    repeats of a key; ``warnings`` says how many were skipped."""
     items: list[Item] = []
     seen: set[str] = set()
     empty = duplicates = 0
@@ -576,7 +575,9 @@ def _unique_items(candidates: Iterable[Item | None], warnings: list[str], empty_
         warnings.append(f"skipped {empty} {empty_reason}")
     if duplicates:
         warnings.append(f"skipped {duplicates} item(s) repeating an earlier item's id")
-    return items
+    return ParseResult(
+        kind=SourceKind.FEED, format=fmt, items=tuple(items), title=title, link=link, warnings=tuple(warnings)
+    )
 
 
 def _not_a_feed(warning: str) -> ParseResult:

@@ -12,10 +12,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from feedcast.kernel.models import Item, Media
-from sources._common import absolute_url, clean_text, normalize_availability, parse_price
+from sources._common import absolute_url, as_list, clean_text, normalize_availability, parse_price
 
 __all__ = [
-    "as_list",
     "currency_or_none",
     "dedupe_keys",
     "first_text",
@@ -37,15 +36,6 @@ __all__ = [
 ]
 
 _ISO_CURRENCY = re.compile(r"^[A-Z]{3}$")
-
-
-def as_list(value: object) -> list[Any]:
-    """``None`` -> ``[]``, a list/tuple -> itself, anything else -> ``[value]``."""
-    if value is None:
-        return []
-    if isinstance(value, list | tuple):
-        return list(value)
-    return [value]
 
 
 def text_or_none(value: object) -> str | None:

@@ -8,10 +8,9 @@ from decimal import Decimal
 from typing import Any
 
 from feedcast.kernel.models import Item, Media, Variant
-from sources._common import clean_text, header, item_key, normalize_availability, parse_datetime
+from sources._common import as_list, clean_text, header, item_key, normalize_availability, parse_datetime
 
 from ._base import (
-    as_list,
     currency_or_none,
     first_text,
     int_or_none,
@@ -39,6 +38,19 @@ def _site_root(url: str) -> str | None:
     return url_or_none(url, "/")
 
 
+def _product_list(data: Any, single: Callable[[dict[str, Any]], Any]) -> list[Any] | None:
+    """The product objects of a document: ``{"products": [...]}``, a bare array, or
+    the one product ``single`` finds in an object; None when there are none."""
+    if isinstance(data, dict) and isinstance(data.get("products"), list):
+        products: list[Any] = data["products"]
+        return products
+    if isinstance(data, dict) and (product := single(data)) is not None:
+        return [product]
+    if isinstance(data, list):
+        return data
+    return None
+
+
 def _products(
     products: list[Any], build: Callable[[Mapping[str, Any], str], Item], url: str, warnings: list[str]
 ) -> list[Item]:
@@ -57,14 +69,10 @@ def _products(
 
 def parse_shopify(data: Any, url: str, warnings: list[str]) -> tuple[list[Item], str | None, tuple[str, ...]]:
     """``(items, link, next_urls)`` of a Shopify products document."""
-    products: list[Any]
-    if isinstance(data, dict) and isinstance(data.get("products"), list):
-        products = data["products"]
-    elif isinstance(data, dict) and isinstance(data.get("product"), dict):
-        products = [data["product"]]
-    elif isinstance(data, list):
-        products = data
-    else:
+    products = _product_list(
+        data, lambda doc: doc["product"] if isinstance(doc.get("product"), dict) else None
+    )
+    if products is None:
         warnings.append("no Shopify products found (expected {'products': [...]} or an array)")
         return [], _site_root(url), ()
     items = _products(products, _shopify_item, url, warnings)
@@ -169,13 +177,10 @@ def parse_woocommerce(
     data: Any, url: str, headers: Mapping[str, str] | None, warnings: list[str]
 ) -> tuple[list[Item], str | None, tuple[str, ...]]:
     """``(items, link, next_urls)`` of a WooCommerce products page."""
-    if isinstance(data, dict) and isinstance(data.get("products"), list):
-        products: list[Any] = data["products"]
-    elif isinstance(data, dict) and ("id" in data and ("prices" in data or "permalink" in data)):
-        products = [data]
-    elif isinstance(data, list):
-        products = data
-    else:
+    products = _product_list(
+        data, lambda doc: doc if "id" in doc and ("prices" in doc or "permalink" in doc) else None
+    )
+    if products is None:
         warnings.append("no WooCommerce products found (expected an array)")
         return [], _site_root(url), ()
     items = _products(products, _woo_item, url, warnings)

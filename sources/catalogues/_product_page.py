@@ -17,11 +17,10 @@ from typing import Any
 from bs4 import BeautifulSoup, Tag
 
 from feedcast.kernel.models import Item, Variant
-from sources._common import clean_text, item_key, normalize_availability, parse_datetime
+from sources._common import as_list, clean_text, item_key, normalize_availability, parse_datetime
 from sources._html import jsonld_objects, schema_types
 
 from ._base import (
-    as_list,
     currency_or_none,
     first_text,
     json_safe,

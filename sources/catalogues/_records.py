@@ -16,10 +16,9 @@ from decimal import Decimal
 from typing import Any
 
 from feedcast.kernel.models import Item
-from sources._common import clean_text, decode_text, item_key, normalize_availability, parse_datetime
+from sources._common import as_list, clean_text, decode_text, item_key, normalize_availability, parse_datetime
 
 from ._base import (
-    as_list,
     currency_or_none,
     first_text,
     json_safe,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urldefrag
 
 from feedcast.kernel.models import Item
-from sources._common import clean_text, item_key, parse_datetime
+from sources._common import as_list, clean_text, item_key, parse_datetime
 from sources._html import jsonld_objects, schema_types
 
 from ._document import Page
@@ -64,20 +64,20 @@ def _ld_items(page: Page, obj: Mapping[str, Any], lone: bool, depth: int) -> Ite
             if item is not None and item.url:  # a list entry without a link is no campaign item
                 yield item
     elif "Blog" in types:
-        for post in _as_list(obj.get("blogPost") or obj.get("blogPosts")):
+        for post in as_list(obj.get("blogPost") or obj.get("blogPosts")):
             if isinstance(post, Mapping):
                 item = _ld_article(page, post, fallback_url=False)
                 if item is not None:
                     yield item
     elif types & {"WebPage", "CollectionPage", "ItemPage"}:
         for key in ("mainEntity", "hasPart"):
-            for part in _as_list(obj.get(key)):
+            for part in as_list(obj.get(key)):
                 if isinstance(part, Mapping):
                     yield from _ld_items(page, part, lone, depth + 1)
 
 
 def _ld_list_elements(obj: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
-    elements = _as_list(obj.get("itemListElement"))
+    elements = as_list(obj.get("itemListElement"))
     positioned = [e for e in elements if isinstance(e, Mapping) and _int(e.get("position")) is not None]
     if len(positioned) == len(elements):
         elements = sorted(elements, key=lambda e: _int(e.get("position")) or 0)
@@ -139,12 +139,6 @@ def _ld_article(page: Page, obj: Mapping[str, Any], fallback_url: bool) -> Item 
     )
 
 
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list | tuple) else [value]
-
-
 def _int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
@@ -155,7 +149,7 @@ def _int(value: Any) -> int | None:
 
 
 def _ld_text(value: Any) -> str | None:
-    for entry in _as_list(value):
+    for entry in as_list(value):
         if isinstance(entry, str | int | float) and not isinstance(entry, bool):
             text = clean_text(entry)
         elif isinstance(entry, Mapping):
@@ -167,31 +161,30 @@ def _ld_text(value: Any) -> str | None:
     return None
 
 
-def _ld_url(value: Any) -> str | None:
-    for entry in _as_list(value):
+def _ld_reference(value: Any, inside: Callable[[Mapping[str, Any]], str | None]) -> str | None:
+    """The first non-empty string of ``value`` (a string, an object, a list of those);
+    ``inside`` finds it in an object."""
+    for entry in as_list(value):
         if isinstance(entry, str) and entry.strip():
             return entry.strip()
         if isinstance(entry, Mapping):
-            found = _ld_url(entry.get("url")) or _ld_url(entry.get("@id"))
+            found = inside(entry)
             if found:
                 return found
     return None
+
+
+def _ld_url(value: Any) -> str | None:
+    return _ld_reference(value, lambda entry: _ld_url(entry.get("url")) or _ld_url(entry.get("@id")))
 
 
 def _ld_image(value: Any) -> str | None:
-    for entry in _as_list(value):
-        if isinstance(entry, str) and entry.strip():
-            return entry.strip()
-        if isinstance(entry, Mapping):
-            found = _ld_image(entry.get("url") or entry.get("contentUrl"))
-            if found:
-                return found
-    return None
+    return _ld_reference(value, lambda entry: _ld_image(entry.get("url") or entry.get("contentUrl")))
 
 
 def _ld_author(value: Any) -> str | None:
     names = []
-    for entry in _as_list(value):
+    for entry in as_list(value):
         name = (
             clean_text(entry)
             if isinstance(entry, str)
