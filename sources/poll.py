@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from feedcast.kernel.errors import BlockedAddress, FetchError, Gone, RateLimited
 from feedcast.kernel.models import Item, ParseResult, PollOutcome, Source, SourceKind
@@ -115,7 +116,7 @@ class _Poll:
         first = await self._get(
             src.url, src.etag if conditional else None, src.last_modified if conditional else None
         )
-        common = {
+        common: dict[str, Any] = {
             "source_id": src.id,
             "url": src.url,
             "started_at": started_at,
@@ -128,22 +129,10 @@ class _Poll:
         }
         if first.not_modified:
             common.update(etag=first.etag or src.etag, last_modified=first.last_modified or src.last_modified)
-            return PollOutcome(
-                **common,  # type: ignore[arg-type]
-                duration=time.perf_counter() - t0,
-                outcome="not_modified",
-                documents=self.documents,
-            )
+            return self._outcome(common, t0, "not_modified")
         digest = body_digest(first.body)
         if src.kind and src.body_hash == digest and src.format not in _MULTI_DOCUMENT:
-            return PollOutcome(
-                **common,  # type: ignore[arg-type]
-                duration=time.perf_counter() - t0,
-                outcome="unchanged",
-                bytes=self.bytes,
-                documents=self.documents,
-                body_hash=digest,
-            )
+            return self._outcome(common, t0, "unchanged", bytes=self.bytes, body_hash=digest)
         result = parse_document(
             first.body,
             first.final_url,
@@ -152,13 +141,26 @@ class _Poll:
             format=src.format,
             selectors=src.selectors,
         )
+        return await self._changed(result, digest, common, t0)
+
+    def _outcome(self, common: dict[str, Any], t0: float, outcome: str, **fields: Any) -> PollOutcome:
+        return PollOutcome(
+            **common, duration=time.perf_counter() - t0, outcome=outcome, documents=self.documents, **fields
+        )
+
+    async def _changed(
+        self, result: ParseResult, digest: str, common: dict[str, Any], t0: float
+    ) -> PollOutcome:
+        """The ``ok`` outcome of a document that changed: its items, those of a feed the
+        page advertises (``--kind auto``), of its further pages and its product pages."""
+        src = self.source
         warnings = list(result.warnings)
         site_url = None
         # a page registered with --kind auto that advertises a feed: follow the feed from now on
         if src.kind is None and result.kind == SourceKind.PAGE and result.feeds:
             found = await self._discovered_feed(result, warnings)
             if found is not None:
-                feed_url, feed, feed_result = found
+                feed_url, feed, result = found
                 site_url = src.url
                 common.update(
                     new_url=feed.permanent_url or feed_url,
@@ -167,18 +169,17 @@ class _Poll:
                     status=feed.status,
                 )
                 digest = body_digest(feed.body)
-                result = feed_result
-                warnings = [f"feed discovered on the page: {feed_url}", *warnings, *feed_result.warnings]
+                warnings = [f"feed discovered on the page: {feed_url}", *warnings, *result.warnings]
         items = list(result.items)
         backlog = 0
         if result.next_urls:
             items += await self._follow(result, warnings)
         if result.kind == SourceKind.CATALOGUE and result.format == "sitemap":
             items, backlog = await self._enrich_sitemap(items, warnings)
-        outcome = PollOutcome(
-            **common,  # type: ignore[arg-type]
-            duration=time.perf_counter() - t0,
-            outcome="ok",
+        outcome = self._outcome(
+            common,
+            t0,
+            "ok",
             items=tuple(items),
             kind=result.kind.value,
             format=result.format,
@@ -186,7 +187,6 @@ class _Poll:
             link=result.link,
             warnings=tuple(warnings[:20]),
             bytes=self.bytes,
-            documents=self.documents,
             body_hash=digest,
             site_url=site_url,
             backlog=backlog,
@@ -358,19 +358,29 @@ async def poll_many(
         # deadline: nothing finished in time; whatever is running or waiting stays due
         unfinished = [*in_flight.values(), *todo]
         todo.clear()
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-        now = datetime.now(UTC)
-        for source in unfinished:
-            yield PollOutcome(
-                source_id=source.id,
-                url=source.url,
-                started_at=now,
-                duration=0.0,
-                outcome="deadline",
-                error=f"poll deadline of {deadline:g} s reached before this source finished",
-            )
+        for outcome in await _stop(workers, unfinished, deadline):
+            yield outcome
     finally:
         for task in workers:
             task.cancel()
+
+
+async def _stop(
+    workers: list[asyncio.Task[None]], unfinished: list[Source], deadline: float | None
+) -> list[PollOutcome]:
+    """Cancel the workers at the deadline; an outcome ``deadline`` for each source not done."""
+    for task in workers:
+        task.cancel()
+    await asyncio.gather(*workers, return_exceptions=True)
+    now = datetime.now(UTC)
+    return [
+        PollOutcome(
+            source_id=source.id,
+            url=source.url,
+            started_at=now,
+            duration=0.0,
+            outcome="deadline",
+            error=f"poll deadline of {deadline:g} s reached before this source finished",
+        )
+        for source in unfinished
+    ]
