@@ -7,6 +7,7 @@ documents), recovering from errors so a broken feed still yields its good items.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from lxml import etree
@@ -152,69 +153,53 @@ def parse_merchant_xml(
     return fmt, items, title, link
 
 
-def _merchant_item(node: Element, base: str) -> Item:
-    g: dict[str, list[Element]] = {}
-    plain: dict[str, list[Element]] = {}
-    for child in node:
-        split = _split(child.tag)
-        if split is None:
-            continue
-        ns, local = split
-        if ns and _is_g(ns):
-            g.setdefault(local.lower(), []).append(child)
-        else:
-            plain.setdefault(local, []).append(child)
+class _Fields:
+    """The children of a Merchant ``<item>`` / ``<entry>``: its ``g:`` fields (by
+    lower-case name) apart from the plain RSS / Atom ones."""
 
-    def gv(name: str) -> str | None:
-        for el in g.get(name, ()):
+    def __init__(self, node: Element) -> None:
+        self.g: dict[str, list[Element]] = {}
+        self.plain: dict[str, list[Element]] = {}
+        for child in node:
+            split = _split(child.tag)
+            if split is None:
+                continue
+            ns, local = split
+            if ns and _is_g(ns):
+                self.g.setdefault(local.lower(), []).append(child)
+            else:
+                self.plain.setdefault(local, []).append(child)
+
+    def gv(self, name: str) -> str | None:
+        """The first non-empty text of the ``g:`` field ``name``."""
+        for el in self.g.get(name, ()):
             text = _text(el)
             if text:
                 return text
         return None
 
-    def pv(*names: str) -> str | None:
+    def pv(self, *names: str) -> str | None:
+        """The first non-empty text of the plain fields ``names``, in that order."""
         for name in names:
-            for el in plain.get(name, ()):
+            for el in self.plain.get(name, ()):
                 text = _text(el)
                 if text:
                     return text
         return None
 
+
+def _merchant_item(node: Element, base: str) -> Item:
+    fields = _Fields(node)
+    gv, pv = fields.gv, fields.pv
     link = url_or_none(base, gv("link"))
     if link is None:
-        link = _plain_link(plain, base)
-    currency = currency_or_none(gv("currency"))
-    price, cur = money(gv("price"), currency)
-    sale, cur2 = money(gv("sale_price"), cur or currency)
-    currency = cur or cur2 or currency
-    price, sale = sale_pair(price, sale)
+        link = _plain_link(fields.plain, base)
+    price, sale, currency = _merchant_prices(fields)
     availability = normalize_availability(gv("availability"))
     if availability is None:
         availability = stock_from_quantity(gv("quantity"))
-    images = [u for u in (url_or_none(base, _text(el)) for el in g.get("image_link", ())) if u]
-    for el in g.get("additional_image_link", ()):
-        # the text feed syntax (comma-separated) also turns up in XML feeds
-        parts = split_urls(_text(el) or "")
-        images.extend(u for u in (url_or_none(base, part) for part in parts) if u)
-    extra: dict[str, Any] = {}
-    for name, elements in g.items():
-        if name in _MAPPED:
-            continue
-        values: list[Any] = []
-        for el in elements:
-            if len(el):
-                group = {}
-                for sub in el:
-                    sub_split = _split(sub.tag)
-                    if sub_split and (value := _text(sub)) is not None:
-                        group[sub_split[1]] = value
-                if group:
-                    values.append(group)
-            elif (value := _text(el)) is not None:
-                values.append(value)
-        if values:
-            extra[name] = values if len(values) > 1 or isinstance(values[0], dict) else values[0]
-    labels = tuple(t for t in (clean_text(_text(el)) for el in g.get("label", ())) if t)
+    images = _merchant_images(fields, base)
+    labels = tuple(t for t in (clean_text(_text(el)) for el in fields.g.get("label", ())) if t)
     guid = gv("id") or pv("guid", "id")
     title = title_text(gv("title") or pv("title"))
     summary = gv("description") or pv("description", "summary")
@@ -238,8 +223,51 @@ def _merchant_item(node: Element, base: str) -> Item:
         mpn=gv("mpn"),
         brand=gv("brand") or gv("manufacturer"),
         group_id=gv("item_group_id"),
-        extra=extra,  # strings, lists of strings and of string dicts only
+        extra=_merchant_extra(fields.g),  # strings, lists of strings and of string dicts only
     )
+
+
+def _merchant_prices(fields: _Fields) -> tuple[Decimal | None, Decimal | None, str | None]:
+    """``(price, sale_price, currency)`` of a Merchant item."""
+    currency = currency_or_none(fields.gv("currency"))
+    price, cur = money(fields.gv("price"), currency)
+    sale, cur2 = money(fields.gv("sale_price"), cur or currency)
+    currency = cur or cur2 or currency
+    price, sale = sale_pair(price, sale)
+    return price, sale, currency
+
+
+def _merchant_images(fields: _Fields, base: str) -> list[str]:
+    images = [u for u in (url_or_none(base, _text(el)) for el in fields.g.get("image_link", ())) if u]
+    for el in fields.g.get("additional_image_link", ()):
+        # the text feed syntax (comma-separated) also turns up in XML feeds
+        parts = split_urls(_text(el) or "")
+        images.extend(u for u in (url_or_none(base, part) for part in parts) if u)
+    return images
+
+
+def _merchant_extra(g: dict[str, list[Element]]) -> dict[str, Any]:
+    """The ``g:`` fields no Item attribute holds; a field with sub-elements
+    (``g:shipping``) as a dict of their texts."""
+    extra: dict[str, Any] = {}
+    for name, elements in g.items():
+        if name in _MAPPED:
+            continue
+        values: list[Any] = []
+        for el in elements:
+            if len(el):
+                group = {}
+                for sub in el:
+                    sub_split = _split(sub.tag)
+                    if sub_split and (value := _text(sub)) is not None:
+                        group[sub_split[1]] = value
+                if group:
+                    values.append(group)
+            elif (value := _text(el)) is not None:
+                values.append(value)
+        if values:
+            extra[name] = values if len(values) > 1 or isinstance(values[0], dict) else values[0]
+    return extra
 
 
 def _plain_link(plain: dict[str, list[Element]], base: str) -> str | None:
