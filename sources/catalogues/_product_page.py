@@ -240,25 +240,7 @@ def _gtin(obj: Mapping[str, Any]) -> str | None:
 
 def _product_item(product: Mapping[str, Any], base: str, page_url: str | None, source: str) -> Item:
     offers, aggregate = _offers(product)
-    currency: str | None = None
-    current: Decimal | None = None
-    regular: Decimal | None = None
-    extra: dict[str, Any] = {"source": source}
-    if aggregate is not None:
-        currency = currency_or_none(_name(aggregate.get("priceCurrency")))
-        current, currency = money(first_text(aggregate.get("lowPrice"), aggregate.get("price")), currency)
-        high, _ = money(first_text(aggregate.get("highPrice")))
-        if high is not None:
-            extra["high_price"] = str(high)
-        if count := first_text(aggregate.get("offerCount"), aggregate.get("offercount")):
-            extra["offer_count"] = count
-    priced = [(p, r, c) for p, r, c in map(_offer_prices, offers) if p is not None]
-    if current is None and priced:
-        current, regular, cur = min(priced, key=lambda t: t[0] or Decimal(0))
-        currency = currency or cur
-    if currency is None:
-        currency = next((c for _, _, c in map(_offer_prices, offers) if c), None)
-    price, sale = price_pair(current, regular)
+    price, sale, currency = _product_prices(offers, aggregate)
     availability = _availability(
         [o.get("availability") for o in offers] + ([aggregate.get("availability")] if aggregate else [])
     )
@@ -271,42 +253,21 @@ def _product_item(product: Mapping[str, Any], base: str, page_url: str | None, s
         ]
     elif len(offers) > 1:
         variants = [_offer_variant(o, i) for i, o in enumerate(offers)]
-    if price is None and variants:  # a ProductGroup priced only on its variants: the "from" price
-        buyable = [v for v in variants if v.availability == "in_stock"] or variants
-        with_price = [v for v in buyable if v.price is not None]
-        if with_price:
-            cheapest = min(with_price, key=lambda v: v.sale_price or v.price or Decimal(0))
-            price, sale = cheapest.price, cheapest.sale_price
+    # a ProductGroup priced only on its variants: the "from" price
+    if price is None and (cheapest := _cheapest(variants)) is not None:
+        price, sale = cheapest.price, cheapest.sale_price
     if availability is None and variants:
         availability = _availability([v.availability for v in variants])
     first_offer_url = next((o.get("url") for o in offers if o.get("url")), None)
     url = url_or_none(base, first_text(product.get("url"))) or url_or_none(base, first_text(first_offer_url))
     url = url or page_url
     images = _image_urls(product.get("image"), base)
-    for name in ("color", "size", "material", "pattern", "category", "model", "productID"):
-        if (value := _name(product.get(name))) is not None:
-            extra[name] = value
-    conditions = [o.get("itemCondition") for o in offers if o.get("itemCondition")]
-    if condition := _name(conditions or product.get("itemCondition")):
-        extra["condition"] = condition.rsplit("/", 1)[-1].removesuffix("Condition").lower()
-    rating = product.get("aggregateRating")
-    if isinstance(rating, dict) and (value := first_text(rating.get("ratingValue"))):
-        extra["rating"] = value
-        if count := first_text(rating.get("reviewCount"), rating.get("ratingCount")):
-            extra["rating_count"] = count
-    ident_id = first_text(product.get("@id"))
-    if ident_id and ident_id.startswith("#"):
-        ident_id = None  # a page-local node id identifies nothing across pages
+    extra = {"source": source, **_aggregate_details(aggregate), **_product_details(product, offers)}
     sku = first_text(product.get("sku"))
     title = title_text(_name(product.get("name")))
     summary = first_text(product.get("description"))
-    group = first_text(product.get("productGroupID"), product.get("inProductGroupWithID"))
-    parent = product.get("isVariantOf")
-    if group is None and isinstance(parent, dict):
-        group = first_text(parent.get("productGroupID"), parent.get("sku"), parent.get("@id"))
-    ident = sku or first_text(product.get("productID"), product.get("productGroupID")) or ident_id
     return Item(
-        key=item_key(ident, url, title, summary),
+        key=item_key(_product_ident(product, sku), url, title, summary),
         title=title,
         url=url,
         summary=summary,
@@ -322,10 +283,82 @@ def _product_item(product: Mapping[str, Any], base: str, page_url: str | None, s
         gtin=_gtin(product),
         mpn=first_text(product.get("mpn")),
         brand=title_text(_name(product.get("brand")) or _name(product.get("manufacturer"))),
-        group_id=group,
+        group_id=_product_group(product),
         variants=tuple(variants),
         extra=json_safe(extra),
     )
+
+
+def _product_prices(
+    offers: list[dict[str, Any]], aggregate: Mapping[str, Any] | None
+) -> tuple[Decimal | None, Decimal | None, str | None]:
+    """``(price, sale_price, currency)`` of a product: the aggregate offer's low price,
+    else the cheapest priced offer."""
+    currency: str | None = None
+    current: Decimal | None = None
+    regular: Decimal | None = None
+    if aggregate is not None:
+        currency = currency_or_none(_name(aggregate.get("priceCurrency")))
+        current, currency = money(first_text(aggregate.get("lowPrice"), aggregate.get("price")), currency)
+    priced = [(p, r, c) for p, r, c in map(_offer_prices, offers) if p is not None]
+    if current is None and priced:
+        current, regular, cur = min(priced, key=lambda t: t[0] or Decimal(0))
+        currency = currency or cur
+    if currency is None:
+        currency = next((c for _, _, c in map(_offer_prices, offers) if c), None)
+    price, sale = price_pair(current, regular)
+    return price, sale, currency
+
+
+def _cheapest(variants: list[Variant]) -> Variant | None:
+    """The cheapest priced variant, of those in stock if any are."""
+    buyable = [v for v in variants if v.availability == "in_stock"] or variants
+    with_price = [v for v in buyable if v.price is not None]
+    return min(with_price, key=lambda v: v.sale_price or v.price or Decimal(0)) if with_price else None
+
+
+def _aggregate_details(aggregate: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The aggregate offer's high price and offer count, for ``Item.extra``."""
+    details: dict[str, Any] = {}
+    if aggregate is not None:
+        high, _ = money(first_text(aggregate.get("highPrice")))
+        if high is not None:
+            details["high_price"] = str(high)
+        if count := first_text(aggregate.get("offerCount"), aggregate.get("offercount")):
+            details["offer_count"] = count
+    return details
+
+
+def _product_details(product: Mapping[str, Any], offers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Options, category, model, condition and rating of a product, for ``Item.extra``."""
+    details: dict[str, Any] = {}
+    for name in ("color", "size", "material", "pattern", "category", "model", "productID"):
+        if (value := _name(product.get(name))) is not None:
+            details[name] = value
+    conditions = [o.get("itemCondition") for o in offers if o.get("itemCondition")]
+    if condition := _name(conditions or product.get("itemCondition")):
+        details["condition"] = condition.rsplit("/", 1)[-1].removesuffix("Condition").lower()
+    rating = product.get("aggregateRating")
+    if isinstance(rating, dict) and (value := first_text(rating.get("ratingValue"))):
+        details["rating"] = value
+        if count := first_text(rating.get("reviewCount"), rating.get("ratingCount")):
+            details["rating_count"] = count
+    return details
+
+
+def _product_ident(product: Mapping[str, Any], sku: str | None) -> str | None:
+    ident_id = first_text(product.get("@id"))
+    if ident_id and ident_id.startswith("#"):
+        ident_id = None  # a page-local node id identifies nothing across pages
+    return sku or first_text(product.get("productID"), product.get("productGroupID")) or ident_id
+
+
+def _product_group(product: Mapping[str, Any]) -> str | None:
+    group = first_text(product.get("productGroupID"), product.get("inProductGroupWithID"))
+    parent = product.get("isVariantOf")
+    if group is None and isinstance(parent, dict):
+        group = first_text(parent.get("productGroupID"), parent.get("sku"), parent.get("@id"))
+    return group
 
 
 def _meta_map(soup: BeautifulSoup) -> dict[str, str]:
