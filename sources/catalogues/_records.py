@@ -169,48 +169,13 @@ def _tags(value: Any) -> tuple[str, ...]:
 
 def record_item(rec: Mapping[str, Any], base: str, extra_out: Mapping[str, Any] | None = None) -> Item:
     """An Item from a flat record with normalised field names."""
-    info = rec.get("price_info")
-    current: Decimal | None
-    regular: Decimal | None = None
-    sale: Decimal | None = None
-    if isinstance(info, dict):  # Google Cloud Retail: price = now, originalPrice = before
-        currency = currency_or_none(info.get("currencyCode") or info.get("currency_code"))
-        current, currency = money(info.get("price"), currency)
-        regular, cur2 = money(info.get("originalPrice", info.get("original_price")), currency)
-        price, sale = price_pair(current, regular)
-        currency = currency or cur2
-    else:
-        currency = currency_or_none(_pick(rec, _CURRENCY))
-        price, cur1 = money(_pick(rec, _PRICE), currency)
-        sale, cur2 = money(_pick(rec, _SALE), cur1 or currency)
-        compare, cur3 = money(_pick(rec, _COMPARE), cur1 or currency)
-        currency = currency or cur1 or cur2 or cur3
-        price, sale = sale_pair(price, sale)
-        if compare is not None and sale is None:
-            price, sale = price_pair(price, compare)
-    url = url_or_none(base, _pick(rec, _URL))
-    url_key = text_or_none(rec.get("url_key"))
-    if url is None and url_key and base:
-        # Magento import/export: url_key + the default ".html" product URL suffix
-        url = url_or_none(base, "/" + url_key.strip("/") + ("" if "." in url_key else ".html"))
+    price, sale, currency = _record_prices(rec)
+    url = _record_url(rec, base)
     images = _image_urls(_pick(rec, _IMAGE), base, split_commas=False)
     images += _image_urls(_pick(rec, _MORE_IMAGES), base, split_commas=True)
     brand_value = _pick(rec, _BRAND)
     title = title_text(_pick(rec, _TITLE))
-    summary = text_or_none(_pick(rec, _DESCRIPTION))
-    short = text_or_none(rec.get("short_description"))
-    content = None
-    if short and summary:
-        summary, content = short, summary
-    elif short:
-        summary = short
-    extra: dict[str, Any] = {}
-    for name, value in rec.items():
-        if name in _USED or value is None or value == "" or value == [] or value == {}:
-            continue
-        extra[name] = value
-    if extra_out:
-        extra.update(extra_out)
+    summary, content = _descriptions(rec)
     ident = first_text(_pick(rec, _ID))
     return Item(
         key=item_key(ident, url, title, summary),
@@ -234,8 +199,64 @@ def record_item(rec: Mapping[str, Any], base: str, extra_out: Mapping[str, Any] 
             first_text(brand_value.get("name") if isinstance(brand_value, dict) else brand_value)
         ),
         group_id=first_text(_pick(rec, _GROUP)),
-        extra=json_safe(extra),
+        extra=json_safe(_record_extra(rec, extra_out)),
     )
+
+
+def _record_prices(rec: Mapping[str, Any]) -> tuple[Decimal | None, Decimal | None, str | None]:
+    """``(price, sale_price, currency)`` of a record."""
+    info = rec.get("price_info")
+    current: Decimal | None
+    regular: Decimal | None = None
+    sale: Decimal | None = None
+    if isinstance(info, dict):  # Google Cloud Retail: price = now, originalPrice = before
+        currency = currency_or_none(info.get("currencyCode") or info.get("currency_code"))
+        current, currency = money(info.get("price"), currency)
+        regular, cur2 = money(info.get("originalPrice", info.get("original_price")), currency)
+        price, sale = price_pair(current, regular)
+        return price, sale, currency or cur2
+    currency = currency_or_none(_pick(rec, _CURRENCY))
+    price, cur1 = money(_pick(rec, _PRICE), currency)
+    sale, cur2 = money(_pick(rec, _SALE), cur1 or currency)
+    compare, cur3 = money(_pick(rec, _COMPARE), cur1 or currency)
+    currency = currency or cur1 or cur2 or cur3
+    price, sale = sale_pair(price, sale)
+    if compare is not None and sale is None:
+        price, sale = price_pair(price, compare)
+    return price, sale, currency
+
+
+def _record_url(rec: Mapping[str, Any], base: str) -> str | None:
+    url = url_or_none(base, _pick(rec, _URL))
+    url_key = text_or_none(rec.get("url_key"))
+    if url is None and url_key and base:
+        # Magento import/export: url_key + the default ".html" product URL suffix
+        url = url_or_none(base, "/" + url_key.strip("/") + ("" if "." in url_key else ".html"))
+    return url
+
+
+def _descriptions(rec: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """``(summary, content)``: a short description is the summary, the long one then
+    the content."""
+    summary = text_or_none(_pick(rec, _DESCRIPTION))
+    short = text_or_none(rec.get("short_description"))
+    if short and summary:
+        return short, summary
+    if short:
+        return short, None
+    return summary, None
+
+
+def _record_extra(rec: Mapping[str, Any], extra_out: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The fields of a record no Item attribute holds, then ``extra_out``."""
+    extra: dict[str, Any] = {}
+    for name, value in rec.items():
+        if name in _USED or value is None or value == "" or value == [] or value == {}:
+            continue
+        extra[name] = value
+    if extra_out:
+        extra.update(extra_out)
+    return extra
 
 
 # ------------------------------------------------------------------- TSV / CSV
