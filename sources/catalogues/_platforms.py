@@ -229,40 +229,10 @@ def _woo_item(p: Mapping[str, Any], base: str) -> Item:
     for image in as_list(p.get("images")):
         if isinstance(image, dict) and (src := url_or_none(base, image.get("src"))):
             images.append(Media(url=src, title=clean_text(image.get("alt")) or clean_text(image.get("name"))))
-    variants: list[Variant] = []
-    for v in as_list(p.get("variations")):
-        if isinstance(v, dict):
-            options = {
-                str(a.get("name")): str(a.get("value"))
-                for a in as_list(v.get("attributes"))
-                if isinstance(a, dict) and a.get("name") is not None and a.get("value") is not None
-            }
-            variants.append(Variant(id=str(v.get("id")), options=options))
-        elif (vid := text_or_none(v)) is not None:  # REST v3: bare variation ids
-            variants.append(Variant(id=vid))
     tags = [
         clean_text(t.get("name")) for t in as_list(p.get("tags")) if isinstance(t, dict) and t.get("name")
     ]
-    categories = [
-        c.get("name") for c in as_list(p.get("categories")) if isinstance(c, dict) and c.get("name")
-    ]
     brands = [b.get("name") for b in as_list(p.get("brands")) if isinstance(b, dict) and b.get("name")]
-    extra: dict[str, Any] = {}
-    if categories:
-        extra["categories"] = [title_text(c) for c in categories]
-    for name in ("slug", "type", "average_rating", "review_count", "low_stock_remaining"):
-        value = p.get(name)
-        if value not in (None, "", [], {}):
-            extra[name] = value
-    attributes = {
-        str(a.get("name")): [
-            str(t.get("name")) for t in as_list(a.get("terms")) if isinstance(t, dict) and t.get("name")
-        ]
-        for a in as_list(p.get("attributes"))
-        if isinstance(a, dict) and a.get("name")
-    }
-    if attributes:
-        extra["attributes"] = attributes
     url = url_or_none(base, p.get("permalink"))
     title = title_text(p.get("name"))
     short = text_or_none(p.get("short_description"))
@@ -285,6 +255,46 @@ def _woo_item(p: Mapping[str, Any], base: str) -> Item:
         sku=first_text(p.get("sku")),
         brand=title_text(brands[0]) if brands else None,
         group_id=text_or_none(p.get("parent")) if p.get("parent") not in (None, 0, "0") else None,
-        variants=tuple(variants),
-        extra=json_safe(extra),
+        variants=_woo_variants(p),
+        extra=json_safe(_woo_extra(p)),
     )
+
+
+def _woo_variants(p: Mapping[str, Any]) -> tuple[Variant, ...]:
+    """The variations of a product, with their attribute options (bare ids in REST v3)."""
+    variants: list[Variant] = []
+    for v in as_list(p.get("variations")):
+        if isinstance(v, dict):
+            options = {
+                str(a.get("name")): str(a.get("value"))
+                for a in as_list(v.get("attributes"))
+                if isinstance(a, dict) and a.get("name") is not None and a.get("value") is not None
+            }
+            variants.append(Variant(id=str(v.get("id")), options=options))
+        elif (vid := text_or_none(v)) is not None:  # REST v3: bare variation ids
+            variants.append(Variant(id=vid))
+    return tuple(variants)
+
+
+def _woo_extra(p: Mapping[str, Any]) -> dict[str, Any]:
+    """Categories, type, rating, stock and attributes of a product, for ``Item.extra``."""
+    categories = [
+        c.get("name") for c in as_list(p.get("categories")) if isinstance(c, dict) and c.get("name")
+    ]
+    extra: dict[str, Any] = {}
+    if categories:
+        extra["categories"] = [title_text(c) for c in categories]
+    for name in ("slug", "type", "average_rating", "review_count", "low_stock_remaining"):
+        value = p.get(name)
+        if value not in (None, "", [], {}):
+            extra[name] = value
+    attributes = {
+        str(a.get("name")): [
+            str(t.get("name")) for t in as_list(a.get("terms")) if isinstance(t, dict) and t.get("name")
+        ]
+        for a in as_list(p.get("attributes"))
+        if isinstance(a, dict) and a.get("name")
+    }
+    if attributes:
+        extra["attributes"] = attributes
+    return extra
