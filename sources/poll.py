@@ -14,7 +14,7 @@ import hashlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -358,23 +358,21 @@ async def poll_many(
         # deadline: nothing finished in time; whatever is running or waiting stays due
         unfinished = [*in_flight.values(), *todo]
         todo.clear()
-        for outcome in await _stop(workers, unfinished, deadline):
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        for outcome in _deadline_outcomes(unfinished, deadline):
             yield outcome
     finally:
         for task in workers:
             task.cancel()
 
 
-async def _stop(
-    workers: list[asyncio.Task[None]], unfinished: list[Source], deadline: float | None
-) -> list[PollOutcome]:
-    """Cancel the workers at the deadline; an outcome ``deadline`` for each source not done."""
-    for task in workers:
-        task.cancel()
-    await asyncio.gather(*workers, return_exceptions=True)
+def _deadline_outcomes(unfinished: list[Source], deadline: float | None) -> Iterator[PollOutcome]:
+    """An outcome ``deadline`` for each source not done when the deadline passed."""
     now = datetime.now(UTC)
-    return [
-        PollOutcome(
+    for source in unfinished:
+        yield PollOutcome(
             source_id=source.id,
             url=source.url,
             started_at=now,
@@ -382,5 +380,3 @@ async def _stop(
             outcome="deadline",
             error=f"poll deadline of {deadline:g} s reached before this source finished",
         )
-        for source in unfinished
-    ]
