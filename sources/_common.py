@@ -8,12 +8,12 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import ftfy
@@ -26,8 +26,10 @@ __all__ = [
     "as_list",
     "clean_text",
     "decode_text",
+    "first_text_in",
     "header",
     "item_key",
+    "keyed_item",
     "normalize_availability",
     "parse_datetime",
     "parse_price",
@@ -54,6 +56,12 @@ def item_key(guid: object = None, url: str | None = None, *fallback: object) -> 
         return url.strip()
     material = "\x1f".join("" if part is None else str(part) for part in fallback)
     return "sha1:" + hashlib.sha1(material.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def keyed_item(guid: object, url: str | None, title: str | None, summary: str | None, **fields: Any) -> Item:
+    """An Item keyed by :func:`item_key` on what it shows: its guid, else its link,
+    else a hash of its title and summary; ``fields`` are its other attributes."""
+    return Item(key=item_key(guid, url, title, summary), title=title, url=url, summary=summary, **fields)
 
 
 _PRICE_RE = re.compile(r"[-+]?\d[\d.,'\s\u00a0\u202f]*")
@@ -284,6 +292,22 @@ def repair_mojibake(result: ParseResult) -> ParseResult:
     if repaired is result:
         return result
     return _repair_all(repaired, lost_a0=True)
+
+
+_T = TypeVar("_T")
+
+
+def first_text_in(
+    groups: Mapping[str, Iterable[_T]], names: Iterable[str], text: Callable[[_T], str | None]
+) -> str | None:
+    """The first non-empty ``text(value)`` of the values ``groups`` holds under
+    ``names``, in that order (``<meta>`` contents, elements by tag name...)."""
+    for name in names:
+        for value in groups.get(name, ()):
+            found = text(value)
+            if found:
+                return found
+    return None
 
 
 def header(headers: Mapping[str, str] | None, name: str) -> str | None:

@@ -17,7 +17,7 @@ from typing import Any
 from bs4 import BeautifulSoup, Tag
 
 from feedcast.kernel.models import Item, Variant
-from sources._common import as_list, clean_text, item_key, normalize_availability, parse_datetime
+from sources._common import as_list, clean_text, keyed_item, normalize_availability, parse_datetime
 from sources._html import jsonld_objects, schema_types
 
 from ._base import (
@@ -266,11 +266,11 @@ def _product_item(product: Mapping[str, Any], base: str, page_url: str | None, s
     sku = first_text(product.get("sku"))
     title = title_text(_name(product.get("name")))
     summary = first_text(product.get("description"))
-    return Item(
-        key=item_key(_product_ident(product, sku), url, title, summary),
-        title=title,
-        url=url,
-        summary=summary,
+    return keyed_item(
+        _product_ident(product, sku),
+        url,
+        title,
+        summary,
         image=images[0] if images else None,
         media=media_list(images),
         published=parse_datetime(first_text(product.get("releaseDate"))),

@@ -16,7 +16,14 @@ from decimal import Decimal
 from typing import Any
 
 from feedcast.kernel.models import Item
-from sources._common import as_list, clean_text, decode_text, item_key, normalize_availability, parse_datetime
+from sources._common import (
+    as_list,
+    clean_text,
+    decode_text,
+    keyed_item,
+    normalize_availability,
+    parse_datetime,
+)
 
 from ._base import (
     currency_or_none,
@@ -177,11 +184,11 @@ def record_item(rec: Mapping[str, Any], base: str, extra_out: Mapping[str, Any] 
     title = title_text(_pick(rec, _TITLE))
     summary, content = _descriptions(rec)
     ident = first_text(_pick(rec, _ID))
-    return Item(
-        key=item_key(ident, url, title, summary),
-        title=title,
-        url=url,
-        summary=summary,
+    return keyed_item(
+        ident,
+        url,
+        title,
+        summary,
         content=content,
         image=images[0] if images else None,
         media=media_list(images),

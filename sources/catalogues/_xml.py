@@ -7,13 +7,21 @@ documents), recovering from errors so a broken feed still yields its good items.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from lxml import etree
 
 from feedcast.kernel.models import Item, Media
-from sources._common import clean_text, item_key, normalize_availability, parse_datetime
+from sources._common import (
+    clean_text,
+    first_text_in,
+    item_key,
+    keyed_item,
+    normalize_availability,
+    parse_datetime,
+)
 
 from ._base import (
     currency_or_none,
@@ -153,43 +161,40 @@ def parse_merchant_xml(
     return fmt, items, title, link
 
 
+@dataclass(frozen=True, slots=True)
 class _Fields:
     """The children of a Merchant ``<item>`` / ``<entry>``: its ``g:`` fields (by
     lower-case name) apart from the plain RSS / Atom ones."""
 
-    def __init__(self, node: Element) -> None:
-        self.g: dict[str, list[Element]] = {}
-        self.plain: dict[str, list[Element]] = {}
+    g: dict[str, list[Element]]
+    plain: dict[str, list[Element]]
+
+    @classmethod
+    def of(cls, node: Element) -> _Fields:
+        g: dict[str, list[Element]] = {}
+        plain: dict[str, list[Element]] = {}
         for child in node:
             split = _split(child.tag)
             if split is None:
                 continue
             ns, local = split
             if ns and _is_g(ns):
-                self.g.setdefault(local.lower(), []).append(child)
+                g.setdefault(local.lower(), []).append(child)
             else:
-                self.plain.setdefault(local, []).append(child)
+                plain.setdefault(local, []).append(child)
+        return cls(g, plain)
 
     def gv(self, name: str) -> str | None:
         """The first non-empty text of the ``g:`` field ``name``."""
-        for el in self.g.get(name, ()):
-            text = _text(el)
-            if text:
-                return text
-        return None
+        return first_text_in(self.g, (name,), _text)
 
     def pv(self, *names: str) -> str | None:
         """The first non-empty text of the plain fields ``names``, in that order."""
-        for name in names:
-            for el in self.plain.get(name, ()):
-                text = _text(el)
-                if text:
-                    return text
-        return None
+        return first_text_in(self.plain, names, _text)
 
 
 def _merchant_item(node: Element, base: str) -> Item:
-    fields = _Fields(node)
+    fields = _Fields.of(node)
     gv, pv = fields.gv, fields.pv
     link = url_or_none(base, gv("link"))
     if link is None:
@@ -203,11 +208,11 @@ def _merchant_item(node: Element, base: str) -> Item:
     guid = gv("id") or pv("guid", "id")
     title = title_text(gv("title") or pv("title"))
     summary = gv("description") or pv("description", "summary")
-    return Item(
-        key=item_key(guid, link, title, summary),
-        title=title,
-        url=link,
-        summary=summary,
+    return keyed_item(
+        guid,
+        link,
+        title,
+        summary,
         content=pv("encoded", "content"),
         image=images[0] if images else None,
         media=media_list(images),

@@ -9,7 +9,7 @@ from datetime import datetime
 from bs4 import BeautifulSoup, Tag
 
 from feedcast.kernel.models import Item
-from sources._common import clean_text, item_key
+from sources._common import clean_text, keyed_item
 
 from ._dates import date_of, loose_date
 from ._document import Page
@@ -62,11 +62,11 @@ def heading_link(container: Tag, page: Page) -> tuple[Tag, Tag, str] | None:
 def card_item(page: Page, card: Tag, heading: Tag | None, url: str, title: str | None) -> Item:
     summary = _summary(card, heading)
     published, updated = card_dates(card)
-    return Item(
-        key=item_key(None, url, title, summary),
-        title=title,
-        url=url,
-        summary=summary,
+    return keyed_item(
+        None,
+        url,
+        title,
+        summary,
         image=card_image(card, page),
         author=card_author(card),
         published=published,

@@ -8,7 +8,7 @@ from urllib.parse import urldefrag, urlsplit
 
 from bs4 import BeautifulSoup, Tag
 
-from sources._common import absolute_url, clean_text
+from sources._common import absolute_url, clean_text, first_text_in
 from sources._html import make_soup
 
 from ._dom import attribute, tokens
@@ -70,12 +70,7 @@ class Page:
         self._self_urls = {norm_url(u) for u in (url, canonical, self.meta("og:url")) if u}
 
     def meta(self, *names: str) -> str | None:
-        for name in names:
-            for value in self._meta.get(name, ()):
-                text = clean_text(value)
-                if text:
-                    return text
-        return None
+        return first_text_in(self._meta, names, clean_text)
 
     def meta_all(self, name: str) -> list[str]:
         return [text for value in self._meta.get(name, ()) if (text := clean_text(value))]

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import urldefrag
 
 from feedcast.kernel.models import Item
-from sources._common import as_list, clean_text, item_key, parse_datetime
+from sources._common import as_list, clean_text, keyed_item, parse_datetime
 from sources._html import jsonld_objects, schema_types
 
 from ._document import Page
@@ -125,11 +125,11 @@ def _ld_article(page: Page, obj: Mapping[str, Any], fallback_url: bool) -> Item 
         tags = [t.strip() for t in keywords.split(",") if t.strip()]
     elif isinstance(keywords, list):
         tags = [t for k in keywords if (t := _ld_text(k))]
-    return Item(
-        key=item_key(None, url, title, summary),
-        title=title,
-        url=url,
-        summary=summary,
+    return keyed_item(
+        None,
+        url,
+        title,
+        summary,
         content=content,
         image=image,
         author=_ld_author(obj.get("author") or obj.get("creator")),

@@ -10,7 +10,7 @@ import soupsieve
 from bs4 import Tag
 
 from feedcast.kernel.models import Item
-from sources._common import clean_text, item_key
+from sources._common import clean_text, keyed_item
 
 from ._dates import date_of
 from ._document import Page
@@ -101,11 +101,11 @@ def selector_items(page: Page, sel: PageSelectors) -> Iterator[Item]:
             published = date_of(date_el) if date_el is not None else None
         if not url and not title:
             continue
-        yield Item(
-            key=item_key(None, url, title, summary),
-            title=title,
-            url=url,
-            summary=summary,
+        yield keyed_item(
+            None,
+            url,
+            title,
+            summary,
             image=image,
             published=published,
         )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from bs4 import Tag
 
 from feedcast.kernel.models import Item
-from sources._common import clean_text, item_key
+from sources._common import clean_text, keyed_item
 
 from ._cards import card_author, card_dates, card_image, card_tags, heading_link
 from ._dates import loose_date
@@ -81,11 +81,11 @@ def opengraph_item(page: Page, article: Tag | None) -> Item | None:
     tags = tuple(dict.fromkeys(page.meta_all("article:tag")))
     if not tags and article is not None:
         tags = card_tags(article)
-    return Item(
-        key=item_key(None, url, title, summary),
-        title=title,
-        url=url,
-        summary=summary,
+    return keyed_item(
+        None,
+        url,
+        title,
+        summary,
         image=image or (card_image(article, page) if article is not None else None),
         author=author,
         published=published or card_published,
