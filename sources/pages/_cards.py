@@ -28,8 +28,6 @@ __all__ = [
 
 
 _HEADINGS = ("h1", "h2", "h3")
-
-
 _EXCERPT_CLASS = re.compile(r"(^|[-_])(excerpt|summary|dek|teaser|standfirst|lede|description)([-_]|$)", re.I)
 _DATE_CLASS = re.compile(r"date|published|posted|timestamp", re.I)
 _AUTHOR_CLASS = re.compile(r"author|byline", re.I)
@@ -42,7 +40,7 @@ def article_items(page: Page, articles: list[Tag]) -> Iterator[Item]:
             continue
         heading, link, url = found
         title = clean_text(text_of(heading)) or clean_text(text_of(link))
-        yield card_item(page, article, heading, url, title)
+        yield _card_item(page, article, heading, url, title)
 
 
 def heading_link(container: Tag, page: Page) -> tuple[Tag, Tag, str] | None:
@@ -59,7 +57,7 @@ def heading_link(container: Tag, page: Page) -> tuple[Tag, Tag, str] | None:
     return None
 
 
-def card_item(page: Page, card: Tag, heading: Tag | None, url: str, title: str | None) -> Item:
+def _card_item(page: Page, card: Tag, heading: Tag | None, url: str, title: str | None) -> Item:
     summary = _summary(card, heading)
     published, updated = card_dates(card)
     return keyed_item(
@@ -205,7 +203,7 @@ def heading_items(page: Page) -> Iterator[Item]:
                 break
             card = ancestor
         title = clean_text(text_of(link)) or clean_text(text_of(heading))
-        yield card_item(page, card, heading, url, title)
+        yield _card_item(page, card, heading, url, title)
 
 
 def _main_content(soup: BeautifulSoup) -> Tag:

@@ -19,6 +19,8 @@ __all__ = ["opengraph_item", "single_article_signals"]
 
 @dataclass(frozen=True, slots=True)
 class Single:
+    """What a page says about being a single article page, and its article if any."""
+
     is_single: bool
     own_post: bool  # an <article> whose h1 is not a link: the page's own post
     article: Tag | None
