@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo
 
-from feedcast.delivery import AutomationBusy, BuildResult, CampaignResult, SendSettings, send_automation
-from feedcast.kernel.errors import FeedcastError, InvalidValue
+from feedcast.delivery import BuildResult, CampaignResult, SendSettings, send_automation
+from feedcast.kernel.errors import AutomationBusy, FeedcastError, InvalidValue
 from feedcast.kernel.models import Automation
 from feedcast.schedule import Schedule, next_run, parse_schedule
 from feedcast.store import Store

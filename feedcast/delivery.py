@@ -63,7 +63,6 @@ from channels import channel_class
 from channels.base import (
     UNSUBSCRIBE_PLACEHOLDER,
     Channel,
-    ChannelError,
     Outcome,
     Recipient,
     Result,
@@ -71,7 +70,7 @@ from channels.base import (
 )
 from channels.http import sending_client
 from channels.ratelimit import RateGate
-from feedcast.kernel.errors import FeedcastError, InvalidValue, NotFound
+from feedcast.kernel.errors import AutomationBusy, ChannelError, FeedcastError, InvalidValue, NotFound
 from feedcast.kernel.models import (
     Automation,
     CampaignInfo,
@@ -100,7 +99,6 @@ from layouts.render import (
 from layouts.validate import PayloadError, validate_call
 
 __all__ = [
-    "AutomationBusy",
     "BuildResult",
     "CampaignPlan",
     "CampaignResult",
@@ -117,10 +115,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _RNG = random.Random()  # jitter; the global random state stays the caller's
-
-
-class AutomationBusy(FeedcastError):
-    """Another process is sending this automation right now."""
 
 
 PER_ITEM_DEFAULT = 5  # items in one campaign of a per-item layout without --max-items
