@@ -14,20 +14,28 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_type_hints
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
-from feedcast.automations import AutomationSpec, add_automation, edit_automation, spec_of
+from channels import channel_class
+from feedcast.automations import EVENTS, AutomationSpec, add_automation, edit_automation, spec_of
+from feedcast.delivery import make_channel
+from feedcast.kernel.durations import human_duration, parse_duration
 from feedcast.kernel.errors import InvalidValue, UserError
 from feedcast.kernel.models import Automation, ChannelConfig, NewSubscriber, Source
+from feedcast.schedule import parse_schedule
 from feedcast.store import Store
+from feedcast.store.audience import AUDIENCE_TAG
+from feedcast.store.delivery import validate_where
+from layouts.render import RenderContext, load_layout, search_path_from_env
 
 __all__ = ["ApplyPlan", "ConfigFile", "apply_config", "export_config", "load_config", "plan_config"]
 
@@ -106,9 +114,23 @@ class ConfigFile(_Model):
     public_audiences: _Strings = Field(default_factory=list)
 
 
-def _where(path: Path, section: str, index: int, entry: Any) -> str:
-    name = getattr(entry, "name", None) or getattr(entry, "channel", None)
-    return f"{path}: {section}[{index}]" + (f" ({name})" if name else "")
+@contextmanager
+def _at(where: str) -> Iterator[None]:
+    """A UserError inside becomes an InvalidValue naming the file and the entry."""
+    try:
+        yield
+    except UserError as exc:
+        raise InvalidValue(f"{where}: {exc}") from None
+
+
+_E = TypeVar("_E", bound=BaseModel)  # an entry of the file
+
+
+def _entries(path: Path, section: str, entries: Sequence[_E]) -> Iterator[tuple[str, _E]]:
+    """The entries of a section, each with where it is: ``FILE: section[i] (name)``."""
+    for index, entry in enumerate(entries):
+        name = getattr(entry, "name", None) or getattr(entry, "channel", None)
+        yield f"{path}: {section}[{index}]" + (f" ({name})" if name else ""), entry
 
 
 def load_config(path: Path) -> ConfigFile:
@@ -244,17 +266,13 @@ def plan_config(store: Store, config: ConfigFile, path: Path, *, prune: bool = F
 
 
 def _plan_sources(plan: ApplyPlan, config: ConfigFile, path: Path, known: _Known) -> None:
-    from feedcast.kernel.durations import parse_duration
     from feedcast.watch import validate_name, validate_url
 
-    for index, entry in enumerate(config.sources):
-        where = _where(path, "sources", index, entry)
-        try:
+    for where, entry in _entries(path, "sources", config.sources):
+        with _at(where):
             validate_name(entry.name)
             url = validate_url(entry.url)
             every = parse_duration(entry.every, minimum=timedelta(minutes=1))
-        except UserError as exc:
-            raise InvalidValue(f"{where}: {exc}") from None
         current = known.sources.get(entry.name)
         if current is None:
             plan.created.append(f"source {entry.name}")
@@ -288,17 +306,13 @@ def _source_changes(entry: SourceEntry, current: Source, *, url: str, every: tim
 
 
 def _plan_channels(plan: ApplyPlan, config: ConfigFile, path: Path, known: _Known) -> None:
-    from channels import channel_class
     from feedcast.watch import validate_name
 
-    for index, channel in enumerate(config.channels):
-        where = _where(path, "channels", index, channel)
-        try:
+    for where, channel in _entries(path, "channels", config.channels):
+        with _at(where):
             validate_name(channel.name)
             cls = channel_class(channel.kind)
             settings = cls.validate_settings(channel.options())
-        except UserError as exc:
-            raise InvalidValue(f"{where}: {exc}") from None
         existing = known.channels.get(channel.name)
         if existing is None:
             plan.created.append(f"channel {channel.name} ({channel.kind})")
@@ -328,8 +342,7 @@ def _plan_channels(plan: ApplyPlan, config: ConfigFile, path: Path, known: _Know
 
 
 def _plan_subscribers(plan: ApplyPlan, config: ConfigFile, path: Path, known: _Known) -> None:
-    for index, sub in enumerate(config.subscribers):
-        where = _where(path, "subscribers", index, sub)
+    for where, sub in _entries(path, "subscribers", config.subscribers):
         known.check_channel(sub.channel, where)
         if not sub.file and not sub.recipients:
             raise InvalidValue(f"{where}: give a 'file' (CSV beside the YAML) or 'recipients'")
@@ -342,8 +355,7 @@ def _plan_subscribers(plan: ApplyPlan, config: ConfigFile, path: Path, known: _K
 
 
 def _plan_automations(plan: ApplyPlan, store: Store, config: ConfigFile, path: Path, known: _Known) -> None:
-    for index, auto in enumerate(config.automations):
-        where = _where(path, "automations", index, auto)
+    for where, auto in _entries(path, "automations", config.automations):
         spec = auto.spec()
         for name in spec.sources:
             if name not in known.file_sources and name not in known.sources:
@@ -370,7 +382,6 @@ def _plan_automations(plan: ApplyPlan, store: Store, config: ConfigFile, path: P
 
 
 def _plan_audiences(plan: ApplyPlan, store: Store, config: ConfigFile, path: Path, *, prune: bool) -> None:
-    from feedcast.store.audience import AUDIENCE_TAG
 
     declared = set(store.public_audiences())
     for index, tag in enumerate(config.public_audiences):
@@ -414,14 +425,8 @@ def _check_spec(
 ) -> None:
     """What can be checked before the channel and sources exist: schedule, time zone,
     events, --where, the layout against the channel kind's format."""
-    from channels import channel_class
-    from feedcast.automations import EVENTS
-    from feedcast.kernel.durations import parse_duration
-    from feedcast.schedule import parse_schedule
-    from feedcast.store.delivery import validate_where
-    from layouts.render import RenderContext, load_layout, search_path_from_env
 
-    try:
+    with _at(where):
         every = parse_duration(spec.every, minimum=timedelta(minutes=1)) if spec.every else None
         parse_schedule(cron=spec.schedule, every=every, on_new=spec.on_new, timezone=spec.timezone)
         RenderContext(timezone=spec.timezone, locale=spec.locale)
@@ -436,12 +441,8 @@ def _check_spec(
                 "check", channel_class(entry.kind).validate_settings(entry.options())
             ).format
         else:
-            from feedcast.delivery import make_channel
-
             fmt = make_channel(store.get_channel(spec.channel)).format
         layout.require(fmt)
-    except UserError as exc:
-        raise InvalidValue(f"{where}: {exc}") from None
 
 
 def apply_config(store: Store, plan: ApplyPlan, *, fetch: bool = True) -> list[str]:
@@ -487,7 +488,6 @@ def _update_channel(store: Store, fetch: bool, *, name: str, settings: dict[str,
 
 def _add_subscribers(store: Store, fetch: bool, *, sub: SubscriberEntry, csv_path: Path | None) -> str:
     from feedcast.audience import read_subscribers_csv
-    from feedcast.delivery import make_channel
 
     channel = make_channel(store.get_channel(sub.channel))
     news: dict[str, NewSubscriber] = {}
@@ -511,17 +511,13 @@ def _add_subscribers(store: Store, fetch: bool, *, sub: SubscriberEntry, csv_pat
 
 
 def _add_automation(store: Store, fetch: bool, *, name: str, spec: AutomationSpec, where: str) -> None:
-    try:
+    with _at(where):
         add_automation(store, name, spec)
-    except UserError as exc:
-        raise InvalidValue(f"{where}: {exc}") from None
 
 
 def _edit_automation(store: Store, fetch: bool, *, name: str, changes: dict[str, Any], where: str) -> None:
-    try:
+    with _at(where):
         edit_automation(store, name, changes)
-    except UserError as exc:
-        raise InvalidValue(f"{where}: {exc}") from None
 
 
 def _set_public(store: Store, fetch: bool, *, tags: list[str], public: bool) -> None:
@@ -541,8 +537,6 @@ def export_config(store: Store, notes: list[str] | None = None) -> str:
     """The current set-up as an apply-able YAML document (subscribers are data: listed
     with `feedcast subscriber list`, not exported). A secret an older feedcast stored in
     clear is written as an ``env:VAR`` to set; ``notes`` receives a line for each."""
-    from channels import channel_class
-    from feedcast.kernel.durations import human_duration
 
     data: dict[str, Any] = {"sources": [], "channels": [], "automations": []}
     for s in store.list_sources():
