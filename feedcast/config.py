@@ -98,9 +98,11 @@ class _NamedAutomation(_Model):
         return AutomationSpec(**self.model_dump(exclude={"name"}))
 
 
+# an automation in the file: its name, then AutomationSpec's fields with their types and
+# defaults (mypy sees the name and spec(); everything else is read through the spec)
 if TYPE_CHECKING:
     AutomationEntry = _NamedAutomation
-else:  # an automation in the file: its name, then AutomationSpec's fields, types and defaults
+else:
     AutomationEntry = create_model(
         "AutomationEntry", __base__=_NamedAutomation, __module__=__name__, **_pydantic_fields(AutomationSpec)
     )
