@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import importlib
 
-from channels.base import Channel, ChannelError, Outcome, Recipient, Result, SendContext
+from channels.base import Channel, Outcome, Recipient, Result, SendContext
 from feedcast.kernel.errors import InvalidValue
 
 __all__ = [
     "KINDS",
     "Channel",
-    "ChannelError",
     "Outcome",
     "Recipient",
     "Result",

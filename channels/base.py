@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from feedcast.kernel.errors import BlockedAddress, FeedcastError, InvalidValue
+from feedcast.kernel.errors import BlockedAddress, ChannelError, InvalidValue
 from feedcast.kernel.models import ProviderCall
 from feedcast.kernel.netguard import address_problem, secret_transport_problem
 
@@ -41,7 +41,6 @@ __all__ = [
     "NETWORK_ERRORS",
     "UNSUBSCRIBE_PLACEHOLDER",
     "Channel",
-    "ChannelError",
     "Option",
     "Outcome",
     "RateRule",
@@ -63,10 +62,6 @@ log = logging.getLogger(__name__)
 UNSUBSCRIBE_PLACEHOLDER = "https://unsubscribe.feedcast.invalid/u/TOKEN"
 
 _ENV_REF = re.compile(r"env:([A-Za-z_][A-Za-z0-9_]*)")
-
-
-class ChannelError(FeedcastError):
-    """A channel cannot work as configured (missing secret, bad token, unreachable)."""
 
 
 class Outcome(enum.StrEnum):

@@ -50,7 +50,6 @@ from channels.base import (
     REDACTOR,
     UNSUBSCRIBE_PLACEHOLDER,
     Channel,
-    ChannelError,
     Option,
     Outcome,
     RateRule,
@@ -61,7 +60,7 @@ from channels.base import (
     one_line,
 )
 from channels.ratelimit import RateGate
-from feedcast.kernel.errors import InvalidValue
+from feedcast.kernel.errors import ChannelError, InvalidValue
 from feedcast.kernel.models import ProviderCall
 
 __all__ = [

@@ -41,7 +41,6 @@ from channels.base import (
     NETWORK_ERRORS,
     REDACTOR,
     Channel,
-    ChannelError,
     Option,
     Outcome,
     RateRule,
@@ -54,7 +53,7 @@ from channels.base import (
     one_line,
     retry_after_header,
 )
-from feedcast.kernel.errors import InvalidValue
+from feedcast.kernel.errors import ChannelError, InvalidValue
 from feedcast.kernel.models import ProviderCall
 from feedcast.kernel.netguard import guarded_client
 

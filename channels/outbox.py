@@ -23,9 +23,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from channels.base import Channel, ChannelError, Option, Outcome, Recipient, Result, SendContext
+from channels.base import Channel, Option, Outcome, Recipient, Result, SendContext
 from channels.email import build_email, parse_address
-from feedcast.kernel.errors import InvalidValue
+from feedcast.kernel.errors import ChannelError, InvalidValue
 from feedcast.kernel.models import ProviderCall
 
 __all__ = ["FORMATS", "OutboxChannel", "safe_name"]

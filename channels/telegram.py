@@ -42,7 +42,6 @@ from channels.base import (
     NETWORK_ERRORS,
     REDACTOR,
     Channel,
-    ChannelError,
     Option,
     Outcome,
     RateRule,
@@ -54,7 +53,7 @@ from channels.base import (
     network_result,
     one_line,
 )
-from feedcast.kernel.errors import InvalidValue
+from feedcast.kernel.errors import ChannelError, InvalidValue
 from feedcast.kernel.models import ProviderCall
 from feedcast.kernel.netguard import guarded_client
 

@@ -51,7 +51,6 @@ from channels.base import (
     NETWORK_ERRORS,
     REDACTOR,
     Channel,
-    ChannelError,
     Option,
     Outcome,
     RateRule,
@@ -65,7 +64,7 @@ from channels.base import (
     one_line,
     retry_after_header,
 )
-from feedcast.kernel.errors import InvalidValue
+from feedcast.kernel.errors import ChannelError, InvalidValue
 from feedcast.kernel.models import ProviderCall
 from feedcast.kernel.netguard import guarded_client
 

@@ -14,11 +14,11 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo
 
-from feedcast.delivery import AutomationBusy, BuildResult, CampaignResult, SendSettings, send_automation
-from feedcast.kernel.errors import FeedcastError, InvalidValue
+from feedcast.delivery import BuildResult, CampaignResult, SendSettings, send_automation
+from feedcast.kernel.errors import AutomationBusy, FeedcastError, InvalidValue
 from feedcast.kernel.models import Automation
 from feedcast.schedule import Schedule, next_run, parse_schedule
 from feedcast.store import Store
@@ -27,6 +27,7 @@ __all__ = [
     "EVENTS",
     "MESSAGE_TAGS",
     "AutomationSpec",
+    "AutomationStatus",
     "Due",
     "RunResult",
     "add_automation",
@@ -41,11 +42,18 @@ __all__ = [
 
 EVENTS = ("new", "changed", "price_drop", "back_in_stock")
 MESSAGE_TAGS = ("CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE", "ACCOUNT_UPDATE", "HUMAN_AGENT")
+AutomationStatus = Literal["active", "paused"]
 
 
 @dataclass(slots=True)
 class AutomationSpec:
-    """An automation as a user writes it (CLI options, a YAML entry)."""
+    """An automation as a user writes it: the one definition of its fields and defaults.
+
+    ``feedcast automation add`` builds one from its options; the YAML entry of
+    ``feedcast apply`` (:mod:`feedcast.config`) is generated from these fields; the
+    stored :class:`~feedcast.kernel.models.Automation` is what :func:`add_automation`
+    makes of it, and :func:`spec_of` turns one back into a spec.
+    """
 
     sources: list[str]
     layout: str
@@ -63,7 +71,7 @@ class AutomationSpec:
     backfill: int = 0
     message_tag: str | None = None
     track_clicks: bool = False  # item links go through feedcast web's /c/ (click tracking)
-    status: str = "active"
+    status: AutomationStatus = "active"
 
 
 def spec_of(automation: Automation) -> AutomationSpec:
@@ -92,7 +100,7 @@ def spec_of(automation: Automation) -> AutomationSpec:
         backfill=automation.backfill,
         message_tag=automation.message_tag,
         track_clicks=automation.track_clicks,
-        status=automation.status,
+        status=cast(AutomationStatus, automation.status),  # the store keeps active | paused
     )
 
 

@@ -141,6 +141,9 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+_Totals = dict[tuple[str, datetime], dict[str, float]]  # (group, bucket start) -> stack key -> value
+
+
 def time_columns(
     points: Sequence[Mapping[str, object]],
     *,
@@ -156,60 +159,24 @@ def time_columns(
     a ``stack`` key among ``colours`` and a ``value``): one chart row per group, the
     same time axis and scale for all, empty buckets between the first and the last
     shown as gaps, at least :data:`MIN_SLOTS` buckets wide."""
-    size = BUCKETS[bucket]
-    totals: dict[tuple[str, datetime], dict[str, float]] = {}
-    for point in points:
-        moment = point["bucket"]
-        if not isinstance(moment, datetime):
-            continue
-        cell = totals.setdefault((str(point[group]), _utc(moment)), {})
-        key = str(point[stack])
-        cell[key] = cell.get(key, 0.0) + float(point[value] or 0)  # type: ignore[arg-type]
+    totals = _totals(points, group=group, stack=stack, value=value)
     if not totals or not any(sum(v.values()) for v in totals.values()):
         return empty(f"No data yet: no {unit} in this period.")
-    first = min(moment for _, moment in totals)
-    last = max(moment for _, moment in totals)
-    count = round((last - first) / size) + 1
-    if count < MIN_SLOTS:  # pad around the data, more before than after
-        before = (MIN_SLOTS - count + 1) // 2
-        first -= before * size
-        count = MIN_SLOTS
-    slots = [first + i * size for i in range(count)]
+    slots = _slots(totals, BUCKETS[bucket])
     groups = sorted({name for name, _ in totals})
     top, step = nice_scale(max(sum(v.values()) for v in totals.values()))
-    gap = "2px" if count <= 60 else ("1px" if count <= 150 else "0px")
-
-    rows = []
-    for name in groups:
-        columns = []
-        for moment in slots:
-            cell = totals.get((name, moment), {})
-            total = sum(cell.values())
-            parts = "".join(
-                f'<i style="height:{cell[key] / top * 100:.2f}%;background:{colour}"></i>'
-                for key, colour in colours.items()
-                if cell.get(key)
-            )
-            detail = ", ".join(f"{_number(cell[k])} {k}" for k in colours if cell.get(k)) or f"no {unit}"
-            tip = f"{_slot_text(moment, bucket)} · {name}: {detail}"
-            columns.append(
-                f'<span class="col" title="{_e(tip)}"{"" if total else " data-zero"}>{parts}</span>'
-            )
-        grid = "".join(
-            f'<span class="grid" style="bottom:{level / top * 100:.2f}%"><b>{_number(level)}</b></span>'
-            for level in _levels(top, step)
+    rows = "".join(
+        _plot_row(
+            name,
+            totals,
+            slots,
+            bucket=bucket,
+            colours=colours,
+            unit=unit,
+            scale=(top, step),
+            alone=len(groups) == 1,
         )
-        heading = f'<p class="series">{_e(name)}</p>' if len(groups) > 1 else ""
-        height = 150 if len(groups) == 1 else 110
-        few = " few" if count <= 30 else ""
-        rows.append(
-            f'{heading}<div class="plot" style="height:{height}px">{grid}'
-            f'<div class="cols{few}" style="gap:{gap}">{"".join(columns)}</div></div>'
-        )
-    ticks = "".join(
-        f'<span class="tick{" alt" if n % 2 else ""}{" end" if (index + 0.5) / count > 0.9 else ""}"'
-        f' style="left:{(index + 0.5) / count * 100:.2f}%">{text}</span>'
-        for n, (index, text) in enumerate(time_ticks(slots, bucket))
+        for name in groups
     )
     legend = "".join(
         f'<span><i style="background:{colour}"></i>{_e(key)}</span>'
@@ -222,8 +189,84 @@ def time_columns(
     )
     return (
         f'<figure class="chart tchart" role="img" aria-label="{_e(summary)}">'
-        f'<p class="axis-title">{_e(unit)} per {_e(bucket)} (UTC)</p>{"".join(rows)}'
-        f'<div class="ticks">{ticks}</div><p class="legend">{legend}</p></figure>'
+        f'<p class="axis-title">{_e(unit)} per {_e(bucket)} (UTC)</p>{rows}'
+        f'<div class="ticks">{_tick_row(slots, bucket)}</div><p class="legend">{legend}</p></figure>'
+    )
+
+
+def _totals(points: Sequence[Mapping[str, object]], *, group: str, stack: str, value: str) -> _Totals:
+    """The values of ``points`` summed per group, bucket start (UTC) and stack key."""
+    totals: _Totals = {}
+    for point in points:
+        moment = point["bucket"]
+        if not isinstance(moment, datetime):
+            continue
+        cell = totals.setdefault((str(point[group]), _utc(moment)), {})
+        key = str(point[stack])
+        cell[key] = cell.get(key, 0.0) + float(point[value] or 0)  # type: ignore[arg-type]
+    return totals
+
+
+def _slots(totals: _Totals, size: timedelta) -> list[datetime]:
+    """The buckets of the time axis: from the first to the last with data, padded around
+    the data (more before than after) to :data:`MIN_SLOTS`."""
+    first = min(moment for _, moment in totals)
+    last = max(moment for _, moment in totals)
+    count = round((last - first) / size) + 1
+    if count < MIN_SLOTS:
+        before = (MIN_SLOTS - count + 1) // 2
+        first -= before * size
+        count = MIN_SLOTS
+    return [first + i * size for i in range(count)]
+
+
+def _tick_row(slots: Sequence[datetime], bucket: str) -> str:
+    """The tick labels under the columns (every other one hidden on a phone)."""
+    count = len(slots)
+    return "".join(
+        f'<span class="tick{" alt" if n % 2 else ""}{" end" if (index + 0.5) / count > 0.9 else ""}"'
+        f' style="left:{(index + 0.5) / count * 100:.2f}%">{text}</span>'
+        for n, (index, text) in enumerate(time_ticks(slots, bucket))
+    )
+
+
+def _plot_row(
+    name: str,
+    totals: _Totals,
+    slots: Sequence[datetime],
+    *,
+    bucket: str,
+    colours: Mapping[str, str],
+    unit: str,
+    scale: tuple[float, float],
+    alone: bool,
+) -> str:
+    """One group's row of stacked columns, its grid lines and (among others) its name."""
+    top, step = scale
+    count = len(slots)
+    columns = []
+    for moment in slots:
+        cell = totals.get((name, moment), {})
+        total = sum(cell.values())
+        parts = "".join(
+            f'<i style="height:{cell[key] / top * 100:.2f}%;background:{colour}"></i>'
+            for key, colour in colours.items()
+            if cell.get(key)
+        )
+        detail = ", ".join(f"{_number(cell[k])} {k}" for k in colours if cell.get(k)) or f"no {unit}"
+        tip = f"{_slot_text(moment, bucket)} · {name}: {detail}"
+        columns.append(f'<span class="col" title="{_e(tip)}"{"" if total else " data-zero"}>{parts}</span>')
+    grid = "".join(
+        f'<span class="grid" style="bottom:{level / top * 100:.2f}%"><b>{_number(level)}</b></span>'
+        for level in _levels(top, step)
+    )
+    heading = "" if alone else f'<p class="series">{_e(name)}</p>'
+    height = 150 if alone else 110
+    few = " few" if count <= 30 else ""
+    gap = "2px" if count <= 60 else ("1px" if count <= 150 else "0px")
+    return (
+        f'{heading}<div class="plot" style="height:{height}px">{grid}'
+        f'<div class="cols{few}" style="gap:{gap}">{"".join(columns)}</div></div>'
     )
 
 

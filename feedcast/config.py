@@ -14,24 +14,42 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_type_hints
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
-from feedcast.automations import AutomationSpec, add_automation, edit_automation, spec_of
+from channels import channel_class
+from feedcast.automations import EVENTS, AutomationSpec, add_automation, edit_automation, spec_of
+from feedcast.delivery import make_channel
+from feedcast.kernel.durations import human_duration, parse_duration
 from feedcast.kernel.errors import InvalidValue, UserError
-from feedcast.kernel.models import NewSubscriber
+from feedcast.kernel.models import Automation, ChannelConfig, NewSubscriber, Source
+from feedcast.schedule import parse_schedule
 from feedcast.store import Store
+from feedcast.store.audience import AUDIENCE_TAG
+from feedcast.store.delivery import validate_where
+from layouts.render import RenderContext, load_layout, search_path_from_env
 
 __all__ = ["ApplyPlan", "ConfigFile", "apply_config", "export_config", "load_config", "plan_config"]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _as_strings(value: Any) -> Any:
+    return [str(v) for v in value] if isinstance(value, list) else value
+
+
+# a list of strings in which YAML may have written numbers (chat ids, tags)
+_Strings = Annotated[list[str], BeforeValidator(_as_strings)]
 
 
 class SourceEntry(_Model):
@@ -56,38 +74,38 @@ class ChannelEntry(_Model):
 class SubscriberEntry(_Model):
     channel: str
     file: str | None = None
-    recipients: list[str] = Field(default_factory=list)
+    recipients: _Strings = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
 
-    @field_validator("recipients", mode="before")
-    @classmethod
-    def _strings(cls, value: Any) -> Any:
-        return [str(v) for v in value] if isinstance(value, list) else value
+
+def _pydantic_fields(spec: type[Any]) -> dict[str, Any]:
+    """A dataclass's fields as pydantic field definitions: ``name=(type, default)``."""
+    hints = get_type_hints(spec)
+    definitions: dict[str, Any] = {}
+    for f in fields(spec):
+        if f.default_factory is not MISSING:
+            default: Any = Field(default_factory=f.default_factory)
+        else:
+            default = ... if f.default is MISSING else f.default
+        definitions[f.name] = (hints[f.name], default)
+    return definitions
 
 
-class AutomationEntry(_Model):
+class _NamedAutomation(_Model):
     name: str
-    sources: list[str]
-    layout: str
-    channel: str
-    audience: str | None = None
-    schedule: str | None = None
-    every: str | None = None
-    on_new: bool = False
-    timezone: str = "UTC"
-    locale: str = "en"
-    max_items: int | None = None
-    min_items: int = 1
-    where: str | None = None
-    events: list[str] = Field(default_factory=lambda: ["new"])
-    backfill: int = 0
-    message_tag: str | None = None
-    track_clicks: bool = False
-    status: Literal["active", "paused"] = "active"
 
     def spec(self) -> AutomationSpec:
-        data = self.model_dump(exclude={"name"})
-        return AutomationSpec(**data)
+        return AutomationSpec(**self.model_dump(exclude={"name"}))
+
+
+# an automation in the file: its name, then AutomationSpec's fields with their types and
+# defaults (mypy sees the name and spec(); everything else is read through the spec)
+if TYPE_CHECKING:
+    AutomationEntry = _NamedAutomation
+else:
+    AutomationEntry = create_model(
+        "AutomationEntry", __base__=_NamedAutomation, __module__=__name__, **_pydantic_fields(AutomationSpec)
+    )
 
 
 class ConfigFile(_Model):
@@ -95,17 +113,26 @@ class ConfigFile(_Model):
     channels: list[ChannelEntry] = Field(default_factory=list)
     subscribers: list[SubscriberEntry] = Field(default_factory=list)
     automations: list[AutomationEntry] = Field(default_factory=list)
-    public_audiences: list[str] = Field(default_factory=list)
-
-    @field_validator("public_audiences", mode="before")
-    @classmethod
-    def _tags(cls, value: Any) -> Any:
-        return [str(v) for v in value] if isinstance(value, list) else value
+    public_audiences: _Strings = Field(default_factory=list)
 
 
-def _where(path: Path, section: str, index: int, entry: Any) -> str:
-    name = getattr(entry, "name", None) or getattr(entry, "channel", None)
-    return f"{path}: {section}[{index}]" + (f" ({name})" if name else "")
+@contextmanager
+def _at(where: str) -> Iterator[None]:
+    """A UserError inside becomes an InvalidValue naming the file and the entry."""
+    try:
+        yield
+    except UserError as exc:
+        raise InvalidValue(f"{where}: {exc}") from None
+
+
+_E = TypeVar("_E", bound=BaseModel)  # an entry of the file
+
+
+def _entries(path: Path, section: str, entries: Sequence[_E]) -> Iterator[tuple[str, _E]]:
+    """The entries of a section, each with where it is: ``FILE: section[i] (name)``."""
+    for index, entry in enumerate(entries):
+        name = getattr(entry, "name", None) or getattr(entry, "channel", None)
+        yield f"{path}: {section}[{index}]" + (f" ({name})" if name else ""), entry
 
 
 def load_config(path: Path) -> ConfigFile:
@@ -181,6 +208,11 @@ def _expand(value: Any, where: str) -> Any:
     return value
 
 
+# one change of a plan: run with the store and ``fetch`` (take a new source's baseline),
+# it returns the note it makes, if any
+Action = Callable[[Store, bool], str | None]
+
+
 @dataclass
 class ApplyPlan:
     created: list[str] = field(default_factory=list)
@@ -188,71 +220,113 @@ class ApplyPlan:
     removed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # in the store, not in the file (no prune)
-    actions: list[Any] = field(default_factory=list, repr=False)
+    actions: list[Action] = field(default_factory=list, repr=False)  # run by apply_config, in order
 
     @property
     def empty(self) -> bool:
         return not (self.created or self.changed or self.removed)
 
 
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """What the store holds, by name, and the names the file declares."""
+
+    sources: dict[str, Source]
+    channels: dict[str, ChannelConfig]
+    automations: dict[str, Automation]
+    file_sources: set[str]
+    file_channels: set[str]
+
+    @classmethod
+    def of(cls, store: Store, config: ConfigFile) -> _Known:
+        return cls(
+            sources={s.name: s for s in store.list_sources()},
+            channels={c.name: c for c in store.list_channels()},
+            automations={a.name: a for a in store.list_automations()},
+            file_sources={s.name for s in config.sources},
+            file_channels={c.name for c in config.channels},
+        )
+
+    def check_channel(self, name: str, where: str) -> None:
+        if name not in self.file_channels and name not in self.channels:
+            raise InvalidValue(
+                f"{where}: field 'channel': no channel named {name!r} in the file or the store"
+            )
+
+
 def plan_config(store: Store, config: ConfigFile, path: Path, *, prune: bool = False) -> ApplyPlan:
     """Check every entry and work out what applying would do (nothing is changed)."""
-    from channels import channel_class
-    from feedcast.kernel.durations import parse_duration
+    plan = ApplyPlan()
+    known = _Known.of(store, config)
+    _plan_sources(plan, config, path, known)
+    _plan_channels(plan, config, path, known)
+    _plan_subscribers(plan, config, path, known)
+    _plan_automations(plan, store, config, path, known)
+    _plan_audiences(plan, store, config, path, prune=prune)
+    _plan_removals(plan, config, known, prune=prune)
+    return plan
+
+
+def _plan_sources(plan: ApplyPlan, config: ConfigFile, path: Path, known: _Known) -> None:
     from feedcast.watch import validate_name, validate_url
 
-    plan = ApplyPlan()
-    sources = {s.name: s for s in store.list_sources()}
-    channels = {c.name: c for c in store.list_channels()}
-    automations = {a.name: a for a in store.list_automations()}
-    file_sources = {s.name for s in config.sources}
-    file_channels = {c.name for c in config.channels}
-
-    for index, entry in enumerate(config.sources):
-        where = _where(path, "sources", index, entry)
-        try:
+    for where, entry in _entries(path, "sources", config.sources):
+        with _at(where):
             validate_name(entry.name)
             url = validate_url(entry.url)
             every = parse_duration(entry.every, minimum=timedelta(minutes=1))
-        except UserError as exc:
-            raise InvalidValue(f"{where}: {exc}") from None
-        current = sources.get(entry.name)
+        current = known.sources.get(entry.name)
         if current is None:
             plan.created.append(f"source {entry.name}")
-            plan.actions.append(("add_source", entry, every))
+            plan.actions.append(partial(_add_source, entry=entry, every=every))
             continue
-        changes: dict[str, Any] = {}
-        if url != current.added_url:
-            changes["url"] = url
-        if entry.kind != "auto" and entry.kind != current.kind:
-            changes["kind"] = entry.kind
-        if every != current.every:
-            changes["every"] = every
-        if entry.backfill != current.backfill:
-            changes["backfill"] = entry.backfill
-        if (entry.selectors or None) != (dict(current.selectors) if current.selectors else None):
-            changes["selectors"] = entry.selectors
-            changes["clear_selectors"] = not entry.selectors
+        changes = _source_changes(entry, current, url=url, every=every)
         if changes:
             plan.changed.append(
                 f"source {entry.name} ({', '.join(k for k in changes if k != 'clear_selectors')})"
             )
-            plan.actions.append(("update_source", entry.name, changes))
+            plan.actions.append(partial(_update_source, name=entry.name, changes=changes))
         else:
             plan.unchanged.append(f"source {entry.name}")
 
-    for index, channel in enumerate(config.channels):
-        where = _where(path, "channels", index, channel)
-        try:
+
+def _source_changes(entry: SourceEntry, current: Source, *, url: str, every: timedelta) -> dict[str, Any]:
+    """What ``store.update_source`` must change for the source to match its entry."""
+    changes: dict[str, Any] = {}
+    if url != current.added_url:
+        changes["url"] = url
+    if entry.kind != "auto" and entry.kind != current.kind:
+        changes["kind"] = entry.kind
+    if every != current.every:
+        changes["every"] = every
+    if entry.backfill != current.backfill:
+        changes["backfill"] = entry.backfill
+    if (entry.selectors or None) != (dict(current.selectors) if current.selectors else None):
+        changes["selectors"] = entry.selectors
+        changes["clear_selectors"] = not entry.selectors
+    return changes
+
+
+def _plan_channels(plan: ApplyPlan, config: ConfigFile, path: Path, known: _Known) -> None:
+    from feedcast.watch import validate_name
+
+    for where, channel in _entries(path, "channels", config.channels):
+        with _at(where):
             validate_name(channel.name)
             cls = channel_class(channel.kind)
             settings = cls.validate_settings(channel.options())
-        except UserError as exc:
-            raise InvalidValue(f"{where}: {exc}") from None
-        existing = channels.get(channel.name)
+        existing = known.channels.get(channel.name)
         if existing is None:
             plan.created.append(f"channel {channel.name} ({channel.kind})")
-            plan.actions.append(("add_channel", channel.name, channel.kind, settings, cls.fixed_recipient))
+            plan.actions.append(
+                partial(
+                    _add_channel,
+                    name=channel.name,
+                    kind=channel.kind,
+                    settings=settings,
+                    fixed=cls.fixed_recipient,
+                )
+            )
         elif existing.kind != channel.kind:
             raise InvalidValue(
                 f"{where}: field 'kind': a channel cannot change kind ({existing.kind} -> {channel.kind}); remove it first"
@@ -264,63 +338,52 @@ def plan_config(store: Store, config: ConfigFile, path: Path, *, prune: bool = F
                 if settings.get(k) != existing.settings.get(k)
             )
             plan.changed.append(f"channel {channel.name} ({', '.join(keys)})")
-            plan.actions.append(("update_channel", channel.name, settings))
+            plan.actions.append(partial(_update_channel, name=channel.name, settings=settings))
         else:
             plan.unchanged.append(f"channel {channel.name}")
 
-    for index, sub in enumerate(config.subscribers):
-        where = _where(path, "subscribers", index, sub)
-        if sub.channel not in file_channels and sub.channel not in channels:
-            raise InvalidValue(
-                f"{where}: field 'channel': no channel named {sub.channel!r} in the file or the store"
-            )
+
+def _plan_subscribers(plan: ApplyPlan, config: ConfigFile, path: Path, known: _Known) -> None:
+    for where, sub in _entries(path, "subscribers", config.subscribers):
+        known.check_channel(sub.channel, where)
         if not sub.file and not sub.recipients:
             raise InvalidValue(f"{where}: give a 'file' (CSV beside the YAML) or 'recipients'")
         csv_path = (path.parent / sub.file) if sub.file else None
         if csv_path is not None and not csv_path.is_file():
             raise InvalidValue(f"{where}: field 'file': {csv_path} is not a file")
         what = f"{len(sub.recipients)} recipient(s)" if sub.recipients else f"{sub.file}"
-        plan.actions.append(("subscribers", sub, csv_path, where))
+        plan.actions.append(partial(_add_subscribers, sub=sub, csv_path=csv_path))
         plan.unchanged.append(f"subscribers of {sub.channel} from {what} (merged)")
 
-    for index, auto in enumerate(config.automations):
-        where = _where(path, "automations", index, auto)
-        for name in auto.sources:
-            if name not in file_sources and name not in sources:
+
+def _plan_automations(plan: ApplyPlan, store: Store, config: ConfigFile, path: Path, known: _Known) -> None:
+    for where, auto in _entries(path, "automations", config.automations):
+        spec = auto.spec()
+        for name in spec.sources:
+            if name not in known.file_sources and name not in known.sources:
                 raise InvalidValue(
                     f"{where}: field 'sources': no source named {name!r} in the file or the store"
                 )
-        if auto.channel not in file_channels and auto.channel not in channels:
-            raise InvalidValue(
-                f"{where}: field 'channel': no channel named {auto.channel!r} in the file or the store"
-            )
-        spec = auto.spec()
-        _check_spec(
-            store,
-            spec,
-            where,
-            pending_channel=auto.channel not in channels,
-            pending_sources=any(n not in sources for n in auto.sources),
-            config=config,
-        )
-        existing_auto = automations.get(auto.name)
-        if existing_auto is None:
+        known.check_channel(spec.channel, where)
+        _check_spec(store, spec, where, config=config, pending_channel=spec.channel not in known.channels)
+        existing = known.automations.get(auto.name)
+        if existing is None:
             plan.created.append(f"automation {auto.name}")
-            plan.actions.append(("add_automation", auto.name, spec, where))
+            plan.actions.append(partial(_add_automation, name=auto.name, spec=spec, where=where))
             continue
-        current_spec = spec_of(existing_auto)
+        current = spec_of(existing)
         differing = [
-            k for k in AutomationSpec.__dataclass_fields__ if getattr(current_spec, k) != getattr(spec, k)
+            k for k in AutomationSpec.__dataclass_fields__ if getattr(current, k) != getattr(spec, k)
         ]
         if differing:
             plan.changed.append(f"automation {auto.name} ({', '.join(differing)})")
-            plan.actions.append(
-                ("edit_automation", auto.name, {k: getattr(spec, k) for k in differing}, where)
-            )
+            changes = {k: getattr(spec, k) for k in differing}
+            plan.actions.append(partial(_edit_automation, name=auto.name, changes=changes, where=where))
         else:
             plan.unchanged.append(f"automation {auto.name}")
 
-    from feedcast.store.audience import AUDIENCE_TAG
+
+def _plan_audiences(plan: ApplyPlan, store: Store, config: ConfigFile, path: Path, *, prune: bool) -> None:
 
     declared = set(store.public_audiences())
     for index, tag in enumerate(config.public_audiences):
@@ -332,50 +395,40 @@ def plan_config(store: Store, config: ConfigFile, path: Path, *, prune: bool = F
     opened = sorted(set(config.public_audiences) - declared)
     if opened:
         plan.created += [f"public audience {tag}" for tag in opened]
-        plan.actions.append(("audiences", opened, True))
+        plan.actions.append(partial(_set_public, tags=opened, public=True))
     for tag in sorted(declared & set(config.public_audiences)):
         plan.unchanged.append(f"public audience {tag}")
     closed = sorted(declared - set(config.public_audiences))
     if closed and prune:
         plan.removed += [f"public audience {tag}" for tag in closed]
-        plan.actions.append(("audiences", closed, False))
+        plan.actions.append(partial(_set_public, tags=closed, public=False))
     elif closed:
         plan.kept += [f"public audience {tag}" for tag in closed]
 
+
+def _plan_removals(plan: ApplyPlan, config: ConfigFile, known: _Known, *, prune: bool) -> None:
+    """What the store holds and the file no longer lists: removed with ``prune``, else kept."""
     file_automations = {a.name for a in config.automations}
     for kind, store_names, file_names in (
-        ("automation", automations, file_automations),
-        ("channel", channels, file_channels),
-        ("source", sources, file_sources),
+        ("automation", set(known.automations), file_automations),
+        ("channel", set(known.channels), known.file_channels),
+        ("source", set(known.sources), known.file_sources),
     ):
-        for name in sorted(set(store_names) - file_names):
+        for name in sorted(store_names - file_names):
             if prune:
                 plan.removed.append(f"{kind} {name}")
-                plan.actions.append(("remove", kind, name))
+                plan.actions.append(partial(_remove, kind=kind, name=name))
             else:
                 plan.kept.append(f"{kind} {name}")
-    return plan
 
 
 def _check_spec(
-    store: Store,
-    spec: AutomationSpec,
-    where: str,
-    *,
-    pending_channel: bool,
-    pending_sources: bool,
-    config: ConfigFile,
+    store: Store, spec: AutomationSpec, where: str, *, config: ConfigFile, pending_channel: bool
 ) -> None:
     """What can be checked before the channel and sources exist: schedule, time zone,
     events, --where, the layout against the channel kind's format."""
-    from channels import channel_class
-    from feedcast.automations import EVENTS
-    from feedcast.kernel.durations import parse_duration
-    from feedcast.schedule import parse_schedule
-    from feedcast.store.delivery import validate_where
-    from layouts.render import RenderContext, load_layout, search_path_from_env
 
-    try:
+    with _at(where):
         every = parse_duration(spec.every, minimum=timedelta(minutes=1)) if spec.every else None
         parse_schedule(cron=spec.schedule, every=every, on_new=spec.on_new, timezone=spec.timezone)
         RenderContext(timezone=spec.timezone, locale=spec.locale)
@@ -390,99 +443,102 @@ def _check_spec(
                 "check", channel_class(entry.kind).validate_settings(entry.options())
             ).format
         else:
-            from feedcast.delivery import make_channel
-
             fmt = make_channel(store.get_channel(spec.channel)).format
         layout.require(fmt)
-    except UserError as exc:
-        raise InvalidValue(f"{where}: {exc}") from None
-    _ = pending_sources
 
 
 def apply_config(store: Store, plan: ApplyPlan, *, fetch: bool = True) -> list[str]:
     """Carry out a plan; returns notes (subscriber import counts, baseline results)."""
+    notes = [action(store, fetch) for action in plan.actions]
+    return [note for note in notes if note is not None]
+
+
+# --------------------------------------------------------------------------- the actions of a plan
+
+
+def _add_source(store: Store, fetch: bool, *, entry: SourceEntry, every: timedelta) -> str | None:
     from feedcast import watch
+
+    source, summary = watch.add_source(
+        store,
+        entry.name,
+        entry.url,
+        kind=entry.kind,
+        every=every,
+        backfill=entry.backfill,
+        selectors=entry.selectors,
+        fetch=fetch,
+    )
+    if summary is None:
+        return None
+    return f"source {source.name}: baseline {summary.outcome}, {summary.items or 0} items"
+
+
+def _update_source(store: Store, fetch: bool, *, name: str, changes: dict[str, Any]) -> None:
+    store.update_source(name, **changes)
+
+
+def _add_channel(
+    store: Store, fetch: bool, *, name: str, kind: str, settings: dict[str, Any], fixed: str | None
+) -> None:
+    store.add_channel(name, kind, settings, fixed_recipient=fixed)
+
+
+def _update_channel(store: Store, fetch: bool, *, name: str, settings: dict[str, Any]) -> None:
+    store.update_channel(name, settings)
+
+
+def _add_subscribers(store: Store, fetch: bool, *, sub: SubscriberEntry, csv_path: Path | None) -> str:
     from feedcast.audience import read_subscribers_csv
 
-    notes: list[str] = []
-    for action in plan.actions:
-        kind = action[0]
-        if kind == "add_source":
-            _, entry, every = action
-            source, summary = watch.add_source(
-                store,
-                entry.name,
-                entry.url,
-                kind=entry.kind,
-                every=every,
-                backfill=entry.backfill,
-                selectors=entry.selectors,
-                fetch=fetch,
-            )
-            if summary is not None:
-                notes.append(f"source {source.name}: baseline {summary.outcome}, {summary.items or 0} items")
-        elif kind == "update_source":
-            _, name, changes = action
-            store.update_source(name, **changes)
-        elif kind == "add_channel":
-            _, name, channel_kind, settings, fixed = action
-            store.add_channel(name, channel_kind, settings, fixed_recipient=fixed)
-        elif kind == "update_channel":
-            store.update_channel(action[1], action[2])
-        elif kind == "subscribers":
-            _, sub, csv_path, where = action
-            from feedcast.delivery import make_channel
+    channel = make_channel(store.get_channel(sub.channel))
+    news: dict[str, NewSubscriber] = {}
+    problems: list[str] = []
+    if csv_path is not None:
+        rows, bad = read_subscribers_csv(csv_path, channel, tuple(sub.tags))
+        news.update({r.recipient: r for r in rows})
+        problems += bad
+    for raw in sub.recipients:
+        try:
+            address = channel.validate_recipient(raw)
+        except UserError as exc:
+            problems.append(f"{raw!r}: {exc}")
+            continue
+        news[address] = NewSubscriber(address, tuple(sub.tags))
+    counts = store.add_subscribers(sub.channel, list(news.values()), source="import") if news else {}
+    return (
+        f"subscribers of {sub.channel}: {counts.get('added', 0)} added, {counts.get('updated', 0)} updated"
+        + (f", {len(problems)} skipped ({problems[0]})" if problems else "")
+    )
 
-            channel = make_channel(store.get_channel(sub.channel))
-            news: dict[str, NewSubscriber] = {}
-            problems: list[str] = []
-            if csv_path is not None:
-                rows, bad = read_subscribers_csv(csv_path, channel, tuple(sub.tags))
-                news.update({r.recipient: r for r in rows})
-                problems += bad
-            for raw in sub.recipients:
-                try:
-                    address = channel.validate_recipient(raw)
-                except UserError as exc:
-                    problems.append(f"{raw!r}: {exc}")
-                    continue
-                news[address] = NewSubscriber(address, tuple(sub.tags))
-            counts = store.add_subscribers(sub.channel, list(news.values()), source="import") if news else {}
-            notes.append(
-                f"subscribers of {sub.channel}: {counts.get('added', 0)} added, {counts.get('updated', 0)} updated"
-                + (f", {len(problems)} skipped ({problems[0]})" if problems else "")
-            )
-        elif kind == "add_automation":
-            _, name, spec, where = action
-            try:
-                add_automation(store, name, spec)
-            except UserError as exc:
-                raise InvalidValue(f"{where}: {exc}") from None
-        elif kind == "edit_automation":
-            _, name, changes, where = action
-            try:
-                edit_automation(store, name, changes)
-            except UserError as exc:
-                raise InvalidValue(f"{where}: {exc}") from None
-        elif kind == "audiences":
-            store.set_audiences_public(action[1], action[2])
-        elif kind == "remove":
-            _, what, name = action
-            if what == "automation":
-                store.remove_automation(name)
-            elif what == "channel":
-                store.remove_channel(name)
-            else:
-                store.remove_source(name)
-    return notes
+
+def _add_automation(store: Store, fetch: bool, *, name: str, spec: AutomationSpec, where: str) -> None:
+    with _at(where):
+        add_automation(store, name, spec)
+
+
+def _edit_automation(store: Store, fetch: bool, *, name: str, changes: dict[str, Any], where: str) -> None:
+    with _at(where):
+        edit_automation(store, name, changes)
+
+
+def _set_public(store: Store, fetch: bool, *, tags: list[str], public: bool) -> None:
+    store.set_audiences_public(tags, public)
+
+
+def _remove(store: Store, fetch: bool, *, kind: str, name: str) -> None:
+    if kind == "automation":
+        store.remove_automation(name)
+    elif kind == "channel":
+        store.remove_channel(name)
+    else:
+        store.remove_source(name)
 
 
 def export_config(store: Store, notes: list[str] | None = None) -> str:
     """The current set-up as an apply-able YAML document (subscribers are data: listed
     with `feedcast subscriber list`, not exported). A secret an older feedcast stored in
     clear is written as an ``env:VAR`` to set; ``notes`` receives a line for each."""
-    from channels import channel_class
-    from feedcast.kernel.durations import human_duration
 
     data: dict[str, Any] = {"sources": [], "channels": [], "automations": []}
     for s in store.list_sources():

@@ -52,7 +52,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,6 @@ from channels import channel_class
 from channels.base import (
     UNSUBSCRIBE_PLACEHOLDER,
     Channel,
-    ChannelError,
     Outcome,
     Recipient,
     Result,
@@ -71,7 +70,7 @@ from channels.base import (
 )
 from channels.http import sending_client
 from channels.ratelimit import RateGate
-from feedcast.kernel.errors import FeedcastError, InvalidValue, NotFound
+from feedcast.kernel.errors import AutomationBusy, ChannelError, FeedcastError, InvalidValue, NotFound
 from feedcast.kernel.models import (
     Automation,
     CampaignInfo,
@@ -100,7 +99,6 @@ from layouts.render import (
 from layouts.validate import PayloadError, validate_call
 
 __all__ = [
-    "AutomationBusy",
     "BuildResult",
     "CampaignPlan",
     "CampaignResult",
@@ -117,10 +115,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _RNG = random.Random()  # jitter; the global random state stays the caller's
-
-
-class AutomationBusy(FeedcastError):
-    """Another process is sending this automation right now."""
 
 
 PER_ITEM_DEFAULT = 5  # items in one campaign of a per-item layout without --max-items
@@ -335,20 +329,52 @@ def plan_campaign(
     layout.require(fmt)
     limit = _limit(automation, layout.per, layout.max_items)
     queued, waiting = store.queued_items(automation, limit)
-    reason: str | None = None
-    audience = 0
+    reason, audience = _waits_for(store, automation, queued, waiting)
+    context, tracker = _render_context(
+        store, automation, fmt, limit, now=now, environ=environ, track_links=track_links
+    )
+    plan = CampaignPlan(
+        automation, config, fmt, layout, context, tuple(queued), waiting, audience, (), reason, tracker
+    )
+    if not queued or (reason is not None and not render_always):
+        return plan
+    plan = replace(plan, messages=_planned_messages(plan))
+    if reason is None and not plan.calls:
+        warnings = plan.warnings
+        plan = replace(plan, reason=warnings[0] if warnings else "the layout rendered nothing to send")
+    return plan
+
+
+def _waits_for(
+    store: Store, automation: Automation, queued: Sequence[QueuedItem], waiting: int
+) -> tuple[str | None, int]:
+    """Why the campaign would not be sent now (None: it would), and its audience size
+    (counted only once there are enough items)."""
     if not queued:
-        reason = "no new items since the last campaign"
-    elif waiting < automation.min_items:
-        reason = f"{waiting} item(s) queued; this automation waits for {automation.min_items}"
-    else:
-        audience = store.audience_size(automation)
-        if audience == 0:
-            who = f"tagged {automation.audience!r} " if automation.audience else ""
-            reason = (
-                f"no active subscriber {who}on channel {automation.channel!r}: nothing sent, "
-                f"{waiting} item(s) stay queued"
-            )
+        return "no new items since the last campaign", 0
+    if waiting < automation.min_items:
+        return f"{waiting} item(s) queued; this automation waits for {automation.min_items}", 0
+    audience = store.audience_size(automation)
+    if audience == 0:
+        who = f"tagged {automation.audience!r} " if automation.audience else ""
+        return (
+            f"no active subscriber {who}on channel {automation.channel!r}: nothing sent, "
+            f"{waiting} item(s) stay queued"
+        ), 0
+    return None, audience
+
+
+def _render_context(
+    store: Store,
+    automation: Automation,
+    fmt: str,
+    limit: int,
+    *,
+    now: datetime | None,
+    environ: Mapping[str, str] | None,
+    track_links: bool,
+) -> tuple[RenderContext, LinkTracker | None]:
+    """What the layout renders with, and the link tracker when it tracks clicks."""
     sources = store.list_sources(list(automation.sources))
     titles = sorted({s.title or s.name for s in sources})
     # click tracking: item links become numbered placeholders (feedcast.tracking)
@@ -368,15 +394,16 @@ def plan_campaign(
         link=tracker if tracker is not None else identity_link,
         limits=RenderLimits.from_env(environ),
     )
-    plan = CampaignPlan(
-        automation, config, fmt, layout, context, tuple(queued), waiting, audience, (), reason, tracker
-    )
-    if not queued or (reason is not None and not render_always):
-        return plan
-    items = [q.item for q in queued]
+    return context, tracker
+
+
+def _planned_messages(plan: CampaignPlan) -> tuple[PlannedMessage, ...]:
+    """The plan's queued items rendered, each message's provider calls built and checked."""
+    items = [q.item for q in plan.queued]
     sizes = {m.url: m.length for item in items for m in item.media if m.length}
     messages: list[PlannedMessage] = []
-    for number, message in enumerate(render(layout, fmt, items, context=context, events=plan.events), 1):
+    rendered = render(plan.layout, plan.fmt, items, context=plan.context, events=plan.events)
+    for number, message in enumerate(rendered, 1):
         try:
             message_calls = provider_calls(message, media_sizes=sizes)
         except PayloadError as exc:
@@ -385,17 +412,13 @@ def plan_campaign(
         errors: list[str | None] = []
         for call in message_calls:
             try:
-                validate_call(fmt, call)
+                validate_call(plan.fmt, call)
             except PayloadError as exc:
                 errors.append(str(exc))
             else:
                 errors.append(None)
         messages.append(PlannedMessage(number, message, tuple(message_calls), tuple(errors)))
-    plan = replace(plan, messages=tuple(messages))
-    if reason is None and not plan.calls:
-        warnings = plan.warnings
-        plan = replace(plan, reason=warnings[0] if warnings else "the layout rendered nothing to send")
-    return plan
+    return tuple(messages)
 
 
 def build_campaign(
@@ -585,6 +608,69 @@ def deliver(
     )
 
 
+@dataclass(slots=True)
+class _Tried:
+    """A delivery's calls so far: its tries (from the stored count), the recipient (a new
+    address once a Telegram group migrated), the provider's id of its first message."""
+
+    attempts: int
+    recipient: Recipient
+    first_id: str | None = None
+    new_recipient: str | None = None
+
+
+@dataclass(slots=True)
+class _Marks:
+    """Marking deliveries as started (``store.start_deliveries``) before their first call."""
+
+    # deliveries marked ahead of need: a call slot's worth, or what begins in two flush
+    # intervals and mark writes at the rate seen so far (a mark write about every
+    # interval, fewer when the database is slow), doubled whenever a delivery had to
+    # wait for its mark; never more than the window
+    ahead: int
+    # the ones about to take a call slot, in the order they take it, not marked yet; the
+    # marked ones whose first call has not begun; the deliveries waiting for it
+    to_mark: deque[int] = field(default_factory=deque)
+    marked: set[int] = field(default_factory=set)
+    waiters: dict[int, asyncio.Future[bool]] = field(default_factory=dict)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # the marker writes now
+    begun: int = 0  # deliveries past their mark, for the rate
+    begun_since: float | None = None
+    latency: float = 0.0  # seconds a mark write takes (moving average)
+    unstart: list[int] = field(default_factory=list)  # marked, stopped before any call went out
+
+    def next_batch(self, window: int, flush_interval: float) -> list[int]:
+        """The deliveries to mark now: the ones waiting for their mark, and the next to
+        take a call slot up to ``ahead``, grown first to the pace seen so far."""
+        if self.begun_since is not None:
+            elapsed = max(1.0, time.monotonic() - self.begun_since)  # past the first burst
+            span = 2 * (flush_interval + self.latency)
+            pace = math.ceil(span * self.begun / elapsed)
+            self.ahead = min(window, max(self.ahead, pace))
+        want = len(self.waiters) + max(0, self.ahead - len(self.marked))
+        batch: list[int] = []
+        while self.to_mark and len(batch) < want:
+            batch.append(self.to_mark.popleft())
+        chosen = set(batch)
+        for delivery_id in self.waiters:  # a waiter out of order: never left waiting
+            if delivery_id not in chosen:
+                self.to_mark.remove(delivery_id)
+                batch.append(delivery_id)
+        return batch
+
+    def written(self, batch: list[int], seconds: float, window: int) -> None:
+        """A batch is marked in the store (in ``seconds``): its waiters go on."""
+        self.latency = 0.7 * self.latency + 0.3 * seconds
+        self.marked.update(batch)
+        for delivery_id in batch:
+            waiter = self.waiters.pop(delivery_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(True)
+        if self.waiters:  # a delivery took a call slot while this batch was written
+            self.ahead = min(window, self.ahead * 2)
+            self.wake.set()
+
+
 class _Engine:
     def __init__(
         self,
@@ -621,22 +707,7 @@ class _Engine:
         self.slots = asyncio.Semaphore(self.window)  # released when an outcome is recorded
         self.calls = asyncio.Semaphore(self.in_flight)  # released when a delivery's calls are done
         self.buffer: list[DeliveryUpdate] = []
-        # marking deliveries as started (store.start_deliveries) before their first call:
-        # the ones about to take a call slot, in the order they take it, not marked yet;
-        # the marked ones whose first call has not begun; the deliveries waiting for it
-        self.to_mark: deque[int] = deque()
-        self.marked: set[int] = set()
-        self.mark_waiters: dict[int, asyncio.Future[bool]] = {}
-        self.mark_wake = asyncio.Event()
-        # deliveries marked ahead of need: a call slot's worth, or what begins in two flush
-        # intervals and mark writes at the rate seen so far (a mark write about every
-        # interval, fewer when the database is slow), doubled whenever a delivery had to
-        # wait for its mark; never more than the window
-        self.ahead = self.in_flight
-        self.begun = 0  # deliveries past their mark, for the rate
-        self.begun_since: float | None = None
-        self.mark_latency = 0.0  # seconds a mark write takes (moving average)
-        self.unstart: list[int] = []  # marked, stopped before any call went out
+        self.marks = _Marks(ahead=self.in_flight)
         self.done = 0
         self.total = info.pending
         self.key: bytes | None = None
@@ -691,7 +762,7 @@ class _Engine:
             finally:
                 self.finished.set()
                 self.wake.set()
-                self.mark_wake.set()
+                self.marks.wake.set()
                 await marker  # never cancelled mid-write either
                 await flusher  # never cancelled mid-write: its thread would go on writing
                 if self.flush_error is None:
@@ -726,10 +797,10 @@ class _Engine:
         self.stopping.set()
         for _ in range(self.window):  # whoever waits for a slot sees the stop
             self.slots.release()
-        for waiter in self.mark_waiters.values():  # and whoever waits for a mark
+        for waiter in self.marks.waiters.values():  # and whoever waits for a mark
             if not waiter.done():
                 waiter.set_result(False)
-        self.mark_waiters.clear()
+        self.marks.waiters.clear()
 
     async def _mark_loop(self) -> None:
         """Mark deliveries as started in the store, in batches, before their first call:
@@ -737,24 +808,11 @@ class _Engine:
         slot), so a delivery rarely waits. A crash then leaves every delivery that may
         have reached its recipient marked, and the rerun counts that try."""
         while True:
-            await self.mark_wake.wait()
-            self.mark_wake.clear()
+            await self.marks.wake.wait()
+            self.marks.wake.clear()
             if self.finished.is_set() or self.flush_error is not None:
                 return
-            if self.begun_since is not None:
-                elapsed = max(1.0, time.monotonic() - self.begun_since)  # past the first burst
-                span = 2 * (self.settings.flush_interval + self.mark_latency)
-                pace = math.ceil(span * self.begun / elapsed)
-                self.ahead = min(self.window, max(self.ahead, pace))
-            want = len(self.mark_waiters) + max(0, self.ahead - len(self.marked))
-            batch: list[int] = []
-            while self.to_mark and len(batch) < want:
-                batch.append(self.to_mark.popleft())
-            chosen = set(batch)
-            for delivery_id in self.mark_waiters:  # a waiter out of order: never left waiting
-                if delivery_id not in chosen:
-                    self.to_mark.remove(delivery_id)
-                    batch.append(delivery_id)
+            batch = self.marks.next_batch(self.window, self.settings.flush_interval)
             if not batch:
                 continue
             began = time.monotonic()
@@ -763,39 +821,31 @@ class _Engine:
             except BaseException as exc:  # the store failed: nothing unmarked goes out
                 self._store_failed(exc)
                 return
-            self.mark_latency = 0.7 * self.mark_latency + 0.3 * (time.monotonic() - began)
-            self.marked.update(batch)
-            for delivery_id in batch:
-                waiter = self.mark_waiters.pop(delivery_id, None)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(True)
-            if self.mark_waiters:  # a delivery took a call slot while this batch was written
-                self.ahead = min(self.window, self.ahead * 2)
-                self.mark_wake.set()
+            self.marks.written(batch, time.monotonic() - began, self.window)
 
     async def _started(self, delivery_id: int) -> bool:
         """Wait until the delivery is marked started in the store (False: the store failed)."""
-        if delivery_id not in self.marked:
+        if delivery_id not in self.marks.marked:
             if self.flush_error is not None:
                 return False
             waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-            self.mark_waiters[delivery_id] = waiter
-            self.mark_wake.set()
+            self.marks.waiters[delivery_id] = waiter
+            self.marks.wake.set()
             if not await waiter:
                 return False
-        self.marked.discard(delivery_id)
-        self.begun += 1
-        if self.begun_since is None:
-            self.begun_since = time.monotonic()
-        if len(self.marked) <= self.ahead // 2 and self.to_mark:
-            self.mark_wake.set()  # refill ahead of need
+        self.marks.marked.discard(delivery_id)
+        self.marks.begun += 1
+        if self.marks.begun_since is None:
+            self.marks.begun_since = time.monotonic()
+        if len(self.marks.marked) <= self.marks.ahead // 2 and self.marks.to_mark:
+            self.marks.wake.set()  # refill ahead of need
         return True
 
     async def _unstart(self) -> None:
         """Deliveries marked started that stopped before any call went out (a deadline,
         a stop) are unmarked: nothing of them can have reached anyone."""
-        ids = sorted(set(self.unstart) | self.marked)
-        self.unstart, self.marked = [], set()
+        ids = sorted(set(self.marks.unstart) | self.marks.marked)
+        self.marks.unstart, self.marks.marked = [], set()
         if ids:
             async with self.db_lock:
                 await asyncio.to_thread(self.store.unstart_deliveries, ids)
@@ -834,18 +884,18 @@ class _Engine:
         try:
             update = self._skip(pending)
             if update is None:
-                self.to_mark.append(pending.id)  # in the order deliveries take a call slot
+                self.marks.to_mark.append(pending.id)  # in the order deliveries take a call slot
                 async with self.calls:
                     # a delivery starts when it takes a call slot (up to max_unrecorded wait
                     # for one): the deadline stops the ones that have not started yet
                     if not self._past_deadline() and await self._started(pending.id):
                         update = await self._attempt(pending, calls)
-                    elif pending.id in self.marked:  # marked ahead, never begun
-                        self.marked.discard(pending.id)
-                        self.unstart.append(pending.id)
+                    elif pending.id in self.marks.marked:  # marked ahead, never begun
+                        self.marks.marked.discard(pending.id)
+                        self.marks.unstart.append(pending.id)
                     else:
                         with contextlib.suppress(ValueError):
-                            self.to_mark.remove(pending.id)
+                            self.marks.to_mark.remove(pending.id)
         except Exception as exc:  # a bug in a channel must not lose the others
             log.exception("delivery %s failed unexpectedly", pending.id)
             update = DeliveryUpdate(
@@ -882,69 +932,87 @@ class _Engine:
     ) -> DeliveryUpdate | None:
         """Make the delivery's calls (it is marked started in the store). ``attempts``
         starts from the stored count, which includes any try a crash lost."""
-        attempts = pending.attempts
-        recipient = self._recipient(pending)
-        first_id: str | None = None
-        new_recipient: str | None = None
+        tried = _Tried(pending.attempts, self._recipient(pending))
         if self.click_key is not None:  # click tracking: this recipient's own links
             calls = personal_calls(calls, self.click_key, self.info.id, pending.subscriber_id)
         for position, (_message, call) in enumerate(calls):
-            tries = 0
-            while True:
-                if self._halted(pending, attempts):
-                    return None
-                await self.gate.acquire(self.channel.rate_rules(recipient, call))
-                if self._halted(pending, attempts):
-                    return None
-                attempts += 1
-                tries += 1
-                result = await self.channel.send(recipient, call, self.context, position)
-                if result.outcome is Outcome.SENT:
-                    first_id = first_id or result.message_id
-                    break
-                if result.migrate_to and new_recipient is None:
-                    new_recipient = result.migrate_to
-                    recipient = replace(recipient, address=result.migrate_to)
-                    continue
-                common: dict[str, Any] = {
-                    "id": pending.id,
-                    "attempts": attempts,
-                    "error": result.error,
-                    "error_code": result.code,
-                    "provider_message_id": first_id,
-                    "calls_sent": position,
-                    "subscriber_id": pending.subscriber_id,
-                    "new_recipient": new_recipient,
-                }
-                if result.outcome is Outcome.TRANSIENT:
-                    if result.pause_channel and result.retry_after:
-                        self.gate.pause(result.retry_after)
-                    if tries >= self.settings.max_attempts:
-                        common["error"] = f"gave up after {tries} attempts: {result.error}"
-                        return DeliveryUpdate(status="failed", **common)
-                    await asyncio.sleep(self._delay(result, tries))
-                    continue
-                if result.outcome is Outcome.FATAL:
-                    if self.fatal is None:
-                        self.fatal = f"channel {self.config.name!r}: {result.error}"
-                    self.stopping.set()
-                    return None  # stays pending and marked: its earlier calls may have gone out
-                if result.outcome is Outcome.SKIPPED:
-                    return DeliveryUpdate(status="skipped", **common)
-                if result.outcome is Outcome.RECIPIENT:
-                    status = _STATUS_OF.get(result.subscriber_status or "", "unreachable")
-                    return DeliveryUpdate(status="failed", subscriber_status=status, **common)
-                return DeliveryUpdate(status="failed", **common)  # CONTENT: never retried as is
+            answer = await self._call(pending, call, position, tried)
+            if answer is None:
+                return None
+            result, tries = answer
+            if result.outcome is not Outcome.SENT:
+                return self._unsent(pending, tried, position, result, tries)
         return DeliveryUpdate(
             id=pending.id,
             status="sent",
-            attempts=attempts,
-            provider_message_id=first_id,
+            attempts=tried.attempts,
+            provider_message_id=tried.first_id,
             sent_at=datetime.now(UTC),
             calls_sent=len(calls),
             subscriber_id=pending.subscriber_id,
-            new_recipient=new_recipient,
+            new_recipient=tried.new_recipient,
         )
+
+    async def _call(
+        self, pending: PendingDelivery, call: ProviderCall, position: int, tried: _Tried
+    ) -> tuple[Result, int] | None:
+        """One call of a delivery, tried again after a transient failure (up to
+        ``max_attempts``) and made again to a group that migrated: its last answer and the
+        tries it took; None when sending halts before it goes out."""
+        tries = 0
+        while True:
+            if self._halted(pending, tried.attempts):
+                return None
+            await self.gate.acquire(self.channel.rate_rules(tried.recipient, call))
+            if self._halted(pending, tried.attempts):
+                return None
+            tried.attempts += 1
+            tries += 1
+            result = await self.channel.send(tried.recipient, call, self.context, position)
+            if result.outcome is Outcome.SENT:
+                tried.first_id = tried.first_id or result.message_id
+                return result, tries
+            if result.migrate_to and tried.new_recipient is None:
+                tried.new_recipient = result.migrate_to
+                tried.recipient = replace(tried.recipient, address=result.migrate_to)
+                continue
+            if result.outcome is not Outcome.TRANSIENT:
+                return result, tries
+            if result.pause_channel and result.retry_after:
+                self.gate.pause(result.retry_after)
+            if tries >= self.settings.max_attempts:
+                return result, tries
+            await asyncio.sleep(self._delay(result, tries))
+
+    def _unsent(
+        self, pending: PendingDelivery, tried: _Tried, position: int, result: Result, tries: int
+    ) -> DeliveryUpdate | None:
+        """The outcome of a delivery whose call at ``position`` was not sent (None: it
+        stays pending)."""
+        common: dict[str, Any] = {
+            "id": pending.id,
+            "attempts": tried.attempts,
+            "error": result.error,
+            "error_code": result.code,
+            "provider_message_id": tried.first_id,
+            "calls_sent": position,
+            "subscriber_id": pending.subscriber_id,
+            "new_recipient": tried.new_recipient,
+        }
+        if result.outcome is Outcome.TRANSIENT:
+            common["error"] = f"gave up after {tries} attempts: {result.error}"
+            return DeliveryUpdate(status="failed", **common)
+        if result.outcome is Outcome.FATAL:
+            if self.fatal is None:
+                self.fatal = f"channel {self.config.name!r}: {result.error}"
+            self.stopping.set()
+            return None  # stays pending and marked: its earlier calls may have gone out
+        if result.outcome is Outcome.SKIPPED:
+            return DeliveryUpdate(status="skipped", **common)
+        if result.outcome is Outcome.RECIPIENT:
+            status = _STATUS_OF.get(result.subscriber_status or "", "unreachable")
+            return DeliveryUpdate(status="failed", subscriber_status=status, **common)
+        return DeliveryUpdate(status="failed", **common)  # CONTENT: never retried as is
 
     def _halted(self, pending: PendingDelivery, attempts: int) -> bool:
         """Whether the next call must not go out: before the first one, a deadline or a
@@ -952,7 +1020,7 @@ class _Engine:
         only a stop (a fatal answer, the store failed; it stays pending and marked)."""
         if attempts == pending.attempts:
             if self._past_deadline():
-                self.unstart.append(pending.id)
+                self.marks.unstart.append(pending.id)
                 return True
             return False
         return self.stopping.is_set()

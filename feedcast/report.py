@@ -451,38 +451,41 @@ table.data { border-collapse: collapse; width: 100%; font-size: 13px; }
 """
 
 
+def _table_or(table: tuple[list[str], list[list[str]]], otherwise: str = "") -> str:
+    """A table (columns, rows) as HTML, or ``otherwise`` when it has no row."""
+    columns, rows = table
+    return _html_table(columns, rows) if rows else otherwise
+
+
+def _campaigns_section(data: ReportData) -> str:
+    columns, rows = campaign_rows(data)
+    if not rows:
+        return _empty("No campaigns yet: create an automation and run feedcast send AUTOMATION.")
+    latest = (
+        f'<p class="note">The {len(rows)} latest of {data.campaigns_total:,} campaigns.</p>'
+        if data.campaigns_total > len(rows)
+        else ""
+    )
+    return _html_table(columns, rows) + latest
+
+
 def report_html(data: ReportData, *, title: str = "feedcast report", database: str = "") -> str:
     """One self-contained page, light and without script: the charts are HTML and CSS
     (:mod:`feedcast.charts`), every section has an empty state, nothing is fetched."""
     cards = "".join(
         f'<div class="card"><b>{_e(v)}</b><span>{_e(k)}</span></div>' for k, v in totals_line(data)
     )
-    columns, rows = campaign_rows(data)
-    campaigns = (
-        _html_table(columns, rows)
-        + (
-            f'<p class="note">The {len(rows)} latest of {data.campaigns_total:,} campaigns.</p>'
-            if data.campaigns_total > len(rows)
-            else ""
-        )
-        if rows
-        else _empty("No campaigns yet: create an automation and run feedcast send AUTOMATION.")
-    )
-    columns, rows = activity_rows(data)
-    activity = _html_table(columns, rows) if rows else _empty("No activity yet.")
-    columns, rows = source_rows(data)
-    sources = _html_table(columns, rows) if rows else ""
-    columns, rows = failure_rows(data)
-    failures = _html_table(columns, rows) if rows else ""
-    columns, rows = item_rows(data)
-    items = _html_table(columns, rows) if rows else ""
+    activity = _table_or(activity_rows(data), _empty("No activity yet."))
+    sources = _table_or(source_rows(data))
+    failures = _table_or(failure_rows(data))
+    items = _table_or(item_rows(data))
     subtitle = f"{scope_line(data)} · generated {_when(data.generated_at)} UTC"
     if database:
         subtitle += f" · {database}"
     sections = [
         ("Deliveries over time, per channel and status", _timeline_chart(data)),
         ("Click rate per campaign", _click_rate_chart(data)),
-        ("Campaigns", campaigns),
+        ("Campaigns", _campaigns_section(data)),
         ("Top items by clicks", _top_items_chart(data) + items),
         ("Failed and skipped deliveries, by reason", _failures_chart(data) + failures),
         ("Source health", _source_chart(data) + sources),

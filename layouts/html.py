@@ -25,11 +25,10 @@ from urllib.parse import urljoin, urlsplit
 import lxml.etree
 import lxml.html
 
-from feedcast.kernel.errors import FeedcastError
+from feedcast.kernel.errors import TelegramHtmlError
 from layouts.text import cut_point, truncate_text, utf16_len
 
 __all__ = [
-    "TelegramHtmlError",
     "email_html",
     "pack",
     "plain_text",
@@ -40,18 +39,6 @@ __all__ = [
     "truncate_text",
     "validate_telegram_html",
 ]
-
-
-class TelegramHtmlError(FeedcastError, ValueError):
-    """Text Telegram would refuse; ``str(err)`` is the Bot API's 400 description.
-
-    ``offset`` is the UTF-8 byte offset the description names, when it names one.
-    """
-
-    def __init__(self, description: str, offset: int | None = None) -> None:
-        super().__init__(description)
-        self.description = description
-        self.offset = offset
 
 
 # --------------------------------------------------------------------------- escaping

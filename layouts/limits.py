@@ -54,7 +54,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEscapeFormatt
 from jinja2.utils import Namespace, _PassArg
 from markupsafe import Markup, escape
 
-from feedcast.kernel.errors import InvalidValue
+from feedcast.kernel.errors import InvalidValue, LimitExceeded
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT",
@@ -62,7 +62,6 @@ __all__ = [
     "MAX_OUTPUT_ENV",
     "TIME_LIMIT_ENV",
     "WORK_FACTOR",
-    "LimitExceeded",
     "Meter",
     "MeteredSandbox",
     "RenderLimits",
@@ -81,14 +80,6 @@ MAX_PIECES: Final = 100_000  # batches / slices a filter may make (Jinja's MAX_R
 MAX_JSON_INDENT: Final = 64
 MAX_DEPTH: Final = 100  # levels of lists in lists a template may build
 _CLOCK_EVERY: Final = 16  # steps between two readings of the clock
-
-
-class LimitExceeded(Exception):
-    """A render broke one of its limits; ``reason`` completes "layout NAME ..."."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def _size_text(n: float) -> str:

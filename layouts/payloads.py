@@ -75,9 +75,9 @@ from html import escape
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
+from feedcast.kernel.errors import TelegramHtmlError
 from feedcast.kernel.models import Button, Card, Message, Module, ProviderCall
 from layouts.html import (
-    TelegramHtmlError,
     pack,
     plain_text,
     telegram_text_length,

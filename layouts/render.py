@@ -121,12 +121,12 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from markupsafe import Markup, escape
 
-from feedcast.kernel.errors import InvalidValue, LayoutError
+from feedcast.kernel.errors import InvalidValue, LayoutError, LimitExceeded
 from feedcast.kernel.models import Button, Card, Item, Message, Module
 from feedcast.kernel.urls import safe_url
 from layouts import filters
 from layouts.html import plain_text
-from layouts.limits import LimitExceeded, MeteredSandbox, RenderLimits, current, metering
+from layouts.limits import MeteredSandbox, RenderLimits, current, metering
 from layouts.text import text_direction
 
 __all__ = [

@@ -25,10 +25,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from feedcast.kernel.errors import FeedcastError
+from feedcast.kernel.errors import FeedcastError, TelegramHtmlError
 from feedcast.kernel.models import MODULE_KINDS, ProviderCall
 from layouts.html import (
-    TelegramHtmlError,
     telegram_text_length,
     telegram_visible_text,
     validate_telegram_html,

@@ -73,3 +73,27 @@ def test_importing_feedcast_loads_nothing_until_used() -> None:
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.split() == ["['feedcast.kernel']", "True", "0.1.0"]
+
+
+def test_the_exception_tree_is_drawn_whole() -> None:
+    """Every public exception class of the product (found in the source, by its bases) is
+    drawn in the tree of feedcast.kernel.errors' docstring, where they are defined."""
+    import ast
+
+    import feedcast.kernel.errors as errors
+
+    classes: dict[str, tuple[str, set[str]]] = {}  # name -> (file, names of its bases)
+    for package in ("feedcast", *STAGES, "flows"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ClassDef):
+                    bases = {b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases}
+                    classes[node.name] = (str(path.relative_to(ROOT)), bases)
+    exceptions = {"BaseException", "Exception", "ValueError"}
+    while grown := {n for n, (_, bases) in classes.items() if bases & exceptions and n not in exceptions}:
+        exceptions |= grown
+    public = {n: classes[n][0] for n in exceptions if n in classes and not n.startswith("_")}
+    drawn = {line.lstrip("│├└─ ").split(" ", 1)[0] for line in (errors.__doc__ or "").splitlines()}
+    assert len(public) > 15  # the walk found them
+    assert {n: f for n, f in public.items() if n not in drawn} == {}
+    assert set(errors.__all__) <= drawn

@@ -229,7 +229,8 @@ def test_paused_automations_are_never_due_and_edits_keep_the_cursor(store: Store
 def test_one_process_at_a_time_sends_an_automation(store: Store) -> None:
     import socket
 
-    from feedcast.delivery import AutomationBusy, send_automation
+    from feedcast.delivery import send_automation
+    from feedcast.kernel.errors import AutomationBusy
 
     automation = add_automation(store, "news", _spec(), now=T0)
     _poll(store, (_item("base"), _item("a")), T0 + timedelta(minutes=1))

@@ -15,7 +15,6 @@ import pytest
 
 from channels.base import (
     UNSUBSCRIBE_PLACEHOLDER,
-    ChannelError,
     Outcome,
     Recipient,
     Result,
@@ -25,7 +24,7 @@ from channels.base import (
 from channels.email import EmailChannel, build_email, classify, parse_address
 from channels.ratelimit import RateGate
 from feedcast.kernel.clock import FakeClock
-from feedcast.kernel.errors import InvalidValue
+from feedcast.kernel.errors import ChannelError, InvalidValue
 from feedcast.kernel.models import Message, Module, ProviderCall
 from feedcast.sandbox.smtp import SmtpSink
 from layouts.payloads import provider_calls

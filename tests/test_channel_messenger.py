@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from channels.base import ChannelError, Outcome, Recipient, Result, Secrets, SendContext
+from channels.base import Outcome, Recipient, Result, Secrets, SendContext
 from channels.messenger import MEDIA_RATE, OUTSIDE_WINDOW, TEXT_RATE, MessengerChannel
 from channels.ratelimit import RateGate
 from feedcast.kernel.clock import SYSTEM, FakeClock
-from feedcast.kernel.errors import InvalidValue
+from feedcast.kernel.errors import ChannelError, InvalidValue
 from feedcast.kernel.models import Button, Card, Message, Module, ProviderCall
 from feedcast.sandbox.asgi import AsgiServer
 from feedcast.sandbox.messenger import MessengerEmulator

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from channels.base import UNSUBSCRIBE_PLACEHOLDER, ChannelError, Outcome, Recipient, SendContext
+from channels.base import UNSUBSCRIBE_PLACEHOLDER, Outcome, Recipient, SendContext
 from channels.outbox import OutboxChannel, safe_name
-from feedcast.kernel.errors import InvalidValue
+from feedcast.kernel.errors import ChannelError, InvalidValue
 from feedcast.kernel.models import Button, Message, Module, ProviderCall
 from layouts.payloads import provider_calls
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from channels.base import ChannelError, Outcome, Recipient, Result, Secrets, SendContext
+from channels.base import Outcome, Recipient, Result, Secrets, SendContext
 from channels.ratelimit import RateGate
 from channels.telegram import TelegramChannel, classify
 from feedcast.kernel.clock import SYSTEM, FakeClock
-from feedcast.kernel.errors import InvalidValue
+from feedcast.kernel.errors import ChannelError, InvalidValue
 from feedcast.kernel.models import Button, Card, Message, Module, ProviderCall
 from feedcast.sandbox.telegram import TelegramEmulator
 from layouts.payloads import provider_calls

@@ -11,11 +11,11 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from channels.base import ChannelError, Outcome, Recipient, Result, Secrets, SendContext, is_secret_ref
+from channels.base import Outcome, Recipient, Result, Secrets, SendContext, is_secret_ref
 from channels.ratelimit import RateGate
 from channels.webhook import WebhookChannel, classify, sign, token_in_url, verify
 from feedcast.kernel.clock import SYSTEM, FakeClock
-from feedcast.kernel.errors import InvalidValue
+from feedcast.kernel.errors import ChannelError, InvalidValue
 from feedcast.kernel.models import Message, Module, ProviderCall
 from feedcast.sandbox.asgi import AsgiServer
 from feedcast.sandbox.webhooks import Hook, WebhookReceiver

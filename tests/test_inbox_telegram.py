@@ -16,7 +16,7 @@ import pytest
 from starlette.applications import Starlette
 
 import feedcast.cli as cli_module
-from channels.base import ChannelError, Secrets
+from channels.base import Secrets
 from channels.telegram import TelegramChannel
 from feedcast.inbox.telegram import (
     OFFSET_KEY,
@@ -28,6 +28,7 @@ from feedcast.inbox.telegram import (
     webhook_secret,
 )
 from feedcast.kernel.clock import SYSTEM, FakeClock
+from feedcast.kernel.errors import ChannelError
 from feedcast.sandbox import AsgiServer
 from feedcast.sandbox.telegram import TelegramEmulator
 from feedcast.store import Connection, Store

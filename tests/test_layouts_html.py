@@ -14,9 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from feedcast.kernel.errors import FeedcastError
+from feedcast.kernel.errors import FeedcastError, TelegramHtmlError
 from layouts.html import (
-    TelegramHtmlError,
     email_html,
     pack,
     plain_text,

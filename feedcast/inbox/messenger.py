@@ -59,9 +59,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from channels.base import REDACTOR, ChannelError, Outcome, Recipient, SendContext, one_line
+from channels.base import REDACTOR, Outcome, Recipient, SendContext, one_line
 from feedcast.delivery import SendSettings, _client, make_channel
-from feedcast.kernel.errors import InvalidValue, NotFound, StoreError
+from feedcast.kernel.errors import ChannelError, InvalidValue, NotFound, StoreError
 from feedcast.kernel.models import ChannelConfig, InboundEvent, NewInbound, ProviderCall, Subscriber
 from feedcast.replies import reply_calls, reply_text
 from feedcast.store import Store

@@ -55,9 +55,9 @@ from typing import Any
 
 import httpx
 
-from channels.base import ChannelError, Outcome, Recipient, Result, SendContext, one_line
+from channels.base import Outcome, Recipient, Result, SendContext, one_line
 from channels.telegram import TelegramChannel
-from feedcast.kernel.errors import FeedcastError, InvalidValue, NotFound, StoreError
+from feedcast.kernel.errors import ChannelError, FeedcastError, InvalidValue, NotFound, StoreError
 from feedcast.kernel.models import InboundEvent, NewInbound, ProviderCall, Subscriber
 from feedcast.replies import reply_calls, reply_text
 from feedcast.store import Store

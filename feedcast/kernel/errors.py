@@ -1,4 +1,4 @@
-"""feedcast's exception tree. Everything the product raises on purpose is here.
+"""feedcast's exception tree. Every exception class the product raises on purpose is here.
 
 FeedcastError                  base; ``str(err)`` is one line for a user
 ├── UserError                  the user asked for something wrong: the CLI prints
@@ -7,9 +7,13 @@ FeedcastError                  base; ``str(err)`` is one line for a user
 │   ├── AlreadyExists          a name is taken
 │   ├── InvalidValue           a malformed option (interval, URL, selector...)
 │   └── LayoutError            a layout that cannot render: syntax error (file and
-│                              line), missing template for a format
-├── TelegramHtmlError          (layouts.html) text Telegram would refuse to parse
+│                              line), missing template for a format, a broken limit
+├── TelegramHtmlError          text Telegram would refuse to parse (also a ValueError);
+│                              ``str(err)`` is the Bot API's 400 description
 ├── PayloadError               (layouts.validate) a provider payload breaks a rule
+├── ChannelError               a channel cannot work as configured (missing secret,
+│                              bad token, unreachable relay or API)
+├── AutomationBusy             another process is sending this automation right now
 ├── StoreError                 the DuckDB file could not be used
 │   └── StoreBusy              another process held the write lock past our retries
 └── FetchError                 one source could not be fetched; recorded on the
@@ -19,23 +23,37 @@ FeedcastError                  base; ``str(err)`` is one line for a user
     ├── Gone                   HTTP 410: the source is deactivated
     ├── RateLimited            HTTP 429 / 503 with Retry-After
     └── HttpStatus             any other non-success status
+
+LimitExceeded                  (an Exception, not a FeedcastError) a layout render broke
+                               one of its limits (layouts.limits); never reaches a
+                               user: the renderer turns it into a LayoutError
+
+Private signals that never leave their module are not part of the tree: ``_Misuse``
+(layouts.render: a template misused a module function; becomes a LayoutError),
+``_SessionError`` (channels.email: an SMTP session could not be set up; carries its
+Result), ``_TooLarge`` (feedcast.web.app: a request body over the limit; answered 413),
+and the emulators' own errors in feedcast.sandbox.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "AlreadyExists",
+    "AutomationBusy",
     "BlockedAddress",
+    "ChannelError",
     "FeedcastError",
     "FetchError",
     "Gone",
     "HttpStatus",
     "InvalidValue",
     "LayoutError",
+    "LimitExceeded",
     "NotFound",
     "RateLimited",
     "StoreBusy",
     "StoreError",
+    "TelegramHtmlError",
     "TooLarge",
     "UserError",
 ]
@@ -63,6 +81,26 @@ class InvalidValue(UserError):
 
 class LayoutError(UserError):
     """A layout is broken or lacks a template; the message names the file and line."""
+
+
+class TelegramHtmlError(FeedcastError, ValueError):
+    """Text Telegram would refuse; ``str(err)`` is the Bot API's 400 description.
+
+    ``offset`` is the UTF-8 byte offset the description names, when it names one.
+    """
+
+    def __init__(self, description: str, offset: int | None = None) -> None:
+        super().__init__(description)
+        self.description = description
+        self.offset = offset
+
+
+class ChannelError(FeedcastError):
+    """A channel cannot work as configured (missing secret, bad token, unreachable)."""
+
+
+class AutomationBusy(FeedcastError):
+    """Another process is sending this automation right now."""
 
 
 class StoreError(FeedcastError):
@@ -101,3 +139,11 @@ class RateLimited(FetchError):
 
 class HttpStatus(FetchError):
     pass
+
+
+class LimitExceeded(Exception):
+    """A render broke one of its limits; ``reason`` completes "layout NAME ..."."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -100,8 +100,9 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from feedcast.kernel.clock import SYSTEM, Clock
+from feedcast.kernel.errors import TelegramHtmlError
 from feedcast.sandbox.asgi import AsgiServer
-from layouts.html import TelegramHtmlError, telegram_visible_text, validate_telegram_html
+from layouts.html import telegram_visible_text, validate_telegram_html
 from layouts.text import utf16_len
 
 __all__ = ["CHAT_KINDS", "CHAT_STATUSES", "TelegramEmulator"]

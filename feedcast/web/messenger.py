@@ -30,10 +30,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from channels.base import Channel, ChannelError
+from channels.base import Channel
 from feedcast.delivery import make_channel
 from feedcast.inbox.messenger import InboxOptions, spool_events
-from feedcast.kernel.errors import StoreError
+from feedcast.kernel.errors import ChannelError, StoreError
 from feedcast.store import Store
 from feedcast.store.spool import SpoolEvent
 from feedcast.web.inbound import CHANNEL_TTL, ChannelCache, Inbound

@@ -59,9 +59,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from channels.base import NETWORK_ERRORS, ChannelError, Outcome, Recipient, SendContext
+from channels.base import NETWORK_ERRORS, Outcome, Recipient, SendContext
 from feedcast.kernel.clock import SYSTEM, Clock
-from feedcast.kernel.errors import FeedcastError, InvalidValue, NotFound
+from feedcast.kernel.errors import ChannelError, FeedcastError, InvalidValue, NotFound
 from feedcast.kernel.models import ChannelConfig, ProviderCall, Subscriber
 from feedcast.kernel.netguard import guarded_client
 from feedcast.store import Store
