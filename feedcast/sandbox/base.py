@@ -9,7 +9,8 @@
   connection, drawn from ``random.Random(seed)`` so that a seed repeats a run;
 - :class:`Emulator`, the base of the HTTP emulators (Telegram, Messenger, webhooks): the
   lock, the clock, ``limits`` and the faults, :meth:`Emulator.set_options` for those
-  settings (and the emulator's own switches), ``serve()``, and the control API's
+  settings (and the emulator's own switches; :class:`Configurable` adds them as the
+  keywords of ``configure``), ``serve()``, and the control API's
   plumbing: :func:`control` endpoints answer a :class:`ControlError` (or a ``ValueError``
   from the Python API) with a 400 ``{"error": ...}``, the settings at
   ``/_sandbox/config``;
@@ -37,6 +38,7 @@ from feedcast.kernel.clock import Clock
 from feedcast.sandbox.asgi import AsgiServer
 
 __all__ = [
+    "Configurable",
     "ControlError",
     "Dropped",
     "Emulator",
@@ -336,6 +338,24 @@ class Emulator:
             return self.control_answer(self.set_options(**_json_options(body, self.switches)))
         with self._lock:
             return self.control_answer(self.options())
+
+
+class Configurable(Emulator):
+    """An emulator whose settings are also the keywords of :meth:`configure` (the webhook
+    receivers' ``configure`` describes a hook: they have :meth:`set_options` only)."""
+
+    def configure(
+        self,
+        *,
+        limits: bool | None = None,
+        fault_rate: float | None = None,
+        drop_rate: float | None = None,
+        seed: int | None = None,
+        **switches: bool | None,
+    ) -> dict[str, Any]:
+        """Change the settings given (None: unchanged), as :meth:`set_options` does."""
+        given = {"limits": limits, "fault_rate": fault_rate, "drop_rate": drop_rate, "seed": seed, **switches}
+        return self.set_options(**{k: v for k, v in given.items() if v is not None})
 
 
 def _json_options(body: Mapping[str, Any], switches: tuple[str, ...]) -> dict[str, Any]:

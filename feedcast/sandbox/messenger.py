@@ -124,9 +124,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from channels.messenger import attachment_type
 from feedcast.kernel.clock import SYSTEM, Clock
 from feedcast.sandbox.base import (
+    Configurable,
     ControlError,
     Dropped,
-    Emulator,
     Window,
     control,
     control_body,
@@ -301,7 +301,7 @@ def _parse_time(value: Any) -> datetime | None:
     return _aware(datetime.fromisoformat(value))
 
 
-class MessengerEmulator(Emulator):
+class MessengerEmulator(Configurable):
     """The Send API of one or more Pages, with people, windows, limits and faults."""
 
     name: ClassVar[str] = "messenger"
@@ -430,21 +430,6 @@ class MessengerEmulator(Emulator):
                 self._pages.clear()
                 self._people.clear()
                 self._webhook = None
-
-    def configure(
-        self,
-        *,
-        limits: bool | None = None,
-        fault_rate: float | None = None,
-        drop_rate: float | None = None,
-        seed: int | None = None,
-        auto_people: bool | None = None,
-        auto_window_open: bool | None = None,
-    ) -> dict[str, Any]:
-        """Change the settings given (None: unchanged), as :meth:`set_options` does."""
-        given = {"limits": limits, "fault_rate": fault_rate, "drop_rate": drop_rate, "seed": seed}
-        given.update(auto_people=auto_people, auto_window_open=auto_window_open)
-        return self.set_options(**{k: v for k, v in given.items() if v is not None})
 
     def options(self) -> dict[str, Any]:
         return {**super().options(), "text_limit": self.text_limit, "media_limit": self.media_limit}

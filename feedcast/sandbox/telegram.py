@@ -101,9 +101,9 @@ from channels.base import number
 from feedcast.kernel.clock import SYSTEM, Clock
 from feedcast.kernel.errors import TelegramHtmlError
 from feedcast.sandbox.base import (
+    Configurable,
     ControlError,
     Dropped,
-    Emulator,
     TokenBucket,
     Window,
     control,
@@ -479,7 +479,7 @@ class _App(Starlette):
         await super().__call__(scope, receive, send)
 
 
-class TelegramEmulator(Emulator):
+class TelegramEmulator(Configurable):
     """The Bot API on loopback: ``with TelegramEmulator().serve() as server: ...``.
 
     ``limits``: enforce Telegram's flood control (off: count only, for throughput
@@ -692,20 +692,6 @@ class TelegramEmulator(Emulator):
                     chat.received = []
                     chat.counters = _Counters()
                     chat.next_message_id = 1
-
-    def configure(
-        self,
-        *,
-        limits: bool | None = None,
-        fault_rate: float | None = None,
-        drop_rate: float | None = None,
-        seed: int | None = None,
-        auto_chats: bool | None = None,
-    ) -> dict[str, Any]:
-        """Change the settings given (None: unchanged), as :meth:`set_options` does."""
-        given = {"limits": limits, "fault_rate": fault_rate, "drop_rate": drop_rate, "seed": seed}
-        given["auto_chats"] = auto_chats
-        return self.set_options(**{k: v for k, v in given.items() if v is not None})
 
     # ------------------------------------------------------------- Bot API over HTTP
 
