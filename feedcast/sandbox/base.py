@@ -25,7 +25,7 @@ import json
 import math
 import random
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, TypeVar
 
 from starlette.applications import Starlette
@@ -297,21 +297,22 @@ class Emulator:
     def set_options(self, **options: Any) -> dict[str, Any]:
         """Change ``limits``, ``fault_rate``, ``drop_rate`` (0..1), ``seed`` (the fault
         generator restarts from it) or a switch; all or none (ValueError). The settings."""
-        rates: dict[str, float] = {}
+        values: dict[str, Any] = {}
         for key, value in options.items():
             if key in ("fault_rate", "drop_rate"):
-                rates[key] = _fraction(value, key)
-            elif key not in ("limits", "seed", *self.switches):
+                values[key] = _fraction(value, key)
+            elif key == "seed":
+                values[key] = None if value is None else int(value)
+            elif key in ("limits", *self.switches):
+                values[key] = bool(value)
+            else:
                 raise ValueError(f"unknown option {key!r}")
-        seed = options.get("seed")
         with self._lock:
-            for key, value in options.items():
-                if key in rates:
-                    setattr(self.faults, key, rates[key])
-                elif key == "seed":
-                    self._reseed(None if seed is None else int(seed))
+            for key, value in values.items():
+                if key == "seed":
+                    self._reseed(value)
                 else:
-                    setattr(self, key, bool(value))
+                    setattr(self.faults if key in ("fault_rate", "drop_rate") else self, key, value)
             return self.options()
 
     def _reseed(self, seed: int | None) -> None:
@@ -332,10 +333,9 @@ class Emulator:
         those given (null: unchanged; switches may be strings, ``"true"`` / ``"0"``)."""
         if request.method == "POST":
             body = await control_object(request)
-            unknown = set(body) - {"limits", "fault_rate", "drop_rate", "seed", *self.switches}
-            if unknown:
-                raise ControlError(f"unknown settings: {', '.join(sorted(unknown))}")
-            return self.control_answer(self.set_options(**_json_options(body, self.switches)))
+            switches = ("limits", *self.switches)
+            given = {k: flag(v) if k in switches else v for k, v in body.items() if v is not None}
+            return self.control_answer(self.set_options(**given))
         with self._lock:
             return self.control_answer(self.options())
 
@@ -344,23 +344,7 @@ class Configurable(Emulator):
     """An emulator whose settings are also the keywords of :meth:`configure` (the webhook
     receivers' ``configure`` describes a hook: they have :meth:`set_options` only)."""
 
-    def configure(
-        self,
-        *,
-        limits: bool | None = None,
-        fault_rate: float | None = None,
-        drop_rate: float | None = None,
-        seed: int | None = None,
-        **switches: bool | None,
-    ) -> dict[str, Any]:
-        """Change the settings given (None: unchanged), as :meth:`set_options` does."""
-        given = {"limits": limits, "fault_rate": fault_rate, "drop_rate": drop_rate, "seed": seed, **switches}
-        return self.set_options(**{k: v for k, v in given.items() if v is not None})
-
-
-def _json_options(body: Mapping[str, Any], switches: tuple[str, ...]) -> dict[str, Any]:
-    return {
-        key: flag(value) if key in ("limits", *switches) else value
-        for key, value in body.items()
-        if value is not None
-    }
+    def configure(self, **settings: float | None) -> dict[str, Any]:
+        """:meth:`set_options` for the settings given (None: unchanged): ``limits``,
+        ``fault_rate``, ``drop_rate``, ``seed`` and the switches (``auto_chats``...)."""
+        return self.set_options(**{k: v for k, v in settings.items() if v is not None})
