@@ -434,6 +434,8 @@ class MessengerEmulator(Configurable):
     def options(self) -> dict[str, Any]:
         return {**super().options(), "text_limit": self.text_limit, "media_limit": self.media_limit}
 
+    config = options  # its first name
+
     def fail_next(
         self,
         psid: str,
