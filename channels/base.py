@@ -52,7 +52,9 @@ __all__ = [
     "endpoint_problem",
     "is_secret_ref",
     "mask",
+    "number",
     "one_line",
+    "url_problem",
 ]
 
 log = logging.getLogger(__name__)
@@ -148,10 +150,8 @@ class Option:
 NETWORK_ERRORS: tuple[type[BaseException], ...] = (httpx.HTTPError, httpx.InvalidURL, OSError, BlockedAddress)
 
 
-def endpoint_problem(url: str, *, carries_secret: bool) -> str | None:
-    """Why a channel may not call ``url`` (None: it may): not http(s), a refused address
-    written as its host (private, loopback, link-local), or a secret over plain http.
-    The sentence never quotes the URL (it may carry a token)."""
+def url_problem(url: str) -> str | None:
+    """Why ``url`` is no http(s) URL with a host (None: it is one). Never quotes it."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -160,6 +160,16 @@ def endpoint_problem(url: str, *, carries_secret: bool) -> str | None:
         return f"must be an http or https URL, not {parts.scheme or 'a relative'!s} one"
     if not parts.hostname:
         return "has no host"
+    return None
+
+
+def endpoint_problem(url: str, *, carries_secret: bool) -> str | None:
+    """Why a channel may not call ``url`` (None: it may): not http(s), a refused address
+    written as its host (private, loopback, link-local), or a secret over plain http.
+    The sentence never quotes the URL (it may carry a token)."""
+    problem = url_problem(url)
+    if problem is not None:
+        return problem
     problem = address_problem(url)
     if problem is None and carries_secret:
         problem = secret_transport_problem(url)
@@ -177,6 +187,20 @@ def mask(value: str | None) -> str:
     if is_secret_ref(value):
         return value
     return "****"
+
+
+def number(value: object) -> float | None:
+    """A number from JSON or a form (``3``, ``2.5``, ``"2.5"``); None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 def one_line(text: object, limit: int = 300) -> str:

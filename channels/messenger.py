@@ -57,7 +57,7 @@ from feedcast.kernel.errors import ChannelError, InvalidValue
 from feedcast.kernel.models import ProviderCall
 from feedcast.kernel.netguard import guarded_client
 
-__all__ = ["DEFAULT_API_URL", "MESSAGE_TAGS", "OUTSIDE_WINDOW", "MessengerChannel"]
+__all__ = ["DEFAULT_API_URL", "MESSAGE_TAGS", "OUTSIDE_WINDOW", "MessengerChannel", "attachment_type"]
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ class MessengerChannel(Channel):
                 self._key = f"messenger:{self.name}"
         key = str(self._key)
         rules = [RateRule(key, TEXT_RATE, 1)]
-        if _attachment_type(call.body) in _SLOW_MEDIA:
+        if attachment_type(call.body) in _SLOW_MEDIA:
             rules.append(RateRule(key + ":media", MEDIA_RATE, 1))
         return rules
 
@@ -318,7 +318,8 @@ class MessengerChannel(Channel):
         raise ChannelError(f"{where}: Graph refused the check ({code} {message})")
 
 
-def _attachment_type(body: Mapping[str, Any]) -> str | None:
+def attachment_type(body: Mapping[str, Any]) -> str | None:
+    """The ``type`` of a Send API body's attachment (``image``, ``audio``...; None: none)."""
     message = body.get("message")
     if isinstance(message, Mapping):
         attachment = message.get("attachment")

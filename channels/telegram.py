@@ -51,6 +51,7 @@ from channels.base import (
     SendContext,
     endpoint_problem,
     network_result,
+    number,
     one_line,
 )
 from feedcast.kernel.errors import ChannelError, InvalidValue
@@ -113,7 +114,7 @@ def classify(status: int, payload: object) -> Result:
         return Result(Outcome.TRANSIENT, error=description, code=str(code), migrate_to=str(migrate_to))
     retry_after = parameters.get("retry_after")
     if code == 429 or retry_after is not None:
-        seconds = _seconds(retry_after)
+        seconds = number(retry_after)
         if seconds is None:
             match = re.search(r"retry after (\d+)", text)
             seconds = float(match.group(1)) if match else 1.0
@@ -145,19 +146,6 @@ def _message_id(result: object) -> str | None:
         result = result[0]  # an album: its first message
     if isinstance(result, Mapping) and result.get("message_id") is not None:
         return str(result["message_id"])
-    return None
-
-
-def _seconds(value: object) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
     return None
 
 

@@ -63,6 +63,7 @@ from channels.base import (
     network_result,
     one_line,
     retry_after_header,
+    url_problem,
 )
 from feedcast.kernel.errors import ChannelError, InvalidValue
 from feedcast.kernel.models import ProviderCall
@@ -244,19 +245,6 @@ def classify(fmt: str, status: int, headers: Mapping[str, str], text: str, *, wh
 # --------------------------------------------------------------------------- the channel
 
 
-def _check_url(url: str) -> str | None:
-    """Why ``url`` cannot be a webhook URL (None: it can). Never echoes the URL."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "is not a valid URL"
-    if parts.scheme not in ("http", "https"):
-        return f"must be an http or https URL, not {parts.scheme or 'a relative'!s} one"
-    if not parts.hostname:
-        return "has no host"
-    return None
-
-
 _SLACK_HOSTS = ("hooks.slack.com", "hooks.slack-gov.com")
 _DISCORD_HOSTS = ("discord.com", "discordapp.com", "ptb.discord.com", "canary.discord.com")
 _TOKEN_KEYS = frozenset(
@@ -364,7 +352,7 @@ class WebhookChannel(Channel):
         url = out["url"]
         carries_secret = bool(out.get("secret") or out.get("header"))
         if not is_secret_ref(url):
-            problem = _check_url(url)
+            problem = url_problem(url)
             if problem:
                 raise InvalidValue(f"--url {problem}")
             token = token_in_url(url)
@@ -440,7 +428,7 @@ class WebhookChannel(Channel):
                 "in your YAML and run feedcast apply (feedcast export writes it so)"
             )
         url = self.setting("url")  # Secrets.resolve remembers the value (literal or env)
-        problem = _check_url(url)
+        problem = url_problem(url)
         carries_secret = is_secret_ref(stored) or bool(
             self.settings.get("secret") or self.settings.get("header")
         )

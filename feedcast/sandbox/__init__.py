@@ -3,7 +3,9 @@
 - :class:`SampleServer`: sample sources on loopback with real validators and gzip;
 - provider emulators (Telegram Bot API, Messenger Send API, an SMTP sink, webhook
   receivers) faithful to the providers' envelopes, error bodies and rate limits, each
-  keeping a record of what every recipient received. ``feedcast sandbox`` starts them.
+  keeping a record of what every recipient received. ``feedcast sandbox`` starts them;
+  what they share (rate windows, fault injection, settings, the control API's plumbing)
+  is :mod:`feedcast.sandbox.base`.
 """
 
 from feedcast.sandbox.asgi import AsgiServer

@@ -97,7 +97,6 @@ person's 24-hour window (as a real person writing does)::
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import hashlib
@@ -107,23 +106,35 @@ import random
 import re
 import socket
 import string
-import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
 import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from channels.messenger import attachment_type
 from feedcast.kernel.clock import SYSTEM, Clock
+from feedcast.sandbox.base import (
+    Configurable,
+    ControlError,
+    Dropped,
+    Window,
+    control,
+    control_body,
+    control_object,
+    drop_connection,
+    uvicorn_transport,
+)
+from layouts.text import utf16_len
 
 __all__ = [
     "GRAPH_VERSION",
@@ -217,10 +228,6 @@ def _invalid(message: str) -> _GraphError:
     return _GraphError(400, 100, f"(#100) {message}")
 
 
-class _Drop(Exception):
-    """Abort the connection without an answer."""
-
-
 @dataclass(slots=True)
 class _Scripted:
     code: int
@@ -230,51 +237,33 @@ class _Scripted:
     times: int
 
 
-class _Window:
-    """One rate-limit key: a sliding 1-second log of requests seen and calls admitted."""
+class _Key:
+    """One rate-limit key: the requests seen (``over_limit`` and ``max_window`` count
+    them, refused ones too) and the calls admitted, in sliding 1-second windows."""
 
-    __slots__ = ("admitted", "limit", "max_window", "over_limit", "rate_limited", "requests", "seen")
+    __slots__ = ("admitted", "limit", "over_limit", "rate_limited", "requests", "seen")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.seen: deque[float] = deque()
-        self.admitted: deque[float] = deque()
+        self.seen = Window(1.0)
+        self.admitted = Window(1.0)
         self.requests = 0
-        self.max_window = 0
         self.over_limit = 0
         self.rate_limited = 0
 
     def see(self, now: float) -> None:
-        seen, edge = self.seen, now - 1.0
-        while seen and seen[0] <= edge:
-            seen.popleft()
-        if len(seen) >= self.limit:
-            self.over_limit += 1
-        seen.append(now)
         self.requests += 1
-        if len(seen) > self.max_window:
-            self.max_window = len(seen)
-
-    def has_room(self, now: float) -> bool:
-        admitted, edge = self.admitted, now - 1.0
-        while admitted and admitted[0] <= edge:
-            admitted.popleft()
-        return len(admitted) < self.limit
+        if self.seen.hit(now) > self.limit:
+            self.over_limit += 1
 
     def public(self) -> dict[str, int]:
         return {
             "limit": self.limit,
             "requests": self.requests,
-            "max_window": self.max_window,
+            "max_window": self.seen.peak,
             "over_limit": self.over_limit,
             "rate_limited": self.rate_limited,
         }
-
-
-def _transport(receive: Any) -> Any:
-    """uvicorn's transport for this connection: ``receive`` is a bound method of its
-    request cycle, which holds it (None under another server)."""
-    return getattr(getattr(receive, "__self__", None), "transport", None)
 
 
 class _NoDelay:
@@ -288,16 +277,12 @@ class _NoDelay:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            transport = _transport(receive)
+            transport = uvicorn_transport(receive)
             sock = transport.get_extra_info("socket") if transport is not None else None
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         await self.app(scope, receive, send)
-
-
-def _utf16(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
 
 
 def _aware(when: datetime) -> datetime:
@@ -316,13 +301,11 @@ def _parse_time(value: Any) -> datetime | None:
     return _aware(datetime.fromisoformat(value))
 
 
-def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return Response(body, status_code=status, headers=dict(headers or {}), media_type="application/json")
-
-
-class MessengerEmulator:
+class MessengerEmulator(Configurable):
     """The Send API of one or more Pages, with people, windows, limits and faults."""
+
+    name: ClassVar[str] = "messenger"
+    switches: ClassVar[tuple[str, ...]] = ("auto_people", "auto_window_open")
 
     def __init__(
         self,
@@ -337,19 +320,14 @@ class MessengerEmulator:
         media_limit: int = MEDIA_LIMIT,
         clock: Clock = SYSTEM,
     ) -> None:
-        self._lock = threading.Lock()
-        self.clock = clock  # the rate windows read it (a FakeClock in tests)
+        super().__init__(limits=limits, fault_rate=fault_rate, drop_rate=drop_rate, seed=seed, clock=clock)
         self.text_limit = text_limit
         self.media_limit = media_limit
         self._pages: dict[str, Page] = {}
         self._people: dict[str, Person] = {}
-        self.limits = limits
-        self.fault_rate = fault_rate
-        self.drop_rate = drop_rate
-        self.seed = seed
         self.auto_people = auto_people
         self.auto_window_open = auto_window_open
-        self._seed_rngs(seed)
+        self._reseed(seed)
         self._clear()
         self._webhook: WebhookTarget | None = None
         self.app = Starlette(
@@ -364,7 +342,7 @@ class MessengerEmulator:
                 Route("/_sandbox/received", self._received_endpoint, methods=["GET"]),
                 Route("/_sandbox/stats", self._stats_endpoint, methods=["GET"]),
                 Route("/_sandbox/reset", self._reset_endpoint, methods=["POST"]),
-                Route("/_sandbox/config", self._config_endpoint, methods=["GET", "POST"]),
+                Route("/_sandbox/config", self._http_options, methods=["GET", "POST"]),
                 Route("/_sandbox/errors", self._errors_endpoint, methods=["POST"]),
                 Route("/_sandbox/webhook", self._webhook_endpoint, methods=["GET", "POST"]),
                 Route("/_sandbox/inbound", self._inbound_endpoint, methods=["POST"]),
@@ -432,13 +410,13 @@ class MessengerEmulator:
                 "requests": self._requests,
                 "accepted": self._accepted,
                 "rejected": self._requests - self._accepted - self._dropped,
-                "rate_limited": sum(w.rate_limited for w in self._windows.values()),
-                "over_limit": sum(w.over_limit for w in self._windows.values()),
+                "rate_limited": sum(k.rate_limited for k in self._keys.values()),
+                "over_limit": sum(k.over_limit for k in self._keys.values()),
                 "faults": self._faults,
                 "dropped": self._dropped,
                 "errors": dict(self._errors),
                 "token_via": dict(self._token_via),
-                "keys": {key: w.public() for key, w in self._windows.items()},
+                "keys": {key: k.public() for key, k in self._keys.items()},
                 "limits": self.limits,
             }
 
@@ -447,48 +425,16 @@ class MessengerEmulator:
         pages, people and the webhook too. The fault generator restarts from ``seed``."""
         with self._lock:
             self._clear()
-            self._seed_rngs(self.seed)
+            self._reseed(self.faults.seed)
             if everything:
                 self._pages.clear()
                 self._people.clear()
                 self._webhook = None
 
-    def configure(
-        self,
-        *,
-        limits: bool | None = None,
-        fault_rate: float | None = None,
-        drop_rate: float | None = None,
-        seed: int | None = None,
-        auto_people: bool | None = None,
-        auto_window_open: bool | None = None,
-    ) -> None:
-        with self._lock:
-            if limits is not None:
-                self.limits = bool(limits)
-            if fault_rate is not None:
-                self.fault_rate = _rate(fault_rate, "fault_rate")
-            if drop_rate is not None:
-                self.drop_rate = _rate(drop_rate, "drop_rate")
-            if seed is not None:
-                self.seed = seed
-                self._seed_rngs(seed)
-            if auto_people is not None:
-                self.auto_people = bool(auto_people)
-            if auto_window_open is not None:
-                self.auto_window_open = bool(auto_window_open)
+    def options(self) -> dict[str, Any]:
+        return {**super().options(), "text_limit": self.text_limit, "media_limit": self.media_limit}
 
-    def config(self) -> dict[str, Any]:
-        return {
-            "limits": self.limits,
-            "fault_rate": self.fault_rate,
-            "drop_rate": self.drop_rate,
-            "seed": self.seed,
-            "auto_people": self.auto_people,
-            "auto_window_open": self.auto_window_open,
-            "text_limit": self.text_limit,
-            "media_limit": self.media_limit,
-        }
+    config = options  # its first name
 
     def fail_next(
         self,
@@ -618,13 +564,13 @@ class MessengerEmulator:
 
     # ------------------------------------------------------------------ internals
 
-    def _seed_rngs(self, seed: int | None) -> None:
-        self._fault_rng = random.Random(seed)
+    def _reseed(self, seed: int | None) -> None:
+        super()._reseed(seed)
         self._id_rng = random.Random(None if seed is None else seed + 1)
 
     def _clear(self) -> None:
         self._received: dict[str, list[dict[str, Any]]] = {}
-        self._windows: dict[str, _Window] = {}
+        self._keys: dict[str, _Key] = {}
         self._scripted: dict[str, deque[_Scripted]] = {}
         self._errors: dict[str, int] = {}
         self._token_via: dict[str, int] = {}
@@ -633,11 +579,11 @@ class MessengerEmulator:
         self._faults = 0
         self._dropped = 0
 
-    def _window(self, key: str, limit: int) -> _Window:
-        window = self._windows.get(key)
-        if window is None:
-            window = self._windows[key] = _Window(limit)
-        return window
+    def _key(self, key: str, limit: int) -> _Key:
+        found = self._keys.get(key)
+        if found is None:
+            found = self._keys[key] = _Key(limit)
+        return found
 
     def _message_id(self) -> str:
         raw = self._id_rng.getrandbits(264).to_bytes(33, "big")
@@ -654,7 +600,7 @@ class MessengerEmulator:
             body["is_transient"] = True
         body["fbtrace_id"] = self._trace_id()
         self._errors[error.key] = self._errors.get(error.key, 0) + 1
-        return _json({"error": body}, error.status, error.headers)
+        return JSONResponse({"error": body}, error.status, error.headers)
 
     @staticmethod
     def _token(request: Request, form: Mapping[str, Any]) -> tuple[str | None, str]:
@@ -697,18 +643,9 @@ class MessengerEmulator:
         try:
             with self._lock:
                 return self._messages(request, version, raw, now)
-        except _Drop:
-            pass
-        # drop: abort the TCP connection (uvicorn's receive is a bound method of its
-        # request cycle, which holds the transport); wait until uvicorn noticed, so the
-        # response returned below is discarded instead of written
-        transport = _transport(request.receive)
-        if transport is None:
-            raise RuntimeError("drop_rate needs uvicorn: this server gives no access to the connection")
-        transport.abort()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(request.receive(), timeout=1.0)
-        return Response(status_code=500)
+        except Dropped:
+            await drop_connection(request.receive)
+            return Response(status_code=500)  # never sent: the connection is gone
 
     def _messages(self, request: Request, version: str | None, raw: bytes, now: float) -> Response:
         self._requests += 1
@@ -719,19 +656,19 @@ class MessengerEmulator:
             token, via = self._token(request, body)
             self._token_via[via] = self._token_via.get(via, 0) + 1
             page = self._pages.get(token) if token else None
-            windows: list[_Window] = []
+            keys: list[_Key] = []
             if page is not None:
-                windows.append(self._window(f"page:{page.page_id}", self.text_limit))
-                if _attachment_type(body) in _SLOW_MEDIA:
-                    windows.append(self._window(f"page:{page.page_id}:media", self.media_limit))
-                for window in windows:
-                    window.see(now)
-            if self.drop_rate and self._fault_rng.random() < self.drop_rate:
+                keys.append(self._key(f"page:{page.page_id}", self.text_limit))
+                if attachment_type(body) in _SLOW_MEDIA:
+                    keys.append(self._key(f"page:{page.page_id}:media", self.media_limit))
+                for key in keys:
+                    key.see(now)
+            if self.faults.drop():
                 self._dropped += 1
-                raise _Drop
-            if self.fault_rate and self._fault_rng.random() < self.fault_rate:
+                raise Dropped
+            if self.faults.fault():
                 self._faults += 1
-                if self._fault_rng.random() < 0.5:
+                if self.faults.coin():
                     raise _GraphError(
                         500,
                         2,
@@ -743,20 +680,20 @@ class MessengerEmulator:
                 )
             page = self._page(token, via)
             if self.limits:
-                full = [w for w in windows if not w.has_room(now)]
+                full = [key for key in keys if not key.admitted.fits(now, 1, key.limit)]
                 if full:
-                    for window in full:
-                        window.rate_limited += 1
+                    for key in full:
+                        key.rate_limited += 1
                     raise _GraphError(400, 613, "(#613) Calls to this api have exceeded the rate limit.")
-                for window in windows:
-                    window.admitted.append(now)
+                for key in keys:
+                    key.admitted.add(now, 1)
             if body_error is not None:
                 raise body_error
             answer = self._deliver(page, body, request)
         except _GraphError as error:
             return self._error_response(error)
         self._accepted += 1
-        return _json(answer)
+        return JSONResponse(answer)
 
     def _deliver(self, page: Page, body: Mapping[str, Any], request: Request) -> dict[str, Any]:
         if page.permissions is not True:
@@ -826,40 +763,33 @@ class MessengerEmulator:
                 page = self._page(token, via)
             except _GraphError as error:
                 return self._error_response(error)
-            return _json({"id": page.page_id, "name": page.name})
+            return JSONResponse({"id": page.page_id, "name": page.name})
 
     # ------------------------------------------------------------------ control API
 
+    @control
     async def _pages_endpoint(self, request: Request) -> Response:
         if request.method == "POST":
-            try:
-                data = await _control_body(request)
-                if not isinstance(data, dict):
-                    raise ValueError("give a JSON object")
-                permissions = data.get("permissions", True)
-                page = self.add_page(
-                    str(data["token"]),
-                    None if data.get("page_id") is None else str(data["page_id"]),
-                    name=str(data.get("name") or "Sandbox Page"),
-                    permissions=permissions,
-                )
-            except (KeyError, TypeError, ValueError) as exc:
-                return _control_error(exc)
-            return _json(page.public())
+            data = await control_object(request)
+            page = self.add_page(
+                str(data["token"]),
+                None if data.get("page_id") is None else str(data["page_id"]),
+                name=str(data.get("name") or "Sandbox Page"),
+                permissions=data.get("permissions", True),
+            )
+            return self.control_answer(page.public())
         with self._lock:
-            return _json([p.public() for p in self._pages.values()])
+            return self.control_answer([p.public() for p in self._pages.values()])
 
+    @control
     async def _people_endpoint(self, request: Request) -> Response:
         if request.method == "POST":
-            try:
-                data = await _control_body(request)
-                rows = data if isinstance(data, list) else [data]
-                out = [self._update_person(row) for row in rows]
-            except (KeyError, TypeError, ValueError) as exc:
-                return _control_error(exc)
-            return _json(out if isinstance(data, list) else out[0])
+            data = await control_body(request)
+            rows = data if isinstance(data, list) else [data]
+            out = [self._update_person(row) for row in rows]
+            return self.control_answer(out if isinstance(data, list) else out[0])
         with self._lock:
-            return _json([p.public() for p in self._people.values()])
+            return self.control_answer([p.public() for p in self._people.values()])
 
     def _update_person(self, row: Any) -> dict[str, Any]:
         if not isinstance(row, dict):
@@ -873,91 +803,57 @@ class MessengerEmulator:
             last = known.last_inbound if known else None
         return self.add_person(psid, status, last).public()
 
+    @control
     async def _received_endpoint(self, request: Request) -> Response:
         psid = request.query_params.get("psid")
         if psid is not None:
-            return _json({"psid": psid, "messages": self.received(psid)})
-        return _json(self.all_received())
+            return self.control_answer({"psid": psid, "messages": self.received(psid)})
+        return self.control_answer(self.all_received())
 
+    @control
     async def _stats_endpoint(self, request: Request) -> Response:
-        return _json(self.stats())
+        return self.control_answer(self.stats())
 
+    @control
     async def _reset_endpoint(self, request: Request) -> Response:
-        try:
-            data = await _control_body(request, default={})
-            everything = bool(data.get("everything", False)) if isinstance(data, dict) else False
-        except ValueError as exc:
-            return _control_error(exc)
-        self.reset(everything=everything)
-        return _json({"ok": True})
+        data = await control_body(request, {})
+        self.reset(everything=bool(data.get("everything", False)) if isinstance(data, dict) else False)
+        return self.control_answer({"ok": True})
 
-    async def _config_endpoint(self, request: Request) -> Response:
-        if request.method == "POST":
-            try:
-                data = await _control_body(request)
-                if not isinstance(data, dict):
-                    raise ValueError("give a JSON object")
-                unknown = set(data) - {
-                    "limits",
-                    "fault_rate",
-                    "drop_rate",
-                    "seed",
-                    "auto_people",
-                    "auto_window_open",
-                }
-                if unknown:
-                    raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
-                self.configure(**data)
-            except (TypeError, ValueError) as exc:
-                return _control_error(exc)
-        with self._lock:
-            return _json(self.config())
-
+    @control
     async def _errors_endpoint(self, request: Request) -> Response:
-        try:
-            data = await _control_body(request)
-            if not isinstance(data, dict):
-                raise ValueError("give a JSON object")
-            subcode = data.get("subcode")
-            self.fail_next(
-                str(data["psid"]),
-                int(data["code"]),
-                None if subcode is None else int(subcode),
-                message=data.get("message"),
-                status=int(data.get("status", 400)),
-                times=int(data.get("times", 1)),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            return _control_error(exc)
-        return _json({"ok": True})
+        data = await control_object(request)
+        subcode = data.get("subcode")
+        self.fail_next(
+            str(data["psid"]),
+            int(data["code"]),
+            None if subcode is None else int(subcode),
+            message=data.get("message"),
+            status=int(data.get("status", 400)),
+            times=int(data.get("times", 1)),
+        )
+        return self.control_answer({"ok": True})
 
+    @control
     async def _webhook_endpoint(self, request: Request) -> Response:
         if request.method == "POST":
-            try:
-                data = await _control_body(request)
-                if not isinstance(data, dict):
-                    raise ValueError("give a JSON object")
-                page_id = data.get("page_id")
-                self.webhook(
-                    str(data["url"]),
-                    str(data["app_secret"]),
-                    page_id=None if page_id is None else str(page_id),
-                )
-            except (KeyError, TypeError, ValueError) as exc:
-                return _control_error(exc)
+            data = await control_object(request)
+            page_id = data.get("page_id")
+            self.webhook(
+                str(data["url"]), str(data["app_secret"]), page_id=None if page_id is None else str(page_id)
+            )
         with self._lock:
-            return _json(self._webhook.public() if self._webhook else None)
+            return self.control_answer(self._webhook.public() if self._webhook else None)
 
+    @control
     async def _inbound_endpoint(self, request: Request) -> Response:
+        data = await control_object(request)
+        psid = str(data["psid"])
+        fields = self._inbound_fields(data)
         try:
-            data = await _control_body(request)
-            if not isinstance(data, dict):
-                raise ValueError("give a JSON object")
-            psid = str(data["psid"])
-            fields = self._inbound_fields(data)
             target = self._target()
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            return _control_error(exc)
+        except RuntimeError as exc:
+            raise ControlError(str(exc)) from None
         raw = self.event_body(psid, fields)
         self.touch(psid)
         headers = {"Content-Type": "application/json", "X-Hub-Signature-256": self.sign(raw)}
@@ -965,8 +861,10 @@ class MessengerEmulator:
             async with httpx.AsyncClient(timeout=10.0) as client:
                 answer = await client.post(target.url, content=raw, headers=headers)
         except httpx.HTTPError as exc:
-            return _json({"error": f"the webhook could not be reached: {type(exc).__name__}"}, 502)
-        return _json({"status": answer.status_code, "body": answer.text[:1000]})
+            return self.control_answer(
+                {"error": f"the webhook could not be reached: {type(exc).__name__}"}, 502
+            )
+        return self.control_answer({"status": answer.status_code, "body": answer.text[:1000]})
 
 
 # ---------------------------------------------------------------------- request bodies
@@ -978,30 +876,6 @@ def _raw(body: bytes | str | Mapping[str, Any]) -> bytes:
     if isinstance(body, str):
         return body.encode("utf-8")
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def _rate(value: float, name: str) -> float:
-    value = float(value)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} is a fraction between 0 and 1")
-    return value
-
-
-async def _control_body(request: Request, default: Any = None) -> Any:
-    raw = await request.body()
-    if not raw.strip():
-        if default is not None:
-            return default
-        raise ValueError("the request needs a JSON body")
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise ValueError(f"the body is not JSON: {exc}") from None
-
-
-def _control_error(exc: BaseException) -> Response:
-    text = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-    return _json({"error": text}, 400)
 
 
 def _parse_body(raw: bytes, content_type: str) -> tuple[dict[str, Any], _GraphError | None]:
@@ -1026,16 +900,6 @@ def _parse_body(raw: bytes, content_type: str) -> tuple[dict[str, Any], _GraphEr
     if not isinstance(data, dict):
         return {}, _invalid("The request body must be a JSON object")
     return data, None
-
-
-def _attachment_type(body: Mapping[str, Any]) -> str | None:
-    message = body.get("message")
-    if isinstance(message, dict):
-        attachment = message.get("attachment")
-        if isinstance(attachment, dict):
-            kind = attachment.get("type")
-            return kind if isinstance(kind, str) else None
-    return None
 
 
 def _recipient(body: Mapping[str, Any]) -> str:
@@ -1076,7 +940,7 @@ def _text(value: Any, where: str, high: int, *, required: bool = True) -> None:
         raise _invalid(f"param {where} must be a string")
     if required and not value.strip():
         raise _invalid(f"param {where} must be non-empty.")
-    if _utf16(value) > high:
+    if utf16_len(value) > high:
         raise _invalid(f"Length of param {where} must be less than or equal to {high}")
 
 

@@ -57,10 +57,10 @@ class Sandbox:
         self.messenger.add_page(PAGE_TOKEN, page_id="100200300", name="Sandbox Page")
         self.webhooks = WebhookReceiver(limits=limits, fault_rate=fault_rate, drop_rate=drop_rate, seed=seed)
         self.smtp = SmtpSink(host, ports.smtp, fault_rate=fault_rate, seed=seed)
-        self._servers = {
-            "telegram": AsgiServer(self.telegram.app, host, ports.telegram, name="telegram"),
-            "messenger": AsgiServer(self.messenger.app, host, ports.messenger, name="messenger"),
-            "webhooks": AsgiServer(self.webhooks.app, host, ports.webhooks, name="webhooks"),
+        self._servers: dict[str, AsgiServer] = {
+            "telegram": self.telegram.serve(host, ports.telegram),
+            "messenger": self.messenger.serve(host, ports.messenger),
+            "webhooks": self.webhooks.serve(host, ports.webhooks),
         }
 
     @property

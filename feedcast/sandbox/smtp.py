@@ -23,12 +23,10 @@ into a temporary directory at start (``tls="starttls"`` or ``"ssl"``, implicit T
 from __future__ import annotations
 
 import asyncio
-import collections
 import datetime as dt
 import email
 import email.policy
 import ipaddress
-import random
 import shutil
 import socket
 import ssl
@@ -44,6 +42,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from feedcast.kernel.clock import SYSTEM, Clock
+from feedcast.sandbox.base import Faults, Window
 
 __all__ = ["ReceivedMessage", "SinkStats", "SmtpSink", "make_certificate"]
 
@@ -209,7 +208,7 @@ class SmtpSink:
             raise ValueError(f"tls must be none, starttls or ssl, not {tls!r}")
         self.tls: Tls = tls
         self.users = dict(users) if users is not None else None
-        self.fault_rate = fault_rate
+        self.faults = Faults(fault_rate, seed=seed)
         self.max_rate = max_rate
         self.clock = clock  # the rate window reads it (a FakeClock in tests)
         self.hostname = hostname
@@ -219,15 +218,13 @@ class SmtpSink:
         self._tmp: str | None = None
         self._controller: _Controller | None = None
         self._lock = threading.Lock()
-        self._rng = random.Random(seed)
         self._rejects: dict[str, _Script] = {}
         self._defers: dict[str, _Script] = {}
         self._content: list[tuple[str, _Script]] = []
         self._messages: list[ReceivedMessage] = []
-        self._accept_times: collections.deque[float] = collections.deque()
+        self._window = Window(1.0 - WINDOW_SLACK)  # messages accepted
         self._accepted = self._rejected = self._deferred = self._rate_limited = 0
         self._connections = 0
-        self._max_per_second = 0
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -332,7 +329,7 @@ class SmtpSink:
                 deferred=self._deferred,
                 rate_limited=self._rate_limited,
                 connections=self._connections,
-                max_per_second=self._max_per_second,
+                max_per_second=self._window.peak,
             )
 
     # ----------------------------------------------------------------- aiosmtpd hooks
@@ -354,13 +351,6 @@ class SmtpSink:
             self._rejected += 1
         return AuthResult(success=False, handled=False)
 
-    def _window(self, now: float) -> int:
-        """Messages accepted in the sliding second ending now (lock held)."""
-        horizon = now - (1.0 - WINDOW_SLACK)
-        while self._accept_times and self._accept_times[0] <= horizon:
-            self._accept_times.popleft()
-        return len(self._accept_times)
-
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
     ) -> str:
@@ -369,15 +359,15 @@ class SmtpSink:
                 self._rejected += 1
             return "530 5.7.0 Authentication required"
         with self._lock:
-            if self.fault_rate and self._rng.random() < self.fault_rate:
+            if self.faults.fault():
                 self._deferred += 1
-                if self._rng.random() < 0.5:
+                if self.faults.coin():
                     transport = server.transport
                     if transport is not None:
                         asyncio.get_running_loop().call_soon(transport.close)
                     return "421 4.3.2 Service not available, closing transmission channel"
                 return "451 4.3.0 Temporary local problem, try again later"
-            if self.max_rate is not None and self._window(self.clock.monotonic()) >= self.max_rate:
+            if self.max_rate is not None and self._window.count(self.clock.monotonic()) >= self.max_rate:
                 self._deferred += 1
                 self._rate_limited += 1
                 return f"451 4.7.0 Rate limit exceeded ({self.max_rate} messages per second), slow down"
@@ -425,10 +415,7 @@ class SmtpSink:
             tls=session.ssl is not None or self.tls == "ssl",
         )
         with self._lock:
-            now = self.clock.monotonic()
-            self._window(now)
-            self._accept_times.append(now)
-            self._max_per_second = max(self._max_per_second, len(self._accept_times))
+            self._window.hit(self.clock.monotonic())
             self._messages.append(record)
             self._accepted += 1
         return "250 2.0.0 OK: queued"

@@ -80,16 +80,14 @@ import hashlib
 import itertools
 import json
 import math
-import random
 import re
-import threading
 import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -99,9 +97,20 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from channels.base import number
 from feedcast.kernel.clock import SYSTEM, Clock
 from feedcast.kernel.errors import TelegramHtmlError
-from feedcast.sandbox.asgi import AsgiServer
+from feedcast.sandbox.base import (
+    Configurable,
+    ControlError,
+    Dropped,
+    TokenBucket,
+    Window,
+    control,
+    control_object,
+    drop_connection,
+    flag,
+)
 from layouts.html import telegram_visible_text, validate_telegram_html
 from layouts.text import utf16_len
 
@@ -212,76 +221,13 @@ def _bad(description: str) -> _ApiError:
 # --------------------------------------------------------------------------- state
 
 
-class _Window:
-    """Weighted events in a sliding window of ``period`` seconds: O(1) amortised."""
-
-    __slots__ = ("events", "period", "total")
-
-    def __init__(self, period: float) -> None:
-        self.period = period
-        self.events: deque[tuple[float, int]] = deque()
-        self.total = 0
-
-    def prune(self, now: float) -> None:
-        events, edge = self.events, now - self.period
-        while events and events[0][0] <= edge:
-            self.total -= events.popleft()[1]
-
-    def add(self, now: float, cost: int = 1) -> int:
-        self.prune(now)
-        self.events.append((now, cost))
-        self.total += cost
-        return self.total
-
-    def fits(self, now: float, cost: int, limit: int) -> bool:
-        self.prune(now)
-        return self.total + cost <= limit
-
-    def wait(self, now: float, cost: int, limit: int) -> float:
-        """Seconds until ``cost`` more fits under ``limit`` (0: it fits now); walks the
-        window, so only for a refusal (a refused request is never added: <= limit)."""
-        self.prune(now)
-        excess = self.total + cost - limit
-        if excess <= 0:
-            return 0.0
-        for stamp, weight in self.events:
-            excess -= weight
-            if excess <= 0:
-                return stamp + self.period - now
-        return self.period
-
-
-class _Bucket:
-    """A token bucket: ``capacity`` tokens refilled at ``rate`` per second."""
-
-    __slots__ = ("stamp", "tokens")
-
-    def __init__(self, capacity: float, now: float) -> None:
-        self.tokens = capacity
-        self.stamp = now
-
-    def wait(self, now: float, capacity: float, rate: float) -> float:
-        self.tokens = min(capacity, self.tokens + (now - self.stamp) * rate)
-        self.stamp = now
-        return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / rate
-
-    def take(self) -> None:
-        self.tokens = max(0.0, self.tokens - 1.0)  # limits off: over, yet never in debt
-
-
 @dataclass(slots=True)
 class _Counters:
     requests: int = 0  # sending requests (bots: every request)
     accepted: int = 0
     rate_limited: int = 0
     over_limit: int = 0
-    max_per_second: int = 0
-    seen: _Window = field(default_factory=lambda: _Window(1.0))
-
-    def saw(self, now: float) -> None:
-        count = self.seen.add(now)
-        if count > self.max_per_second:
-            self.max_per_second = count
+    seen: Window = field(default_factory=lambda: Window(1.0))  # sending requests; peak: max_per_second
 
 
 @dataclass(slots=True)
@@ -315,9 +261,8 @@ class _Bot:
     errors: int = 0  # 4xx other than 429
     faults: int = 0
     dropped: int = 0
-    max_messages_per_second: int = 0
-    seen_messages: _Window = field(default_factory=lambda: _Window(1.0))
-    window: _Window = field(default_factory=lambda: _Window(1.0))  # accepted messages
+    seen_messages: Window = field(default_factory=lambda: Window(1.0))  # peak: max_messages_per_second
+    window: Window = field(default_factory=lambda: Window(1.0))  # accepted messages
     # receiving: (time created, update) oldest first; ids increase by one per update
     updates: deque[tuple[float, dict[str, Any]]] = field(default_factory=deque)
     next_update_id: int = FIRST_UPDATE_ID
@@ -371,8 +316,8 @@ class _Chat:
 
 @dataclass(slots=True)
 class _ChatRate:
-    bucket: _Bucket
-    minute: _Window = field(default_factory=lambda: _Window(60.0))
+    bucket: TokenBucket
+    minute: Window = field(default_factory=lambda: Window(60.0))
 
 
 # --------------------------------------------------------------------------- parameters
@@ -426,12 +371,6 @@ def _json_param(value: Any, error: str) -> Any:
     return value
 
 
-def _flag(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes")
-    return bool(value)
-
-
 def _int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
@@ -439,19 +378,6 @@ def _int(value: Any) -> int | None:
         return value
     if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,19}", value.strip()):
         return int(value)
-    return None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
     return None
 
 
@@ -553,7 +479,7 @@ class _App(Starlette):
         await super().__call__(scope, receive, send)
 
 
-class TelegramEmulator:
+class TelegramEmulator(Configurable):
     """The Bot API on loopback: ``with TelegramEmulator().serve() as server: ...``.
 
     ``limits``: enforce Telegram's flood control (off: count only, for throughput
@@ -563,6 +489,10 @@ class TelegramEmulator:
     ``clock``: what the flood control and long polling read (:mod:`feedcast.kernel.clock`; a
     ``FakeClock`` makes a burst arrive at one instant, however slow the machine).
     """
+
+    name: ClassVar[str] = "telegram"
+    switches: ClassVar[tuple[str, ...]] = ("auto_chats",)
+    ok_envelope: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -574,13 +504,8 @@ class TelegramEmulator:
         seed: int | None = None,
         clock: Clock = SYSTEM,
     ) -> None:
-        self.limits = limits
+        super().__init__(limits=limits, fault_rate=fault_rate, drop_rate=drop_rate, seed=seed, clock=clock)
         self.auto_chats = auto_chats
-        self.fault_rate = fault_rate
-        self.drop_rate = drop_rate
-        self._rng = random.Random(seed)
-        self.clock = clock  # rate windows, buckets and long polls read it (a FakeClock in tests)
-        self._lock = threading.Lock()
         self._bots: dict[str, _Bot] = {}
         self._chats: dict[int, _Chat] = {}
         self._usernames: dict[str, int] = {}
@@ -600,14 +525,10 @@ class TelegramEmulator:
                 Route("/_sandbox/received", self._http_received, methods=["GET"]),
                 Route("/_sandbox/stats", self._http_stats, methods=["GET"]),
                 Route("/_sandbox/reset", self._http_reset, methods=["POST"]),
-                Route("/_sandbox/config", self._http_config, methods=["GET", "POST"]),
+                Route("/_sandbox/config", self._http_options, methods=["GET", "POST"]),
                 Route("/_sandbox/updates", self._http_updates, methods=["GET", "POST"]),
             ],
         )
-
-    def serve(self, host: str = "127.0.0.1", port: int = 0) -> AsgiServer:
-        """An :class:`AsgiServer` for this emulator (``with emulator.serve() as server``)."""
-        return AsgiServer(self.app, host, port, name="telegram")
 
     # ------------------------------------------------------------- Python API
 
@@ -710,10 +631,10 @@ class TelegramEmulator:
                     "errors": bot.errors,
                     "faults": bot.faults,
                     "dropped": bot.dropped,
-                    "max_per_second": c.max_per_second,
-                    "max_window": c.max_per_second,  # the name the other emulators use
-                    "max_messages_per_second": bot.max_messages_per_second,
-                    "messages_last_second": _recent(bot.window, now),
+                    "max_per_second": c.seen.peak,
+                    "max_window": c.seen.peak,  # the name the other emulators use
+                    "max_messages_per_second": bot.seen_messages.peak,
+                    "messages_last_second": bot.window.count(now),
                 }
             out: dict[str, Any] = {
                 "limits": {
@@ -742,7 +663,7 @@ class TelegramEmulator:
                         "accepted": chat.counters.accepted,
                         "rate_limited": chat.counters.rate_limited,
                         "over_limit": chat.counters.over_limit,
-                        "max_per_second": chat.counters.max_per_second,
+                        "max_per_second": chat.counters.seen.peak,
                     }
                     for chat in self._chats.values()
                     if chat.counters.requests
@@ -772,36 +693,6 @@ class TelegramEmulator:
                     chat.counters = _Counters()
                     chat.next_message_id = 1
 
-    def configure(
-        self,
-        *,
-        limits: bool | None = None,
-        fault_rate: float | None = None,
-        drop_rate: float | None = None,
-        seed: int | None = None,
-        auto_chats: bool | None = None,
-    ) -> dict[str, Any]:
-        with self._lock:
-            if limits is not None:
-                self.limits = bool(limits)
-            if fault_rate is not None:
-                self.fault_rate = min(1.0, max(0.0, float(fault_rate)))
-            if drop_rate is not None:
-                self.drop_rate = min(1.0, max(0.0, float(drop_rate)))
-            if seed is not None:
-                self._rng = random.Random(seed)
-            if auto_chats is not None:
-                self.auto_chats = bool(auto_chats)
-            return self._config()
-
-    def _config(self) -> dict[str, Any]:
-        return {
-            "limits": self.limits,
-            "fault_rate": self.fault_rate,
-            "drop_rate": self.drop_rate,
-            "auto_chats": self.auto_chats,
-        }
-
     # ------------------------------------------------------------- Bot API over HTTP
 
     async def _bot_api(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -819,13 +710,14 @@ class TelegramEmulator:
             params, files = await _read_params(request)
         except _ApiError as err:
             params, files, parse_error = {}, {}, err
-        with self._lock:
-            answer = self._handle(token, method, params, files, parse_error)
+        try:
+            with self._lock:
+                answer = self._handle(token, method, params, files, parse_error)
+        except Dropped:
+            await drop_connection(receive)
+            return
         if isinstance(answer, _LongPoll):
             answer = await self._long_poll(answer)
-        if answer is None:
-            await _drop(send)
-            return
         await answer(scope, receive, send)
 
     async def _long_poll(self, wait: _LongPoll) -> Response:
@@ -858,8 +750,8 @@ class TelegramEmulator:
         params: dict[str, Any],
         files: dict[str, tuple[str, int]],
         parse_error: _ApiError | None,
-    ) -> Response | _LongPoll | None:
-        """One Bot API request, under the lock. None: drop the connection; a
+    ) -> Response | _LongPoll:
+        """One Bot API request, under the lock (:class:`Dropped`: drop the connection); a
         :class:`_LongPoll`: a getUpdates to answer when an update comes."""
         self.requests += 1
         bot = self._bots.get(token)
@@ -871,17 +763,14 @@ class TelegramEmulator:
         sending = method in _SEND_METHODS
         if sending:
             bot.sends += 1
-            bot.counters.saw(now)
-            size = _album_size(params) if method == "sendmediagroup" else 1
-            seen = bot.seen_messages.add(now, size)
-            if seen > bot.max_messages_per_second:
-                bot.max_messages_per_second = seen
-        if self.drop_rate and self._rng.random() < self.drop_rate:
+            bot.counters.seen.hit(now)
+            bot.seen_messages.hit(now, _album_size(params) if method == "sendmediagroup" else 1)
+        if self.faults.drop():
             bot.dropped += 1
-            return None
-        if self.fault_rate and self._rng.random() < self.fault_rate:
+            raise Dropped
+        if self.faults.fault():
             bot.faults += 1
-            if self._rng.random() < 0.5:
+            if self.faults.coin():
                 return self._envelope(500, "Internal Server Error")
             return HTMLResponse(_BAD_GATEWAY, status_code=502)
         if method not in _METHODS:
@@ -970,7 +859,7 @@ class TelegramEmulator:
     ) -> Any:
         chat = self._chat(params.get("chat_id"))
         chat.counters.requests += 1
-        chat.counters.saw(now)
+        chat.counters.seen.hit(now)
         markup: dict[str, Any] | None = None
         # (kind, media reference or None, visible text, raw item) per message to create
         contents: list[tuple[str, dict[str, Any] | None, str, Mapping[str, Any]]] = []
@@ -1057,7 +946,7 @@ class TelegramEmulator:
         arrival is counted as over the limit either way."""
         rate = self._rates.get((bot.id, chat.id))
         if rate is None:
-            rate = self._rates[(bot.id, chat.id)] = _ChatRate(_Bucket(CHAT_BURST, now))
+            rate = self._rates[(bot.id, chat.id)] = _ChatRate(TokenBucket(CHAT_BURST, now))
         group = chat.kind != "private"
         bucket_wait = rate.bucket.wait(now, CHAT_BURST, CHAT_PER_SECOND)
         bot_fits = bot.window.fits(now, cost, BOT_PER_SECOND)
@@ -1143,7 +1032,7 @@ class TelegramEmulator:
                 message["document"] = {"file_id": file_id, "file_unique_id": unique, "file_name": name}
             if visible:
                 message["caption"] = visible
-            if _flag(item.get("has_spoiler", False)):
+            if flag(item.get("has_spoiler", False)):
                 message["has_media_spoiler"] = True
         if markup is not None and "inline_keyboard" in markup:
             message["reply_markup"] = {"inline_keyboard": markup["inline_keyboard"]}
@@ -1388,7 +1277,7 @@ class TelegramEmulator:
         if limit is None:
             raise _bad('field "limit" must be of type Integer')
         limit = min(UPDATES_MAX, max(1, limit))
-        timeout = _number(params.get("timeout", 0))
+        timeout = number(params.get("timeout", 0))
         if timeout is None:
             raise _bad('field "timeout" must be of type Integer')
         allowed = params.get("allowed_updates")
@@ -1405,7 +1294,7 @@ class TelegramEmulator:
     def _webhook_method(self, bot: _Bot, method: str, params: Mapping[str, Any]) -> Response:
         if method == "getwebhookinfo":
             return JSONResponse({"ok": True, "result": self._webhook_info(bot)})
-        drop = _flag(params.get("drop_pending_updates", False))
+        drop = flag(params.get("drop_pending_updates", False))
         url = params.get("url", "") if method == "setwebhook" else ""
         if not isinstance(url, str):
             raise _bad("bad webhook: Webhook URL must be a String")
@@ -1506,128 +1395,91 @@ class TelegramEmulator:
 
     # ------------------------------------------------------------- control API
 
+    @control
     async def _http_bots(self, request: Request) -> Response:
         if request.method == "GET":
             with self._lock:
-                return JSONResponse({"ok": True, "bots": [bot.public() for bot in self._bots.values()]})
-        body = await _control_body(request)
-        if isinstance(body, Response):
-            return body
+                return self.control_answer({"bots": [bot.public() for bot in self._bots.values()]})
+        body = await control_object(request, {})
         token = body.get("token")
         if not isinstance(token, str):
-            return _control_error("a bot needs a token")
-        try:
-            bot = self.add_bot(
-                token, str(body.get("username") or "feedcast_bot"), bot_id=_int(body.get("id"))
-            )
-        except ValueError as err:
-            return _control_error(str(err))
-        return JSONResponse({"ok": True, "bot": bot})
+            raise ControlError("a bot needs a token")
+        bot = self.add_bot(token, str(body.get("username") or "feedcast_bot"), bot_id=_int(body.get("id")))
+        return self.control_answer({"bot": bot})
 
+    @control
     async def _http_chats(self, request: Request) -> Response:
         if request.method == "GET":
             chat_id = request.query_params.get("chat_id")
-            if chat_id is not None:
-                with self._lock:
-                    chat = self._lookup(chat_id)
-                    if chat is None:
-                        return _control_error(f"unknown chat {chat_id}", 404)
-                    return JSONResponse({"ok": True, "chat": chat.public()})
-            return JSONResponse({"ok": True, "chats": self.chats()})
-        body = await _control_body(request)
-        if isinstance(body, Response):
-            return body
+            if chat_id is None:
+                return self.control_answer({"chats": self.chats()})
+            with self._lock:
+                chat = self._lookup(chat_id)
+                if chat is None:
+                    raise ControlError(f"unknown chat {chat_id}", 404)
+                return self.control_answer({"chat": chat.public()})
+        body = await control_object(request, {})
         entries = body.get("chats", [body])
         if not isinstance(entries, list):
-            return _control_error("chats must be a list")
+            raise ControlError("chats must be a list")
         done = []
         for entry in entries:
             if not isinstance(entry, dict) or _int(entry.get("chat_id")) is None:
-                return _control_error("each chat needs an integer chat_id")
-            try:
-                done.append(
-                    self.add_chat(
-                        int(entry["chat_id"]),
-                        kind=str(entry.get("kind", "private")),
-                        status=str(entry.get("status", "active")),
-                        migrate_to=_int(entry.get("migrate_to")),
-                        username=entry.get("username"),
-                        title=entry.get("title"),
-                    )
+                raise ControlError("each chat needs an integer chat_id")
+            done.append(
+                self.add_chat(
+                    int(entry["chat_id"]),
+                    kind=str(entry.get("kind", "private")),
+                    status=str(entry.get("status", "active")),
+                    migrate_to=_int(entry.get("migrate_to")),
+                    username=entry.get("username"),
+                    title=entry.get("title"),
                 )
-            except ValueError as err:
-                return _control_error(str(err))
-        return JSONResponse({"ok": True, "chats": done})
+            )
+        return self.control_answer({"chats": done})
 
+    @control
     async def _http_received(self, request: Request) -> Response:
         chat_id = request.query_params.get("chat_id")
         if chat_id is None:
-            return JSONResponse({"ok": True, "received": self.all_received()})
-        return JSONResponse({"ok": True, "chat_id": chat_id, "messages": self.received(chat_id)})
+            return self.control_answer({"received": self.all_received()})
+        return self.control_answer({"chat_id": chat_id, "messages": self.received(chat_id)})
 
+    @control
     async def _http_stats(self, request: Request) -> Response:
-        chats = _flag(request.query_params.get("chats", "false"))
-        return JSONResponse({"ok": True, **self.stats(chats=chats)})
+        return self.control_answer(self.stats(chats=flag(request.query_params.get("chats", "false"))))
 
+    @control
     async def _http_reset(self, request: Request) -> Response:
-        body = await _control_body(request)
-        if isinstance(body, Response):
-            return body
-        self.reset(everything=_flag(body.get("everything", False)))
-        return JSONResponse({"ok": True})
+        body = await control_object(request, {})
+        self.reset(everything=flag(body.get("everything", False)))
+        return self.control_answer({})
 
-    async def _http_config(self, request: Request) -> Response:
-        if request.method == "GET":
-            with self._lock:
-                return JSONResponse({"ok": True, **self._config()})
-        body = await _control_body(request)
-        if isinstance(body, Response):
-            return body
-        try:
-            config = self.configure(
-                limits=None if body.get("limits") is None else _flag(body["limits"]),
-                fault_rate=body.get("fault_rate"),
-                drop_rate=body.get("drop_rate"),
-                seed=_int(body.get("seed")),
-                auto_chats=None if body.get("auto_chats") is None else _flag(body["auto_chats"]),
-            )
-        except (TypeError, ValueError) as err:
-            return _control_error(str(err))
-        return JSONResponse({"ok": True, **config})
-
+    @control
     async def _http_updates(self, request: Request) -> Response:
         if request.method == "GET":
             name = request.query_params.get("bot")
-            try:
-                return JSONResponse(
-                    {
-                        "ok": True,
-                        "updates": self.pending_updates(name),
-                        "webhook": self.webhook(name),
-                        "deliveries": self.webhook_deliveries(name),
-                    }
-                )
-            except ValueError as err:
-                return _control_error(str(err))
-        body = await _control_body(request)
-        if isinstance(body, Response):
-            return body
+            return self.control_answer(
+                {
+                    "updates": self.pending_updates(name),
+                    "webhook": self.webhook(name),
+                    "deliveries": self.webhook_deliveries(name),
+                }
+            )
+        body = await control_object(request, {})
         raw_bot = body.get("bot")
         bot: str | int | None = (
             raw_bot if isinstance(raw_bot, str | int) and not isinstance(raw_bot, bool) else None
         )
-        try:
-            pushed: list[dict[str, Any] | None]
-            if "update" in body or "updates" in body:
-                updates = body.get("updates", [body.get("update")])
-                if not isinstance(updates, list) or not all(isinstance(u, dict) for u in updates):
-                    return _control_error("updates must be a list of objects")
-                pushed = [self.push_update(bot, u) for u in updates]
-            else:
-                pushed = [self._scripted(bot, body)]
-        except (TypeError, ValueError, KeyError) as err:
-            return _control_error(str(err) or "bad action")
-        return JSONResponse({"ok": True, "updates": [u for u in pushed if u is not None]})
+        pushed: list[dict[str, Any] | None]
+        if "update" in body or "updates" in body:
+            updates = body.get("updates", [body.get("update")])
+            if not isinstance(updates, list) or not all(isinstance(u, dict) for u in updates):
+                raise ControlError("updates must be a list of objects")
+            pushed = [self.push_update(bot, u) for u in updates]
+        else:
+            pushed = [self._scripted(bot, body)]
+        return self.control_answer({"updates": [u for u in pushed if u is not None]})
 
     def _scripted(self, bot: str | int | None, body: Mapping[str, Any]) -> dict[str, Any]:
         action = body.get("action")
@@ -1656,11 +1508,6 @@ class TelegramEmulator:
         raise ValueError("action must be one of sends, blocks, unblocks, added, removed")
 
 
-def _recent(window: _Window, now: float) -> int:
-    window.prune(now)
-    return window.total
-
-
 def _album_size(params: Mapping[str, Any]) -> int:
     media = params.get("media")
     if isinstance(media, str):
@@ -1669,34 +1516,3 @@ def _album_size(params: Mapping[str, Any]) -> int:
         except ValueError:
             return 1
     return max(1, len(media)) if isinstance(media, list) else 1
-
-
-async def _control_body(request: Request) -> dict[str, Any] | Response:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return _control_error("the body must be a JSON object")
-    return body if isinstance(body, dict) else _control_error("the body must be a JSON object")
-
-
-def _control_error(message: str, status: int = 400) -> Response:
-    return JSONResponse({"ok": False, "error": message}, status_code=status)
-
-
-async def _drop(send: Send) -> None:
-    """Drop the connection without answering: abort uvicorn's transport (an RST, no bytes),
-    as a proxy or a crashed server does. When the transport cannot be reached (another
-    server), start an answer and abandon it, so the client still sees a broken connection."""
-    cycle: Any = getattr(send, "__self__", None)
-    transport = getattr(cycle, "transport", None)
-    if cycle is not None and transport is not None and hasattr(transport, "abort"):
-        transport.abort()
-        if hasattr(cycle, "disconnected"):
-            cycle.disconnected = True  # uvicorn would otherwise answer 500 on the dead socket
-        await asyncio.sleep(0)
-        return
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"64")]})
-    raise ConnectionAbortedError("connection dropped on purpose")

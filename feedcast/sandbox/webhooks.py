@@ -69,18 +69,15 @@ O(1) (amortised: sliding windows are deques); records are capped at ``keep`` per
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import math
-import random
 import secrets as _secrets
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -89,7 +86,19 @@ from starlette.routing import Route
 
 from channels.webhook import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from feedcast.kernel.clock import SYSTEM, Clock
-from feedcast.sandbox.asgi import AsgiServer
+from feedcast.sandbox.base import (
+    ControlError,
+    Dropped,
+    Emulator,
+    FixedWindow,
+    TokenBucket,
+    Window,
+    control,
+    control_body,
+    drop_connection,
+    flag,
+)
+from layouts.text import utf16_len
 
 __all__ = ["Hook", "Received", "WebhookReceiver"]
 
@@ -157,32 +166,6 @@ _PHRASES = {
 }
 
 
-def _utf16(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-class _Window:
-    """Arrival times within the last ``period`` seconds; remembers the most ever held."""
-
-    __slots__ = ("max", "period", "times")
-
-    def __init__(self, period: float) -> None:
-        self.period = period
-        self.times: deque[float] = deque()
-        self.max = 0
-
-    def hit(self, now: float) -> int:
-        """Count ``now``; the number of arrivals in ``(now - period, now]``."""
-        times = self.times
-        while times and times[0] <= now - self.period:
-            times.popleft()
-        times.append(now)
-        count = len(times)
-        if count > self.max:
-            self.max = count
-        return count
-
-
 @dataclass(slots=True)
 class Received:
     """One request a hook processed (dropped ones are not recorded)."""
@@ -235,18 +218,14 @@ class Hook:
     received: deque[Received] = field(default_factory=deque)
     deliveries: set[str] = field(default_factory=set)
     counters: dict[str, int] = field(default_factory=dict)
-    second: _Window = field(default_factory=lambda: _Window(1.0))
-    period: _Window = field(default_factory=lambda: _Window(1.0))
-    accepted_times: deque[float] = field(default_factory=deque)  # JSON rate
-    tokens: float = float(SLACK_BURST)  # Slack bucket
-    refilled: float = 0.0
-    window_start: float = -math.inf  # Discord bucket
-    window_count: int = 0
+    second: Window = field(default_factory=lambda: Window(1.0))  # arrivals
+    period: Window = field(default_factory=lambda: Window(1.0))  # arrivals in the provider's window
+    admitted: Window = field(default_factory=lambda: Window(1.0))  # JSON rate
+    slack: TokenBucket = field(default_factory=lambda: TokenBucket(SLACK_BURST, 0.0))
+    discord: FixedWindow = field(default_factory=lambda: FixedWindow(DISCORD_LIMIT, DISCORD_PERIOD))
 
     def __post_init__(self) -> None:
         self.received = deque(maxlen=self.keep)
-        if self.kind == "discord":
-            self.period = _Window(DISCORD_PERIOD)
         self.reset()
 
     @property
@@ -287,18 +266,18 @@ class Hook:
             ),
             0,
         )
-        self.second = _Window(1.0)
-        self.period = _Window(DISCORD_PERIOD if self.kind == "discord" else 1.0)
-        self.accepted_times.clear()
-        self.tokens, self.refilled = float(SLACK_BURST), 0.0
-        self.window_start, self.window_count = -math.inf, 0
+        self.second = Window(1.0)
+        self.period = Window(DISCORD_PERIOD if self.kind == "discord" else 1.0)
+        self.admitted = Window(1.0)
+        self.slack = TokenBucket(SLACK_BURST, 0.0)
+        self.discord = FixedWindow(DISCORD_LIMIT, DISCORD_PERIOD)
 
     def stats(self) -> dict[str, Any]:
         limit = self.limit
         return {
             **self.counters,
-            "max_per_second": self.second.max,
-            "max_per_period": self.period.max,
+            "max_per_second": self.second.peak,
+            "max_per_period": self.period.peak,
             "period": self.period.period,
             "limit": limit[0] if limit else None,
         }
@@ -312,27 +291,12 @@ class Hook:
         return out
 
 
-class _Drop(Exception):
-    """Internal: this request is to be dropped."""
-
-
 def _answer(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:
     if status == 204 or body is None:
         return Response(status_code=status, headers=dict(headers or {}))
     if isinstance(body, str):
         return PlainTextResponse(body, status_code=status, headers=dict(headers or {}))
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
-
-
-def _drop_connection(request: Request) -> None:
-    """Abort the TCP connection under this request without an answer (uvicorn: the
-    protocol's transport; ``receive`` is a method of the request cycle holding it)."""
-    cycle: Any = getattr(request.receive, "__self__", None)
-    transport = getattr(cycle, "transport", None)
-    if cycle is None or transport is None or not hasattr(cycle, "disconnected"):
-        raise ConnectionAbortedError("the sandbox dropped the connection")  # non-uvicorn servers
-    transport.abort()
-    cycle.disconnected = True  # uvicorn then sends nothing and logs nothing
 
 
 # --------------------------------------------------------------------------- payload checks
@@ -434,14 +398,14 @@ def _embed_size(embed: Mapping[str, Any]) -> int:
     size = 0
     for key in ("title", "description"):
         if isinstance(embed.get(key), str):
-            size += _utf16(embed[key])
+            size += utf16_len(embed[key])
     for key, sub in (("footer", "text"), ("author", "name")):
         part = embed.get(key)
         if isinstance(part, dict) and isinstance(part.get(sub), str):
-            size += _utf16(part[sub])
+            size += utf16_len(part[sub])
     for item in embed.get("fields") or ():
         if isinstance(item, dict):
-            size += sum(_utf16(item[k]) for k in ("name", "value") if isinstance(item.get(k), str))
+            size += sum(utf16_len(item[k]) for k in ("name", "value") if isinstance(item.get(k), str))
     return size
 
 
@@ -458,7 +422,7 @@ def discord_error(body: Any) -> dict[str, Any] | None:
     if content is not None:
         if not isinstance(content, str):
             errors["content"] = _type_error("BASE_TYPE_STRING", "Must be a string.")
-        elif _utf16(content) > DISCORD_CONTENT:
+        elif utf16_len(content) > DISCORD_CONTENT:
             errors["content"] = _max_length(DISCORD_CONTENT)
     embeds = body.get("embeds")
     if embeds is not None:
@@ -477,7 +441,7 @@ def discord_error(body: Any) -> dict[str, Any] | None:
                 bad: dict[str, Any] = {}
                 for key, limit in (("title", DISCORD_TITLE), ("description", DISCORD_DESCRIPTION)):
                     value = embed.get(key)
-                    if value is not None and (not isinstance(value, str) or _utf16(value) > limit):
+                    if value is not None and (not isinstance(value, str) or utf16_len(value) > limit):
                         bad[key] = _max_length(limit)
                 if bad:
                     per[str(i)] = bad
@@ -497,9 +461,12 @@ def discord_error(body: Any) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- the receiver
 
 
-class WebhookReceiver:
+class WebhookReceiver(Emulator):
     """``receiver = WebhookReceiver(); hook = receiver.add_discord()``, then
-    ``with AsgiServer(receiver.app) as server: post(server.base_url + hook.path)``."""
+    ``with receiver.serve() as server: post(server.base_url + hook.path)``."""
+
+    name: ClassVar[str] = "webhooks"
+    switches: ClassVar[tuple[str, ...]] = ("auto_hooks",)
 
     def __init__(
         self,
@@ -515,18 +482,12 @@ class WebhookReceiver:
         tolerance: float = 300,
         clock: Clock = SYSTEM,
     ) -> None:
-        self.limits = limits
-        self.clock = clock  # rate windows, buckets and arrival times read it (a FakeClock in tests)
-        self.fault_rate = fault_rate
-        self.drop_rate = drop_rate
-        self.seed = seed
+        super().__init__(limits=limits, fault_rate=fault_rate, drop_rate=drop_rate, seed=seed, clock=clock)
         self.auto_hooks = auto_hooks
         self.slack_burst = slack_burst
         self.max_body = max_body
         self.keep = keep
         self.tolerance = tolerance
-        self._random = random.Random(seed)
-        self._lock = threading.Lock()
         self._hooks: dict[str, Hook] = {}
         self._unknown = 0
         self._ids = itertools.count(1)
@@ -539,14 +500,12 @@ class WebhookReceiver:
                 Route("/_sandbox/hooks", self._ctl_hooks, methods=["GET", "POST"]),
                 Route("/_sandbox/received", self._ctl_received, methods=["GET"]),
                 Route("/_sandbox/stats", self._ctl_stats, methods=["GET"]),
-                Route("/_sandbox/options", self._ctl_options, methods=["GET", "POST"]),
+                Route("/_sandbox/options", self._http_options, methods=["GET", "POST"]),
                 Route("/_sandbox/reset", self._ctl_reset, methods=["POST"]),
             ]
         )
 
-    def server(self, host: str = "127.0.0.1", port: int = 0) -> AsgiServer:
-        """An :class:`AsgiServer` for this receiver (not started)."""
-        return AsgiServer(self.app, host, port, name="webhooks")
+    server = Emulator.serve  # its first name
 
     # ----------------------------------------------------------------- configuration
 
@@ -669,40 +628,11 @@ class WebhookReceiver:
                         totals[key] = totals.get(key, 0) + value
             return {"options": self.options(), "totals": totals, "hooks": hooks}
 
-    def options(self) -> dict[str, Any]:
-        return {
-            "limits": self.limits,
-            "fault_rate": self.fault_rate,
-            "drop_rate": self.drop_rate,
-            "seed": self.seed,
-            "auto_hooks": self.auto_hooks,
-        }
-
-    def set_options(self, **options: Any) -> dict[str, Any]:
-        """Change ``limits``, ``fault_rate``, ``drop_rate``, ``seed``, ``auto_hooks``."""
-        with self._lock:
-            for key, value in options.items():
-                if key == "limits":
-                    self.limits = bool(value)
-                elif key in ("fault_rate", "drop_rate"):
-                    rate = float(value)
-                    if not 0.0 <= rate <= 1.0:
-                        raise ValueError(f"{key} is a share between 0 and 1")
-                    setattr(self, key, rate)
-                elif key == "seed":
-                    self.seed = None if value is None else int(value)
-                    self._random = random.Random(self.seed)
-                elif key == "auto_hooks":
-                    self.auto_hooks = bool(value)
-                else:
-                    raise ValueError(f"unknown option {key!r}")
-        return self.options()
-
     def reset(self, *, hooks: bool = False) -> None:
         """Forget records, counters and rate state (``hooks``: the hooks as well)."""
         with self._lock:
             self._unknown = 0
-            self._random = random.Random(self.seed)
+            self._reseed(self.faults.seed)
             if hooks:
                 self._hooks.clear()
             for hook in self._hooks.values():
@@ -734,12 +664,12 @@ class WebhookReceiver:
         limit = hook.limit
         if limit is not None and in_period > limit[0]:
             counters["over_limit"] += 1
-        if self.drop_rate and self._random.random() < self.drop_rate:
+        if self.faults.drop():
             counters["dropped"] += 1
-            raise _Drop
+            raise Dropped
 
     def _fault(self, hook: Hook) -> bool:
-        if self.fault_rate and self._random.random() < self.fault_rate:
+        if self.faults.fault():
             hook.counters["faults"] += 1
             return True
         return False
@@ -765,9 +695,8 @@ class WebhookReceiver:
         try:
             with self._lock:
                 response: Response = handle(raw, self.clock.monotonic())
-        except _Drop:
-            _drop_connection(request)
-            await asyncio.sleep(0)
+        except Dropped:
+            await drop_connection(request.receive)
             return Response(status_code=500)  # never sent: the connection is gone
         return response
 
@@ -791,15 +720,13 @@ class WebhookReceiver:
                 self._record(hook, gone[0], body, request, raw)
                 return _answer(gone[0], gone[1])
             # the bucket: burst tokens refilled at SLACK_RATE per second
-            hook.tokens = min(float(self.slack_burst), hook.tokens + (now - hook.refilled) * SLACK_RATE)
-            hook.refilled = now
-            if hook.tokens < 1.0:
+            wait = hook.slack.wait(now, float(self.slack_burst), SLACK_RATE)
+            if wait > 0:
                 if self.limits:
                     hook.counters["rate_limited"] += 1
-                    retry = max(1, math.ceil((1.0 - hook.tokens) / SLACK_RATE))
-                    return _answer(429, "rate_limited", {"Retry-After": str(retry)})
+                    return _answer(429, "rate_limited", {"Retry-After": str(max(1, math.ceil(wait)))})
             else:
-                hook.tokens -= 1.0
+                hook.slack.take()
             error = "invalid_payload" if not ok else slack_error(body)
             if error is not None:
                 self._record(hook, 400, body, request, raw)
@@ -813,15 +740,11 @@ class WebhookReceiver:
 
     def _discord_bucket(self, hook: Hook, now: float) -> tuple[bool, dict[str, str]]:
         """Take one request from the hook's bucket: (allowed, rate-limit headers)."""
-        if now >= hook.window_start + DISCORD_PERIOD:
-            hook.window_start, hook.window_count = now, 0
-        allowed = hook.window_count < DISCORD_LIMIT or not self.limits
-        if allowed:
-            hook.window_count += 1
-        reset_after = math.ceil((hook.window_start + DISCORD_PERIOD - now) * 1000) / 1000
+        allowed = hook.discord.take(now, enforce=self.limits)
+        reset_after = hook.discord.reset_after(now)
         headers = {
             "X-RateLimit-Limit": str(DISCORD_LIMIT),
-            "X-RateLimit-Remaining": str(max(0, DISCORD_LIMIT - hook.window_count)),
+            "X-RateLimit-Remaining": str(hook.discord.remaining),
             "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
             "X-RateLimit-Reset-After": f"{reset_after:.3f}",
             "X-RateLimit-Bucket": f"wh{hook.key[-8:]}",
@@ -959,13 +882,9 @@ class WebhookReceiver:
                 self._record(hook, status, body, request, raw, verified=verified, delivery=delivery)
                 extra = {"Retry-After": "1"} if status in (429, 503) else None
                 return _answer(status, {"error": _PHRASES.get(status, "refused")}, extra)
-            if hook.rate and self.limits:
-                times = hook.accepted_times
-                while times and times[0] <= now - 1.0:
-                    times.popleft()
-                if len(times) >= hook.rate:
-                    hook.counters["rate_limited"] += 1
-                    return _answer(429, {"error": "too many requests"}, {"Retry-After": "1"})
+            if hook.rate and self.limits and not hook.admitted.fits(now, 1, hook.rate):
+                hook.counters["rate_limited"] += 1
+                return _answer(429, {"error": "too many requests"}, {"Retry-After": "1"})
             if not ok:
                 self._record(hook, 400, None, request, raw, verified=verified, delivery=delivery)
                 return _answer(400, {"error": "the body is not JSON"})
@@ -974,7 +893,7 @@ class WebhookReceiver:
                 hook.deliveries.add(delivery)
             if duplicate:
                 hook.counters["duplicates"] += 1
-            hook.accepted_times.append(now)
+            hook.admitted.add(now, 1)
             message_id = f"{name}-{hook.counters['accepted'] + 1}"
             self._record(
                 hook,
@@ -993,34 +912,31 @@ class WebhookReceiver:
 
     # ----------------------------------------------------------------- control API
 
+    @control
     async def _ctl_hooks(self, request: Request) -> Response:
         if request.method == "GET":
-            return JSONResponse({"hooks": [h.as_json() for h in self.hooks]})
-        try:
-            spec = await request.json()
-            specs = (
-                spec
-                if isinstance(spec, list)
-                else spec.get("hooks", [spec])
-                if isinstance(spec, dict)
-                else None
-            )
-            if not isinstance(specs, list) or not all(isinstance(s, dict) for s in specs):
-                raise ValueError("give a hook object, a list of them or {'hooks': [...]}")
-            hooks = [self.configure(s) for s in specs]
-        except (ValueError, TypeError) as err:
-            return JSONResponse({"error": str(err)}, status_code=400)
-        return JSONResponse({"hooks": [h.as_json() for h in hooks]})
+            return self.control_answer({"hooks": [h.as_json() for h in self.hooks]})
+        spec = await control_body(request)
+        specs = (
+            spec if isinstance(spec, list) else spec.get("hooks", [spec]) if isinstance(spec, dict) else None
+        )
+        if not isinstance(specs, list) or not all(isinstance(s, dict) for s in specs):
+            raise ControlError("give a hook object, a list of them or {'hooks': [...]}")
+        return self.control_answer({"hooks": [self.configure(s).as_json() for s in specs]})
 
+    def _known(self, name: str) -> str:
+        if name not in self._hooks:
+            raise ControlError(f"unknown hook {name!r}", 404)
+        return name
+
+    @control
     async def _ctl_received(self, request: Request) -> Response:
-        everything = request.query_params.get("all", "").lower() in ("1", "true", "yes")
+        everything = flag(request.query_params.get("all", ""))
         name = request.query_params.get("hook")
         if name is not None:
-            if name not in self._hooks:
-                return JSONResponse({"error": f"unknown hook {name!r}"}, status_code=404)
-            records = self.received(name, include_refused=everything)
-            return JSONResponse({"hook": name, "received": [r.as_json() for r in records]})
-        return JSONResponse(
+            records = self.received(self._known(name), include_refused=everything)
+            return self.control_answer({"hook": name, "received": [r.as_json() for r in records]})
+        return self.control_answer(
             {
                 "received": {
                     h.name: [r.as_json() for r in self.received(h.name, include_refused=everything)]
@@ -1029,28 +945,15 @@ class WebhookReceiver:
             }
         )
 
+    @control
     async def _ctl_stats(self, request: Request) -> Response:
         name = request.query_params.get("hook")
         if name is not None:
-            if name not in self._hooks:
-                return JSONResponse({"error": f"unknown hook {name!r}"}, status_code=404)
-            return JSONResponse({"hook": name, **self.stats(name)})
-        return JSONResponse(self.stats())
+            return self.control_answer({"hook": name, **self.stats(self._known(name))})
+        return self.control_answer(self.stats())
 
-    async def _ctl_options(self, request: Request) -> Response:
-        if request.method == "GET":
-            return JSONResponse(self.options())
-        try:
-            spec = await request.json()
-            if not isinstance(spec, dict):
-                raise ValueError("give an object of options")
-            return JSONResponse(self.set_options(**spec))
-        except (ValueError, TypeError) as err:
-            return JSONResponse({"error": str(err)}, status_code=400)
-
+    @control
     async def _ctl_reset(self, request: Request) -> Response:
-        raw = await request.body()
-        ok, spec = self._parse(raw) if raw.strip() else (True, {})
-        hooks = bool(spec.get("hooks")) if ok and isinstance(spec, dict) else False
-        self.reset(hooks=hooks)
-        return JSONResponse({"ok": True, "hooks": len(self._hooks)})
+        spec = await control_body(request, {})
+        self.reset(hooks=isinstance(spec, dict) and bool(spec.get("hooks")))
+        return self.control_answer({"ok": True, "hooks": len(self._hooks)})
