@@ -71,7 +71,7 @@ from channels.base import (
 )
 from channels.http import sending_client
 from channels.ratelimit import RateGate
-from feedcast.kernel.errors import FeedcastError, InvalidValue, NotFound
+from feedcast.kernel.errors import FeedcastError, InvalidValue, NotFound, PayloadError
 from feedcast.kernel.models import (
     Automation,
     CampaignInfo,
@@ -97,7 +97,7 @@ from layouts.render import (
     render,
     search_path_from_env,
 )
-from layouts.validate import PayloadError, validate_call
+from layouts.validate import validate_call
 
 __all__ = [
     "AutomationBusy",

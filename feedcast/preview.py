@@ -40,7 +40,7 @@ from rich.panel import Panel
 from rich.style import Style
 from rich.text import Text
 
-from feedcast.kernel.errors import InvalidValue
+from feedcast.kernel.errors import InvalidValue, PayloadError
 from feedcast.kernel.models import Item, Message, ProviderCall
 from feedcast.kernel.urls import LINK_SCHEMES, safe_url
 from feedcast.store import Store
@@ -58,7 +58,7 @@ from layouts.render import (
     search_path_from_env,
 )
 from layouts.text import text_direction
-from layouts.validate import PayloadError, validate_call
+from layouts.validate import validate_call
 
 __all__ = [
     "CHANNEL_KINDS",

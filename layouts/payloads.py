@@ -75,6 +75,7 @@ from html import escape
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
+from feedcast.kernel.errors import PayloadError
 from feedcast.kernel.models import Button, Card, Message, Module, ProviderCall
 from layouts.html import (
     TelegramHtmlError,
@@ -115,12 +116,11 @@ from layouts.validate import (
     TELEGRAM_MEDIA_GROUP_MAX,
     TELEGRAM_PHOTO_BY_URL,
     TELEGRAM_TEXT,
-    PayloadError,
     utf16_len,
     valid_url,
 )
 
-__all__ = ["BUTTONS_TEXT", "ELLIPSIS", "PayloadError", "json_document", "provider_calls"]
+__all__ = ["BUTTONS_TEXT", "ELLIPSIS", "json_document", "provider_calls"]
 
 ELLIPSIS = "…"
 BUTTONS_TEXT = "🔗"
@@ -138,7 +138,7 @@ def provider_calls(message: Message, *, media_sizes: Mapping[str, int] | None = 
 
     ``media_sizes`` maps media URLs to their size in bytes when known (HEAD requests,
     enclosure lengths): media over a provider's fetch-by-URL limit becomes a link.
-    Raises :class:`~layouts.validate.PayloadError` for an unknown format or a message
+    Raises :class:`~feedcast.kernel.errors.PayloadError` for an unknown format or a message
     that breaks the format's convention (email with more than two text modules).
     """
     builder = _BUILDERS.get(message.format)

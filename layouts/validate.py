@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from feedcast.kernel.errors import FeedcastError
+from feedcast.kernel.errors import PayloadError
 from feedcast.kernel.models import MODULE_KINDS, ProviderCall
 from layouts.html import (
     TelegramHtmlError,
@@ -73,7 +73,6 @@ __all__ = [
     "TELEGRAM_METHODS",
     "TELEGRAM_PHOTO_BY_URL",
     "TELEGRAM_TEXT",
-    "PayloadError",
     "utf16_len",
     "valid_url",
     "validate_call",
@@ -152,15 +151,6 @@ EMAIL_SUBJECT = 998
 
 # Generic JSON webhooks
 JSON_FORMAT = "feedcast.v1"
-
-
-class PayloadError(FeedcastError):
-    """A provider call breaks a provider rule; ``rule`` names it (``telegram.text.length``)."""
-
-    def __init__(self, rule: str, detail: str) -> None:
-        super().__init__(f"{rule}: {detail}")
-        self.rule = rule
-        self.detail = detail
 
 
 _WHITESPACE = re.compile(r"\s")

@@ -19,11 +19,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from feedcast.kernel.errors import PayloadError
 from feedcast.kernel.models import Button, Card, Message, Module, ProviderCall
 from layouts.html import telegram_text_length, telegram_visible_text
 from layouts.payloads import BUTTONS_TEXT, ELLIPSIS, json_document, provider_calls
 from layouts.text import utf16_len
-from layouts.validate import FORMATS, MB, PayloadError, validate_call
+from layouts.validate import FORMATS, MB, validate_call
 
 GOLDEN = Path(__file__).parent / "data" / "golden" / "payloads"
 URL = "https://example.com"

@@ -9,7 +9,8 @@ FeedcastError                  base; ``str(err)`` is one line for a user
 │   └── LayoutError            a layout that cannot render: syntax error (file and
 │                              line), missing template for a format
 ├── TelegramHtmlError          (layouts.html) text Telegram would refuse to parse
-├── PayloadError               (layouts.validate) a provider payload breaks a rule
+├── PayloadError               a provider call breaks a rule of its format;
+│                              ``rule`` names it (layouts.formats)
 ├── StoreError                 the DuckDB file could not be used
 │   └── StoreBusy              another process held the write lock past our retries
 └── FetchError                 one source could not be fetched; recorded on the
@@ -33,6 +34,7 @@ __all__ = [
     "InvalidValue",
     "LayoutError",
     "NotFound",
+    "PayloadError",
     "RateLimited",
     "StoreBusy",
     "StoreError",
@@ -63,6 +65,15 @@ class InvalidValue(UserError):
 
 class LayoutError(UserError):
     """A layout is broken or lacks a template; the message names the file and line."""
+
+
+class PayloadError(FeedcastError):
+    """A provider call breaks a provider rule; ``rule`` names it (``telegram.text.length``)."""
+
+    def __init__(self, rule: str, detail: str) -> None:
+        super().__init__(f"{rule}: {detail}")
+        self.rule = rule
+        self.detail = detail
 
 
 class StoreError(FeedcastError):
