@@ -13,8 +13,8 @@ a per-item layout (single, product) gives one Message per item, a campaign layou
 (digest, carousel, plain) one Message per batch. Three nested measurements per pass:
 
 (1) render          ``layouts.render.render(layout, fmt, batch, context=...)``
-(2) + payloads      ... and ``layouts.payloads.provider_calls(message)`` for each Message
-(3) + validate      ... and ``layouts.validate.validate_call(fmt, call)`` for each call
+(2) + payloads      ... and ``layouts.formats.provider_calls(message)`` for each Message
+(3) + validate      ... and ``layouts.formats.validate_call(fmt, call)`` for each call
 
 Baseline, in the same run and on the same items: a bare ``jinja2.Environment()``
 rendering ``{{ title }}\\n{{ summary }}`` per item (and, for scale, the same template
@@ -59,9 +59,8 @@ from _machine import machine  # noqa: E402
 from jinja2.sandbox import ImmutableSandboxedEnvironment  # noqa: E402
 
 from feedcast.kernel.models import Item  # noqa: E402
-from layouts.payloads import provider_calls  # noqa: E402
-from layouts.render import FORMATS, Layout, RenderContext, item_view, load_layout, render  # noqa: E402
-from layouts.validate import validate_call  # noqa: E402
+from layouts.formats import FORMATS, provider_calls, validate_call  # noqa: E402
+from layouts.render import Layout, RenderContext, item_view, load_layout, render  # noqa: E402
 from sources.detect import parse_document  # noqa: E402
 
 CORPUS = ROOT / "tests" / "data" / "corpus"
@@ -239,8 +238,8 @@ def profile_pass(
         ("  item_view (Item -> template view, once per item)", cumulative("layouts/render.py", "item_view")),
         ("  template execution (_run, every format)", cumulative("layouts/render.py", "_run")),
         (
-            "    of which email (_render_email: HTML + text templates)",
-            cumulative("layouts/render.py", "_render_email"),
+            "    of which email (_render_document: HTML + text templates)",
+            cumulative("layouts/render.py", "_render_document"),
         ),
         (
             "    of which the excerpt filter (layouts.filters.excerpt)",
@@ -251,14 +250,14 @@ def profile_pass(
             cumulative("layouts/html.py", "plain_text"),
         ),
         ("  _Builder.finish (modules from the output)", cumulative("layouts/render.py", "finish")),
-        ("provider_calls (layouts.payloads)", cumulative("layouts/payloads.py", "provider_calls")),
-        ("validate_call (layouts.validate)", cumulative("layouts/validate.py", "validate_call")),
+        ("provider_calls (layouts.formats)", cumulative("layouts/formats/__init__.py", "provider_calls")),
+        ("validate_call (layouts.formats)", cumulative("layouts/formats/__init__.py", "validate_call")),
         (
-            "  of which _validate_email (3 regex scans of the HTML)",
-            cumulative("layouts/validate.py", "_validate_email"),
+            "  of which email.validate (3 regex scans of the HTML)",
+            cumulative("layouts/formats/email.py", "validate"),
         ),
-        ("  of which _validate_telegram", cumulative("layouts/validate.py", "_validate_telegram")),
-        ("valid_url (payloads and validators)", cumulative("layouts/validate.py", "valid_url")),
+        ("  of which telegram.validate", cumulative("layouts/formats/telegram.py", "validate")),
+        ("valid_url (payloads and validators)", cumulative("layouts/formats/_check.py", "valid_url")),
     ]
     text = io.StringIO()
     report = pstats.Stats(profiler, stream=text)

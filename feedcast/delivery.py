@@ -70,14 +70,20 @@ from channels.base import (
 )
 from channels.http import sending_client
 from channels.ratelimit import RateGate
-from feedcast.kernel.errors import AutomationBusy, ChannelError, FeedcastError, InvalidValue, NotFound
+from feedcast.kernel.errors import (
+    AutomationBusy,
+    ChannelError,
+    FeedcastError,
+    InvalidValue,
+    NotFound,
+    PayloadError,
+)
 from feedcast.kernel.models import (
     Automation,
     CampaignInfo,
     ChannelConfig,
     DeliveryUpdate,
     Message,
-    Module,
     PendingDelivery,
     ProviderCall,
     QueuedItem,
@@ -85,8 +91,8 @@ from feedcast.kernel.models import (
 from feedcast.store import Store
 from feedcast.tokens import signing_key, unsubscribe_url
 from feedcast.tracking import LinkTracker, is_tracked, personal_calls, public_url
+from layouts.formats import get_format, provider_calls, validate_call
 from layouts.limits import RenderLimits
-from layouts.payloads import provider_calls
 from layouts.render import (
     EventInfo,
     Layout,
@@ -96,7 +102,6 @@ from layouts.render import (
     render,
     search_path_from_env,
 )
-from layouts.validate import PayloadError, validate_call
 
 __all__ = [
     "BuildResult",
@@ -192,20 +197,7 @@ def check_channel(store: Store, name: str, environ: Mapping[str, str] | None = N
 
 
 def _test_message(fmt: str, channel: str) -> Message:
-    text = f"feedcast test message from channel {channel}"
-    if fmt == "email":
-        html = f"<p>{text}.</p><p>If you can read this, the channel works.</p>"
-        return Message(
-            format=fmt,
-            subject=f"feedcast: {channel} works",
-            modules=(
-                Module(kind="text", text=html),
-                Module(kind="text", text=f"{text}.\nIf you can read this, the channel works."),
-            ),
-        )
-    if fmt == "json":
-        return Message(format=fmt, subject=text, modules=(Module(kind="text", text='{"test": true}'),))
-    return Message(format=fmt, subject=text, modules=(Module(kind="text", text=text),))
+    return get_format(fmt).test_message(f"feedcast test message from channel {channel}", channel)
 
 
 def send_test(
@@ -390,7 +382,7 @@ def _render_context(
         site_title=titles[0] if len(titles) == 1 else None,
         max_items=limit,
         now=now,
-        unsubscribe_url=UNSUBSCRIBE_PLACEHOLDER if fmt == "email" else None,
+        unsubscribe_url=UNSUBSCRIBE_PLACEHOLDER if get_format(fmt).unsubscribe_link else None,
         link=tracker if tracker is not None else identity_link,
         limits=RenderLimits.from_env(environ),
     )
@@ -715,7 +707,7 @@ class _Engine:
             "FEEDCAST_PUBLIC_URL", "http://127.0.0.1:8080"
         )
         self.mailto = config.settings.get("unsubscribe_mailto")
-        if info.format == "email":
+        if get_format(info.format).unsubscribe_link:  # signed unsubscribe links
             self.key = signing_key(store.path, environ)
         self.environ = environ
         self.click_key: bytes | None = None  # set when the campaign's links are tracked

@@ -17,9 +17,9 @@ from jinja2 import Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from feedcast.kernel.errors import InvalidValue
-from feedcast.kernel.models import Message, Module, ProviderCall
+from feedcast.kernel.models import Message, ProviderCall
 from feedcast.store import Store
-from layouts.payloads import provider_calls
+from layouts.formats import get_format, provider_calls
 
 __all__ = ["BUILTIN", "check_template", "reply_calls", "reply_text"]
 
@@ -67,15 +67,5 @@ def reply_text(
 
 def reply_calls(text: str, fmt: str) -> list[ProviderCall]:
     """The provider calls that send ``text`` on a channel of format ``fmt``."""
-    if fmt == "telegram":
-        from html import escape
-
-        body = escape(text, quote=False)
-    else:
-        body = text
-    modules: tuple[Module, ...] = (Module(kind="text", text=body),)
-    if fmt == "email":
-        from html import escape
-
-        modules = (Module(kind="text", text=f"<p>{escape(text)}</p>"), Module(kind="text", text=text))
+    modules = get_format(fmt).plain_modules(text)
     return provider_calls(Message(format=fmt, modules=modules, subject=text[:80]))

@@ -58,15 +58,16 @@ is kept.
 
 The ``json`` format: every module is a text module whose text is one JSON document (the
 body of one webhook request), made with ``payload({...})`` or ``{{ value|tojson }}``;
-the renderer checks that it parses. ``slack`` and ``discord`` use the module
+the renderer checks that it parses (each format's ``check_modules``, see
+:mod:`layouts.formats`). ``slack`` and ``discord`` use the module
 vocabulary like Telegram (mrkdwn / markdown text, images, buttons, cards): the payload
 builder turns modules into blocks / embeds and splits long messages between modules.
 
 The ``email`` format: ``email.html.j2`` renders a whole HTML document, ``email.txt.j2``
 its plain-text part; the Message then holds exactly two text modules, the HTML first
-and the plain text second (:func:`email_parts`). Email templates make no module calls;
-``subject`` is a variable holding the default subject, which ``{% set subject = ... %}``
-(top level of either template) replaces.
+and the plain text second (:func:`layouts.formats.email.parts`). Email templates make
+no module calls; ``subject`` is a variable holding the default subject, which
+``{% set subject = ... %}`` (top level of either template) replaces.
 
 Template variables: ``item`` (per-item layouts), ``items`` (always; item views, see
 :func:`item_view`), ``layout``, ``channel_format``, ``automation``, ``site_title``,
@@ -125,20 +126,18 @@ from feedcast.kernel.errors import InvalidValue, LayoutError, LimitExceeded
 from feedcast.kernel.models import Button, Card, Item, Message, Module
 from feedcast.kernel.urls import safe_url
 from layouts import filters
+from layouts.formats import FORMATS, get_format
 from layouts.html import plain_text
 from layouts.limits import MeteredSandbox, RenderLimits, current, metering
 from layouts.text import text_direction
 
 __all__ = [
-    "EMAIL_TEXT_TEMPLATE",
-    "FORMATS",
     "TEMPLATE_FILES",
     "EventInfo",
     "Layout",
     "RenderContext",
     "available_layouts",
     "builtin_layouts",
-    "email_parts",
     "identity_link",
     "item_view",
     "load_layout",
@@ -148,16 +147,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FORMATS: Final = ("telegram", "messenger", "email", "slack", "discord", "json")
-TEMPLATE_FILES: Final[Mapping[str, str]] = {
-    "telegram": "telegram.j2",
-    "messenger": "messenger.j2",
-    "email": "email.html.j2",
-    "slack": "slack.j2",
-    "discord": "discord.j2",
-    "json": "json.j2",
-}
-EMAIL_TEXT_TEMPLATE: Final = "email.txt.j2"
+TEMPLATE_FILES: Final[Mapping[str, str]] = {name: get_format(name).template for name in FORMATS}
 LAYOUT_FILE: Final = "layout.yaml"
 SHARED_PREFIX: Final = "feedcast/"  # templates of layouts/builtin/_shared, for every layout
 
@@ -361,8 +351,9 @@ def _load(folder: Traversable, location: str, *, builtin: bool) -> Layout:
     if not any(TEMPLATE_FILES[fmt] in own for fmt in FORMATS):
         expected = ", ".join(TEMPLATE_FILES[fmt] for fmt in FORMATS)
         raise LayoutError(f"{location}: no template; a layout has at least one of {expected}")
-    if EMAIL_TEXT_TEMPLATE in own and TEMPLATE_FILES["email"] not in own:
-        raise LayoutError(f"{location}: {EMAIL_TEXT_TEMPLATE} without {TEMPLATE_FILES['email']}")
+    for fmt in map(get_format, FORMATS):
+        if fmt.text_template in own and fmt.template not in own:
+            raise LayoutError(f"{location}: {fmt.text_template} without {fmt.template}")
 
     sources = {**_shared_sources(), **own}
     env = _environment(sources)
@@ -961,24 +952,18 @@ def _subject(value: object) -> str | None:
     return (_plain(value) or None) if isinstance(value, str) else None
 
 
-def email_parts(message: Message) -> tuple[str, str]:
-    """``(html, plain_text)`` of a Message of the ``email`` format."""
-    if message.format != "email" or len(message.modules) != 2:
-        raise ValueError("not an email Message (two text modules: HTML, then plain text)")
-    html, text = message.modules
-    return html.text or "", text.text or ""
-
-
 _BODY = re.compile(r"<body\b[^>]*>(.*)</body>", re.IGNORECASE | re.DOTALL)
 
 
-def _render_email(
-    layout: Layout, variables: dict[str, Any], default_subject: str | None
+def _render_document(
+    layout: Layout, fmt: str, text_template: str, variables: dict[str, Any], default_subject: str | None
 ) -> tuple[tuple[Module, ...], str | None]:
-    html, html_vars = _run(layout, TEMPLATE_FILES["email"], {**variables, "subject": default_subject or ""})
+    """A format rendered as a whole document and its plain-text alternative (email): no
+    module calls; ``subject`` a variable either template may set."""
+    html, html_vars = _run(layout, TEMPLATE_FILES[fmt], {**variables, "subject": default_subject or ""})
     subject = _subject(html_vars.get("subject")) or default_subject
-    if EMAIL_TEXT_TEMPLATE in layout.templates:
-        text, text_vars = _run(layout, EMAIL_TEXT_TEMPLATE, {**variables, "subject": subject or ""})
+    if text_template in layout.templates:
+        text, text_vars = _run(layout, text_template, {**variables, "subject": subject or ""})
         subject = _subject(text_vars.get("subject")) or subject
         text = _tidy(text)
     else:
@@ -987,19 +972,6 @@ def _render_email(
     if not html.strip():
         return (), subject
     return (Module("text", text=html.strip()), Module("text", text=text)), subject
-
-
-def _check_json(layout: Layout, modules: tuple[Module, ...]) -> None:
-    where = layout.path(TEMPLATE_FILES["json"])
-    for module in modules:
-        if module.kind != "text" or module.text is None:
-            raise LayoutError(f"{where}: the json format takes JSON text modules only, not {module.kind}")
-        try:
-            document = json.loads(module.text)
-        except ValueError as exc:
-            raise LayoutError(f"{where}: the output is not JSON ({exc})") from exc
-        if not isinstance(document, dict | list):
-            raise LayoutError(f"{where}: the output must be a JSON object or array")
 
 
 def render(
@@ -1067,19 +1039,21 @@ def _direction(locale: Any, items: Sequence[Item]) -> str:
 def _render_one(
     layout: Layout, fmt: str, variables: dict[str, Any], default_subject: str | None
 ) -> tuple[tuple[Module, ...], str | None] | None:
-    if fmt == "email":
-        modules, subject = _render_email(layout, variables, default_subject)
+    spec = get_format(fmt)
+    template = TEMPLATE_FILES[fmt]
+    if spec.text_template is not None:
+        modules, subject = _render_document(layout, fmt, spec.text_template, variables, default_subject)
     else:
-        builder = _Builder(escape=_autoescape(TEMPLATE_FILES[fmt]))
-        template = TEMPLATE_FILES[fmt]
+        builder = _Builder(escape=_autoescape(template))
         output, top = _run(layout, template, {**variables, **builder.functions()})
         try:
             modules = builder.finish(output)
         except _Misuse as exc:
             raise LayoutError(f"{layout.path(template)}: {exc}") from exc
         subject = builder.subject or _subject(top.get("subject")) or default_subject
-        if fmt == "json":
-            _check_json(layout, modules)
+        problem = spec.check_modules(modules)
+        if problem is not None:
+            raise LayoutError(f"{layout.path(template)}: {problem}")
     return (modules, subject) if modules else None
 
 

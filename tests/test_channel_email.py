@@ -27,7 +27,7 @@ from feedcast.kernel.clock import FakeClock
 from feedcast.kernel.errors import ChannelError, InvalidValue
 from feedcast.kernel.models import Message, Module, ProviderCall
 from feedcast.sandbox.smtp import SmtpSink
-from layouts.payloads import provider_calls
+from layouts.formats import provider_calls
 from tests.test_ratelimit import busiest_window
 
 PASSWORD = "Sup3r-Secret-Pw!"

@@ -20,7 +20,7 @@ from feedcast.kernel.errors import ChannelError, InvalidValue
 from feedcast.kernel.models import Button, Card, Message, Module, ProviderCall
 from feedcast.sandbox.asgi import AsgiServer
 from feedcast.sandbox.messenger import MessengerEmulator
-from layouts.payloads import provider_calls
+from layouts.formats import provider_calls
 
 TOKEN = "EAAsandboxPageToken0123456789"
 ENV = {

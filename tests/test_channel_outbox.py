@@ -16,7 +16,7 @@ from channels.base import UNSUBSCRIBE_PLACEHOLDER, Outcome, Recipient, SendConte
 from channels.outbox import OutboxChannel, safe_name
 from feedcast.kernel.errors import ChannelError, InvalidValue
 from feedcast.kernel.models import Button, Message, Module, ProviderCall
-from layouts.payloads import provider_calls
+from layouts.formats import provider_calls
 
 CTX = SendContext(campaign_id=12, now=datetime(2026, 5, 4, 9, 30, tzinfo=UTC))
 

@@ -19,7 +19,7 @@ from feedcast.kernel.clock import SYSTEM, FakeClock
 from feedcast.kernel.errors import ChannelError, InvalidValue
 from feedcast.kernel.models import Button, Card, Message, Module, ProviderCall
 from feedcast.sandbox.telegram import TelegramEmulator
-from layouts.payloads import provider_calls
+from layouts.formats import provider_calls
 from tests.test_ratelimit import busiest_window
 
 TOKEN = "123456789:AAH-test-SECRET-token_for-feedcast"

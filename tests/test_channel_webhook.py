@@ -19,7 +19,7 @@ from feedcast.kernel.errors import ChannelError, InvalidValue
 from feedcast.kernel.models import Message, Module, ProviderCall
 from feedcast.sandbox.asgi import AsgiServer
 from feedcast.sandbox.webhooks import Hook, WebhookReceiver
-from layouts.payloads import provider_calls
+from layouts.formats import provider_calls
 
 T = TypeVar("T")
 WEBHOOK = Recipient(subscriber_id=7, address="webhook")

@@ -1,4 +1,4 @@
-"""Provider payloads (layouts.payloads) and their validator (layouts.validate).
+"""Provider payloads and their validators (layouts.formats).
 
 Unit tests per format and per rule, a table of violations the validator must name,
 property tests over random Messages (every call valid, no text lost but by a marked
@@ -19,11 +19,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from feedcast.kernel.errors import PayloadError
 from feedcast.kernel.models import Button, Card, Message, Module, ProviderCall
+from layouts.formats import BUTTONS_TEXT, ELLIPSIS, FORMATS, MB, provider_calls, validate_call
+from layouts.formats.jsonhook import json_document
 from layouts.html import telegram_text_length, telegram_visible_text
-from layouts.payloads import BUTTONS_TEXT, ELLIPSIS, json_document, provider_calls
 from layouts.text import utf16_len
-from layouts.validate import FORMATS, MB, PayloadError, validate_call
 
 GOLDEN = Path(__file__).parent / "data" / "golden" / "payloads"
 URL = "https://example.com"

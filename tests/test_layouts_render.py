@@ -30,21 +30,19 @@ from hypothesis import strategies as st
 from feedcast.kernel.errors import InvalidValue, LayoutError, UserError
 from feedcast.kernel.models import MODULE_KINDS, Item, Media, Message
 from layouts import filters
+from layouts.formats import FORMATS, provider_calls, validate_call
+from layouts.formats.email import parts as email_parts
 from layouts.html import validate_telegram_html
-from layouts.payloads import provider_calls
 from layouts.render import (
-    FORMATS,
     EventInfo,
     RenderContext,
     available_layouts,
     builtin_layouts,
-    email_parts,
     item_view,
     load_layout,
     render,
     search_path_from_env,
 )
-from layouts.validate import validate_call
 from sources.detect import parse_document
 from tests.conftest import CORPUS, CorpusFile, load_manifest
 

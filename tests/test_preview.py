@@ -32,11 +32,14 @@ import feedcast.preview as preview_module
 from feedcast.cli import main
 from feedcast.kernel.errors import NotFound
 from feedcast.kernel.models import Item, Media, PollOutcome, ProviderCall, Variant
-from feedcast.preview import CHANNEL_KINDS, markdown_to_html, mrkdwn_to_html, telegram_to_html
+from feedcast.preview import CHANNEL_KINDS
 from feedcast.sandbox import SampleServer, sample_text
 from feedcast.store import Store
+from layouts.formats import validate_call
+from layouts.formats.discord import markdown_to_html
+from layouts.formats.slack import mrkdwn_to_html
+from layouts.formats.telegram import telegram_to_html
 from layouts.render import builtin_layouts
-from layouts.validate import validate_call
 from tests.conftest import on_ci
 from tests.test_cli import Cli
 

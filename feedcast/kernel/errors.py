@@ -10,7 +10,8 @@ FeedcastError                  base; ``str(err)`` is one line for a user
 │                              line), missing template for a format, a broken limit
 ├── TelegramHtmlError          text Telegram would refuse to parse (also a ValueError);
 │                              ``str(err)`` is the Bot API's 400 description
-├── PayloadError               (layouts.validate) a provider payload breaks a rule
+├── PayloadError               a provider call breaks a rule of its format;
+│                              ``rule`` names it (layouts.formats)
 ├── ChannelError               a channel cannot work as configured (missing secret,
 │                              bad token, unreachable relay or API)
 ├── AutomationBusy             another process is sending this automation right now
@@ -50,6 +51,7 @@ __all__ = [
     "LayoutError",
     "LimitExceeded",
     "NotFound",
+    "PayloadError",
     "RateLimited",
     "StoreBusy",
     "StoreError",
@@ -101,6 +103,15 @@ class ChannelError(FeedcastError):
 
 class AutomationBusy(FeedcastError):
     """Another process is sending this automation right now."""
+
+
+class PayloadError(FeedcastError):
+    """A provider call breaks a provider rule; ``rule`` names it (``telegram.text.length``)."""
+
+    def __init__(self, rule: str, detail: str) -> None:
+        super().__init__(f"{rule}: {detail}")
+        self.rule = rule
+        self.detail = detail
 
 
 class StoreError(FeedcastError):
