@@ -320,7 +320,7 @@ def plan_config(store: Store, config: ConfigFile, path: Path, *, prune: bool = F
         else:
             plan.unchanged.append(f"automation {auto.name}")
 
-    from feedcast.store.audience import AUDIENCE_TAG
+    from feedcast.store import AUDIENCE_TAG
 
     declared = set(store.public_audiences())
     for index, tag in enumerate(config.public_audiences):
@@ -372,7 +372,7 @@ def _check_spec(
     from feedcast.automations import EVENTS
     from feedcast.kernel.durations import parse_duration
     from feedcast.schedule import parse_schedule
-    from feedcast.store.delivery import validate_where
+    from feedcast.store import validate_where
     from layouts.render import RenderContext, load_layout, search_path_from_env
 
     try:
