@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import pyarrow as pa
 
@@ -190,6 +191,23 @@ class CampaignRepository(Database):
             finished_at=_utc(row[17]),
             trigger=row[18],
         )
+
+    def campaign_items(self, campaign_id: int) -> list[dict[str, Any]]:
+        """The items a campaign sent, in its order: ``title``, ``url``, ``event``."""
+        return self.query(
+            "SELECT i.title, i.url, ci.event FROM campaign_items ci JOIN items i ON i.id = ci.item_id"
+            " WHERE ci.campaign_id = ? ORDER BY ci.position",
+            [campaign_id],
+        )[1]
+
+    def campaign_failures(self, campaign_id: int, limit: int = 10) -> list[dict[str, Any]]:
+        """Why a campaign's deliveries were not sent, the most common reason first:
+        ``error_code``, ``error`` (one of its messages) and ``n`` (deliveries)."""
+        return self.query(
+            "SELECT error_code, any_value(error) AS error, count(*) AS n FROM deliveries"
+            " WHERE campaign_id = ? AND status IN ('failed', 'skipped') GROUP BY ALL ORDER BY n DESC LIMIT ?",
+            [campaign_id, limit],
+        )[1]
 
     def unfinished_campaigns(self, automation: str) -> list[int]:
         """Campaigns of ``automation`` with deliveries still pending (a crash, a stop)."""

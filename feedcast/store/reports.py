@@ -253,6 +253,26 @@ class ReportRepository(Database):
 
     # ----------------------------------------------------------------- history
 
+    def send_history(self) -> Rows:
+        """Every delivery in the order it was queued, from ``send_history``: ``automation``,
+        ``kind`` (the channel's), ``recipient``, ``status``, ``tries``, ``error``."""
+        return self.query(
+            "SELECT automation, channel_kind AS kind, recipient, status, attempts AS tries, error"
+            " FROM send_history ORDER BY delivery_id"
+        )[1]
+
+    def fetch_stats(self) -> Rows:
+        """Every fetch so far per source, by name: ``source``, ``fetches``, ``not_modified``
+        (304s), ``median_ms``, ``bytes``."""
+        return self.query(
+            """
+            SELECT s.name AS source, count(*) AS fetches,
+                   count(*) FILTER (WHERE f.outcome = 'not_modified') AS not_modified,
+                   round(median(f.duration_ms), 1) AS median_ms, sum(f.bytes) AS bytes
+            FROM fetches f JOIN sources s ON s.id = f.source_id GROUP BY s.name ORDER BY s.name
+            """
+        )[1]
+
     def export_history(self, directory: Path, *, since: datetime | None = None) -> dict[str, int]:
         """Write :data:`EXPORTS` as Parquet files into ``directory`` with DuckDB's COPY, each
         to a temporary name first and renamed into place (a reader never sees half a file).

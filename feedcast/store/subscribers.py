@@ -252,6 +252,14 @@ class SubscriberRepository(ChannelRepository):
             ).fetchall()
         return [_subscriber(r) for r in rows]
 
+    def inactive_subscribers(self) -> list[dict[str, Any]]:
+        """The subscribers no longer active, by channel and recipient: ``channel``,
+        ``recipient``, ``status``."""
+        return self.query(
+            "SELECT c.name AS channel, s.recipient, s.status FROM subscribers s JOIN channels c ON c.id = s.channel_id"
+            " WHERE s.status <> 'active' ORDER BY 1, 2"
+        )[1]
+
     def remove_subscriber(self, channel: str, recipient: str) -> None:
         sub = self.get_subscriber(channel, recipient)
         with self.transaction() as con:
