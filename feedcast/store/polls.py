@@ -75,6 +75,12 @@ _ITEM_SCHEMA = pa.schema(
     ]
 )
 
+# the Item fields stored as they are, each in the column of its name
+_AS_IS = (
+    "key", "title", "url", "summary", "content", "image", "author", "currency", "availability", "sku",
+    "gtin", "mpn", "brand", "group_id",
+)  # fmt: skip
+
 _MAX_PRICE = Decimal("99999999999999.9999")
 _QUANTUM = Decimal("0.0001")
 
@@ -314,26 +320,14 @@ class PollRepository(Database):
             for position, item in enumerate(o.items):
                 cols["source_id"].append(o.source_id)
                 cols["fetch_id"].append(fetch_ids[o.source_id])
-                cols["key"].append(item.key)
-                cols["title"].append(item.title)
-                cols["url"].append(item.url)
-                cols["summary"].append(item.summary)
-                cols["content"].append(item.content)
-                cols["image"].append(item.image)
+                for name in _AS_IS:
+                    cols[name].append(getattr(item, name))
                 cols["media"].append(to_json(list(item.media)))
-                cols["author"].append(item.author)
                 cols["published_at"].append(item.published)
                 cols["updated_at"].append(item.updated)
                 cols["tags"].append(list(item.tags) or None)
                 cols["price"].append(_price(item.price))
                 cols["sale_price"].append(_price(item.sale_price))
-                cols["currency"].append(item.currency)
-                cols["availability"].append(item.availability)
-                cols["sku"].append(item.sku)
-                cols["gtin"].append(item.gtin)
-                cols["mpn"].append(item.mpn)
-                cols["brand"].append(item.brand)
-                cols["group_id"].append(item.group_id)
                 cols["variants"].append(to_json(list(item.variants)))
                 cols["extra"].append(to_json(item.extra))
                 cols["content_hash"].append(item.content_hash())
