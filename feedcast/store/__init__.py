@@ -15,8 +15,10 @@ a module of its own:
 - :mod:`~feedcast.store.inbound`: what people send the bots;
 - :mod:`~feedcast.store.reports`: the report views' queries and the history export.
 
-A repository that needs another derives from it (subscribers from channels, automations
-from channels and sources). Schema changes are numbered migrations in one ordered list
+A repository that needs another derives from it (subscribers and inbound from channels,
+automations from channels and sources); campaigns record what a delivery means for its
+subscriber with the subscribers' own steps (:func:`~feedcast.store.subscribers.set_statuses`).
+Schema changes are numbered migrations in one ordered list
 (:data:`MIGRATIONS`, :mod:`feedcast.store.migrations`), recorded in ``schema_migrations``.
 """
 

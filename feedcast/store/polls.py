@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from feedcast.kernel.models import Item, PollOutcome
 from feedcast.store._rows import to_json
-from feedcast.store.database import RNG, Connection, Database
+from feedcast.store.database import RNG, Connection, Database, staged
 
 __all__ = ["PollRepository", "PollSummary"]
 
@@ -336,22 +336,21 @@ class PollRepository(Database):
         return pa.Table.from_pydict(cols, schema=_ITEM_SCHEMA)
 
     @staticmethod
-    def _merge_items(con: Connection, staged: pa.Table, now: datetime) -> dict[int, tuple[int, int]]:
+    def _merge_items(con: Connection, items: pa.Table, now: datetime) -> dict[int, tuple[int, int]]:
         """Diff the staged items against the store and write the difference: events,
         new items, changed items, the last sighting of the others. New and changed
         counts per source."""
-        if not staged.num_rows:
+        if not items.num_rows:
             return {}
-        con.register("staged_items", staged)
-        con.execute(_POLL_DIFF)
-        con.execute("UPDATE poll_diff SET item_id = nextval('items_id_seq') WHERE item_id IS NULL")
-        con.execute(_RECORD_EVENTS, [now, now, now, now])
-        con.execute(_INSERT_NEW_ITEMS, [now, now])
-        con.execute(_UPDATE_CHANGED_ITEMS, [now, now])
-        con.execute(_TOUCH_UNCHANGED_ITEMS, [now])
-        rows = con.execute(_DIFF_COUNTS).fetchall()
-        con.execute("DROP TABLE poll_diff")
-        con.unregister("staged_items")
+        with staged(con, staged_items=items):
+            con.execute(_POLL_DIFF)
+            con.execute("UPDATE poll_diff SET item_id = nextval('items_id_seq') WHERE item_id IS NULL")
+            con.execute(_RECORD_EVENTS, [now, now, now, now])
+            con.execute(_INSERT_NEW_ITEMS, [now, now])
+            con.execute(_UPDATE_CHANGED_ITEMS, [now, now])
+            con.execute(_TOUCH_UNCHANGED_ITEMS, [now])
+            rows = con.execute(_DIFF_COUNTS).fetchall()
+            con.execute("DROP TABLE poll_diff")
         return {int(r[0]): (int(r[1]), int(r[2])) for r in rows}
 
     def _write_fetches(
@@ -387,9 +386,8 @@ class PollRepository(Database):
                 "error": [o.error for o in outcomes],
             }
         )
-        con.register("staged_fetches", table)
-        con.execute("INSERT INTO fetches BY NAME SELECT * FROM staged_fetches")
-        con.unregister("staged_fetches")
+        with staged(con, staged_fetches=table):
+            con.execute("INSERT INTO fetches BY NAME SELECT * FROM staged_fetches")
 
     @staticmethod
     def _update_sources(
@@ -406,6 +404,5 @@ class PollRepository(Database):
                 "next_poll_at": pa.array(columns["next_poll_at"], pa.timestamp("us", tz="UTC")),
             }
         )
-        con.register("staged_sources", table)
-        con.execute(_UPDATE_SOURCES, [now, now])
-        con.unregister("staged_sources")
+        with staged(con, staged_sources=table):
+            con.execute(_UPDATE_SOURCES, [now, now])

@@ -16,7 +16,7 @@ import pyarrow as pa
 from feedcast.kernel.errors import AlreadyExists, InvalidValue, NotFound
 from feedcast.kernel.models import Item, Source
 from feedcast.store._rows import _plain_price, item_from_row, to_json
-from feedcast.store.database import Connection, Database
+from feedcast.store.database import Connection, Database, staged
 
 __all__ = ["ItemEvent", "NewSource", "SourceRepository"]
 
@@ -83,12 +83,11 @@ class SourceRepository(Database):
             ).fetchall()
             if taken:
                 raise AlreadyExists(f"a source named {taken[0][0]!r} already exists")
-            con.register("new_sources", table)
-            con.execute(
-                "INSERT INTO sources (name, url, added_url, kind, every_seconds, backfill, selectors, next_poll_at)"
-                " SELECT name, url, url, kind, every_seconds, backfill, selectors::JSON, now() FROM new_sources"
-            )
-            con.unregister("new_sources")
+            with staged(con, new_sources=table):
+                con.execute(
+                    "INSERT INTO sources (name, url, added_url, kind, every_seconds, backfill, selectors, next_poll_at)"
+                    " SELECT name, url, url, kind, every_seconds, backfill, selectors::JSON, now() FROM new_sources"
+                )
 
     def get_source(self, name: str) -> Source:
         with self.connect(read_only=True) as con:

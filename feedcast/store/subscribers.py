@@ -17,7 +17,7 @@ from feedcast.kernel.errors import AlreadyExists, InvalidValue, NotFound
 from feedcast.kernel.models import NewSubscriber, Subscriber
 from feedcast.store._rows import _utc
 from feedcast.store.channels import ChannelRepository
-from feedcast.store.database import Connection
+from feedcast.store.database import Connection, staged
 
 __all__ = ["AUDIENCE_TAG", "SubscriberRepository", "move_recipient", "set_statuses"]
 
@@ -186,27 +186,23 @@ class SubscriberRepository(ChannelRepository):
         error. Returns counts: added, updated, unchanged."""
         ch = self.get_channel(channel)
         table = _new_subscribers(subscribers)
-        with self.transaction() as con:
-            con.register("new_subscribers", table)
-            try:
-                known = con.execute(_KNOWN, [ch.id]).fetchall()
-                if known and not update:
-                    raise AlreadyExists(
-                        f"{known[0][0]!r} is already a subscriber of {channel!r}"
-                        " (`feedcast subscriber list` shows its status)"
-                    )
-                changed = _changed(known, subscribers)
-                if known:
-                    con.execute(_MERGE_KNOWN, [ch.id])
-                added = con.execute(_INSERT_NEW, [ch.id, ch.id]).fetchall()
-                if added:
-                    con.execute(
-                        "INSERT INTO subscription_events (subscriber_id, channel_id, event, source)"
-                        " SELECT unnest(?), ?, 'subscribe', ?",
-                        [[r[0] for r in added], ch.id, source],
-                    )
-            finally:
-                con.unregister("new_subscribers")
+        with self.transaction() as con, staged(con, new_subscribers=table):
+            known = con.execute(_KNOWN, [ch.id]).fetchall()
+            if known and not update:
+                raise AlreadyExists(
+                    f"{known[0][0]!r} is already a subscriber of {channel!r}"
+                    " (`feedcast subscriber list` shows its status)"
+                )
+            changed = _changed(known, subscribers)
+            if known:
+                con.execute(_MERGE_KNOWN, [ch.id])
+            added = con.execute(_INSERT_NEW, [ch.id, ch.id]).fetchall()
+            if added:
+                con.execute(
+                    "INSERT INTO subscription_events (subscriber_id, channel_id, event, source)"
+                    " SELECT unnest(?), ?, 'subscribe', ?",
+                    [[r[0] for r in added], ch.id, source],
+                )
         return {"added": len(added), "updated": changed, "unchanged": len(known) - changed}
 
     def list_subscribers(
