@@ -639,10 +639,10 @@ _PHASES = (
     ("asyncio.to_thread hand-offs (DB calls, waiting excluded)", "asyncio/threads.py", "to_thread"),
 )
 _DB_PHASES = (
-    ("record_deliveries (outcomes -> DuckDB)", "feedcast/store/delivery.py", "record_deliveries"),
-    ("  connect / transaction (open, SET, COMMIT, close)", "feedcast/store/__init__.py", "transaction"),
-    ("pending_deliveries (chunks of 2,000)", "feedcast/store/delivery.py", "pending_deliveries"),
-    ("campaign_calls", "feedcast/store/delivery.py", "campaign_calls"),
+    ("record_deliveries (outcomes -> DuckDB)", "feedcast/store/campaigns.py", "record_deliveries"),
+    ("  connect / transaction (open, SET, COMMIT, close)", "feedcast/store/database.py", "transaction"),
+    ("pending_deliveries (chunks of 2,000)", "feedcast/store/campaigns.py", "pending_deliveries"),
+    ("campaign_calls", "feedcast/store/campaigns.py", "campaign_calls"),
 )
 
 

@@ -109,7 +109,7 @@ def _fields(store: Store, spec: AutomationSpec, *, anchor: datetime, now: dateti
     columns of ``automations``. One-line InvalidValue / NotFound naming what is wrong."""
     from feedcast.delivery import make_channel
     from feedcast.kernel.durations import parse_duration
-    from feedcast.store.delivery import validate_where
+    from feedcast.store import validate_where
     from layouts.render import MAX_ITEMS_LIMIT, RenderContext, load_layout, search_path_from_env
 
     if not spec.sources:

@@ -32,9 +32,7 @@ from feedcast.kernel.durations import human_duration, parse_duration
 from feedcast.kernel.errors import InvalidValue, UserError
 from feedcast.kernel.models import Automation, ChannelConfig, NewSubscriber, Source
 from feedcast.schedule import parse_schedule
-from feedcast.store import Store
-from feedcast.store.audience import AUDIENCE_TAG
-from feedcast.store.delivery import validate_where
+from feedcast.store import AUDIENCE_TAG, Store, validate_where
 from layouts.render import RenderContext, load_layout, search_path_from_env
 
 __all__ = ["ApplyPlan", "ConfigFile", "apply_config", "export_config", "load_config", "plan_config"]

@@ -108,16 +108,10 @@ def run_demo(store: Store, console: Console, *, keep: bool = False) -> None:
         _received(console, sandbox, store)
 
         _rule(console, "send history (feedcast sql)")
-        _, rows = store.query(
-            "SELECT automation, channel_kind AS kind, recipient, status, attempts AS tries, error"
-            " FROM send_history ORDER BY delivery_id"
-        )
+        rows = store.send_history()
         columns = ["automation", "kind", "recipient", "status", "tries", "error"]
         print_table(console, columns, [[r[c] for c in columns] for r in rows])
-        _, changed = store.query(
-            "SELECT c.name AS channel, s.recipient, s.status FROM subscribers s JOIN channels c ON c.id = s.channel_id"
-            " WHERE s.status <> 'active' ORDER BY 1, 2"
-        )
+        changed = store.inactive_subscribers()
         for r in changed:
             console.print(
                 Text.assemble(
@@ -126,14 +120,7 @@ def run_demo(store: Store, console: Console, *, keep: bool = False) -> None:
             )
 
         _rule(console, "source health (feedcast sql)")
-        _, health = store.query(
-            """
-            SELECT s.name AS source, count(*) AS fetches,
-                   count(*) FILTER (WHERE f.outcome = 'not_modified') AS not_modified,
-                   round(median(f.duration_ms), 1) AS median_ms, sum(f.bytes) AS bytes
-            FROM fetches f JOIN sources s ON s.id = f.source_id GROUP BY s.name ORDER BY s.name
-            """
-        )
+        health = store.fetch_stats()
         print_table(
             console,
             ["source", "fetches", "304s", "median ms", "bytes"],

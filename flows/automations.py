@@ -29,16 +29,8 @@ __all__ = ["run_automation", "run_automations"]
 
 def _artifact(store: Store, result: CampaignResult) -> None:
     c = result.campaign
-    _, items = store.query(
-        "SELECT i.title, i.url, ci.event FROM campaign_items ci JOIN items i ON i.id = ci.item_id"
-        " WHERE ci.campaign_id = ? ORDER BY ci.position",
-        [c.id],
-    )
-    _, failures = store.query(
-        "SELECT error_code, any_value(error) AS error, count(*) AS n FROM deliveries"
-        " WHERE campaign_id = ? AND status IN ('failed', 'skipped') GROUP BY ALL ORDER BY n DESC LIMIT 10",
-        [c.id],
-    )
+    items = store.campaign_items(c.id)
+    failures = store.campaign_failures(c.id)
     # item titles, URLs and provider errors come from outside: escaped (feedcast.mdtext)
     lines = [
         f"### Campaign {c.id}: {md_text(c.automation)} → {md_text(c.channel)} "

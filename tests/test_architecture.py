@@ -77,7 +77,8 @@ def test_importing_feedcast_loads_nothing_until_used() -> None:
 
 def test_the_exception_tree_is_drawn_whole() -> None:
     """Every public exception class of the product (found in the source, by its bases) is
-    drawn in the tree of feedcast.kernel.errors' docstring, where they are defined."""
+    drawn in the tree of feedcast.kernel.errors' docstring, where they are defined (the
+    emulators in feedcast.sandbox excepted)."""
     import ast
 
     import feedcast.kernel.errors as errors
@@ -85,6 +86,8 @@ def test_the_exception_tree_is_drawn_whole() -> None:
     classes: dict[str, tuple[str, set[str]]] = {}  # name -> (file, names of its bases)
     for package in ("feedcast", *STAGES, "flows"):
         for path in sorted((ROOT / package).rglob("*.py")):
+            if path.is_relative_to(ROOT / "feedcast" / "sandbox"):
+                continue  # the emulators' control errors are theirs (the docstring says so)
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.ClassDef):
                     bases = {b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases}

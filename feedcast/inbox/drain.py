@@ -37,7 +37,7 @@ from feedcast.kernel.errors import FeedcastError, StoreError
 from feedcast.kernel.models import InboundEvent, NewInbound
 from feedcast.kernel.netguard import guarded_client
 from feedcast.store import Store
-from feedcast.store.audience import PENDING
+from feedcast.store.inbound import PENDING
 from feedcast.store.spool import Spool, Spooled
 
 __all__ = ["BATCH", "BREATHER", "CHUNK", "MAX_PAUSE", "DrainResult", "Drainer"]

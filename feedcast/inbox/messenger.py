@@ -65,7 +65,7 @@ from feedcast.kernel.errors import ChannelError, InvalidValue, NotFound, StoreEr
 from feedcast.kernel.models import ChannelConfig, InboundEvent, NewInbound, ProviderCall, Subscriber
 from feedcast.replies import reply_calls, reply_text
 from feedcast.store import Store
-from feedcast.store.audience import PENDING
+from feedcast.store.inbound import PENDING
 
 __all__ = [
     "Decided",

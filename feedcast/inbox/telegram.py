@@ -61,7 +61,7 @@ from feedcast.kernel.errors import ChannelError, FeedcastError, InvalidValue, No
 from feedcast.kernel.models import InboundEvent, NewInbound, ProviderCall, Subscriber
 from feedcast.replies import reply_calls, reply_text
 from feedcast.store import Store
-from feedcast.store.audience import PENDING
+from feedcast.store.inbound import PENDING
 from feedcast.tokens import sign
 
 __all__ = [

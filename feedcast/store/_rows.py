@@ -1,4 +1,5 @@
-"""Turning stored rows back into models (shared by the store's modules)."""
+"""Values into stored columns and stored rows back into models (shared by the store's
+repositories)."""
 
 from __future__ import annotations
 
@@ -110,3 +111,27 @@ def _variant(data: Mapping[str, Any]) -> Variant:
         availability=data.get("availability"),
         options={str(k): str(v) for k, v in options.items()} if isinstance(options, dict) else {},
     )
+
+
+def to_json(value: Any) -> str | None:
+    """A JSON column's text: None for an empty value; decimals, times and dataclasses as
+    plain JSON (dataclasses without their empty fields)."""
+    if not value:
+        return None
+    return json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "__dataclass_fields__"):
+        return {
+            k: getattr(value, k)
+            for k in value.__dataclass_fields__
+            if getattr(value, k) not in (None, {}, ())
+        }
+    if isinstance(value, Mapping):
+        return dict(value)
+    return str(value)
