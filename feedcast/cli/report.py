@@ -1,5 +1,5 @@
-"""``feedcast report`` and ``feedcast export-history``: the analysts' side of the CLI
-(registered on :data:`feedcast.cli.app`). Both read through short, retried read-only
+"""``feedcast report`` and ``feedcast export-history``: the analysts' side of the CLI.
+Both read through short, retried read-only
 connections: the flows keep writing meanwhile."""
 
 from __future__ import annotations
@@ -9,8 +9,12 @@ from typing import Annotated
 
 import typer
 
-from feedcast.cli import Format, FormatOpt, State, _print_json, _table, app, out
+from feedcast.cli._common import Format, FormatOpt, State, out, show_json, show_table
 from feedcast.kernel.errors import UserError
+
+__all__ = ["commands"]
+
+commands = typer.Typer()
 
 SinceOpt = Annotated[
     str | None,
@@ -22,7 +26,7 @@ SinceOpt = Annotated[
 ]
 
 
-@app.command("report")
+@commands.command("report")
 def report_command(
     html_file: Annotated[
         Path | None,
@@ -61,7 +65,7 @@ def report_command(
         except OSError as exc:
             raise UserError(f"cannot write {html_file}: {exc.strerror or exc}") from None
     if fmt == Format.json:
-        _print_json(report_json(data))
+        show_json(report_json(data))
         return
     if html_file is not None:
         out.print(
@@ -71,7 +75,9 @@ def report_command(
         )
         return
     totals = totals_line(data)
-    _table([k for k, _ in totals], [[v for _, v in totals]], title=f"feedcast report ({scope_line(data)})")
+    show_table(
+        [k for k, _ in totals], [[v for _, v in totals]], title=f"feedcast report ({scope_line(data)})"
+    )
     sections = (
         ("Campaigns (newest first)", campaign_rows(data), "No campaigns yet."),
         ("Failed and skipped, by reason", failure_rows(data), "Nothing failed or was skipped."),
@@ -81,12 +87,12 @@ def report_command(
     )
     for title, (columns, rows), empty in sections:
         if rows:
-            _table(columns, rows, title=title)
+            show_table(columns, rows, title=title)
         else:
             out.print(f"{title}: {empty}", markup=False, highlight=False)
 
 
-@app.command("export-history")
+@commands.command("export-history")
 def export_history_command(
     parquet: Annotated[
         Path, typer.Option("--parquet", metavar="DIR", help="Folder to write the Parquet files into.")
@@ -99,7 +105,7 @@ def export_history_command(
     from feedcast.report import parse_since
 
     counts = State.reader().export_history(parquet, since=parse_since(since))
-    _table(
+    show_table(
         ["file", "rows"],
         [[str(parquet / f"{stem}.parquet"), f"{n:,}"] for stem, n in counts.items()],
         full=None,
