@@ -1,5 +1,6 @@
 """``feedcast preview``: what a layout makes of real items, or what an automation would
-send now, before anything is sent (:mod:`feedcast.preview` builds it)."""
+send now, before anything is sent (:mod:`feedcast.preview` builds it; its terminal view
+is :mod:`feedcast.cli.preview_terminal`, both loaded when the command runs)."""
 
 from __future__ import annotations
 
@@ -77,12 +78,12 @@ def preview_command(
     json) or a visual page (--html FILE). An invalid payload is an error line and exit
     status 1.
     """
+    from feedcast.cli.preview_terminal import print_preview
     from feedcast.preview import (
         CHANNEL_KINDS,
         build_preview,
         preview_automation,
         preview_html,
-        print_preview,
     )
 
     store = State.reader()
