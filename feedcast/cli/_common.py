@@ -6,19 +6,21 @@ from __future__ import annotations
 import atexit
 import json
 import shutil
+import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.text import Text
 
+from feedcast.kernel.errors import UserError
 from feedcast.store import Store, default_db_path
-from feedcast.terminal import console, json_literal, print_fields, print_table
+from feedcast.terminal import console, json_literal, literal, print_fields, print_table
 
 __all__ = [
     "Format",
@@ -29,8 +31,13 @@ __all__ = [
     "plain",
     "show_fields",
     "show_json",
+    "show_list",
     "show_table",
+    "write_file",
+    "write_out",
 ]
+
+T = TypeVar("T")
 
 # text from outside (titles, URLs, errors, names) is printed literally: these consoles
 # parse no markup or emoji codes and escape control characters (feedcast.terminal)
@@ -113,3 +120,39 @@ def show_table(
 def show_fields(fields: Sequence[tuple[str, Any]], title: str | None = None) -> None:
     """Every show view: a field / value table, long values wrapped."""
     print_fields(out, fields, title=title)
+
+
+def show_list(
+    fmt: Format,
+    records: Sequence[T],
+    *,
+    as_json: Callable[[T], Any],
+    empty: str,
+    columns: Sequence[str],
+    row: Callable[[T], Sequence[Any]],
+    optional: Sequence[str] = (),
+) -> None:
+    """Every ``list`` command: the records as JSON, a line saying there are none yet,
+    or one row each."""
+    if fmt == Format.json:
+        show_json([as_json(r) for r in records])
+        return
+    if not records:
+        out.print(empty)
+        return
+    show_table(columns, [row(r) for r in records], optional=optional)
+
+
+def write_out(text: str) -> None:
+    """``text`` on stdout: to a file or pipe as it is; on a terminal its control
+    characters shown."""
+    sys.stdout.write(literal(text, newlines=True) if sys.stdout.isatty() else text)
+
+
+def write_file(path: Path, text: str) -> None:
+    """``--html FILE``, ``--output FILE``: a file that cannot be written is the user's
+    mistake (one line, exit 2)."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None

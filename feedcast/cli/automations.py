@@ -7,7 +7,15 @@ from typing import Annotated, Any
 
 import typer
 
-from feedcast.cli._common import Format, FormatOpt, State, out, show_fields, show_json, show_table
+from feedcast.cli._common import (
+    Format,
+    FormatOpt,
+    State,
+    out,
+    show_fields,
+    show_json,
+    show_list,
+)
 from feedcast.kernel.errors import InvalidValue
 from feedcast.kernel.models import Automation
 
@@ -227,18 +235,15 @@ def automation_edit(
 @automation_commands.command("list")
 def automation_list(fmt: FormatOpt = Format.table) -> None:
     """List automations."""
-    automations = State.reader().list_automations()
-    if fmt == Format.json:
-        show_json([_automation_dict(a) for a in automations])
-        return
-    if not automations:
-        out.print("no automations yet: feedcast automation add NAME --source S --layout L --channel C")
-        return
     from feedcast.automations import schedule_of
     from feedcast.schedule import describe
 
-    show_table(
-        [
+    show_list(
+        fmt,
+        State.reader().list_automations(),
+        as_json=_automation_dict,
+        empty="no automations yet: feedcast automation add NAME --source S --layout L --channel C",
+        columns=[
             "name",
             "status",
             "schedule",
@@ -250,20 +255,17 @@ def automation_list(fmt: FormatOpt = Format.table) -> None:
             "events",
             "last campaign",
         ],
-        [
-            [
-                a.name,
-                a.status,
-                describe(schedule_of(a)),
-                a.next_run_at if a.status == "active" else None,
-                " ".join(a.sources),
-                a.layout,
-                a.channel,
-                a.audience or "all",
-                ",".join(a.events),
-                a.last_campaign_at,
-            ]
-            for a in automations
+        row=lambda a: [
+            a.name,
+            a.status,
+            describe(schedule_of(a)),
+            a.next_run_at if a.status == "active" else None,
+            " ".join(a.sources),
+            a.layout,
+            a.channel,
+            a.audience or "all",
+            ",".join(a.events),
+            a.last_campaign_at,
         ],
         optional=["last campaign", "events", "audience", "layout", "next run (UTC)"],
     )

@@ -8,7 +8,16 @@ from typing import Annotated, Any
 
 import typer
 
-from feedcast.cli._common import Format, FormatOpt, State, out, show_fields, show_json, show_table
+from feedcast.cli._common import (
+    Format,
+    FormatOpt,
+    State,
+    out,
+    show_fields,
+    show_json,
+    show_list,
+    show_table,
+)
 from feedcast.kernel.errors import FeedcastError, InvalidValue
 from feedcast.kernel.models import ChannelConfig
 
@@ -113,24 +122,18 @@ def channel_kinds(fmt: FormatOpt = Format.table) -> None:
 @channel_commands.command("list")
 def channel_list(fmt: FormatOpt = Format.table) -> None:
     """List channels (secrets shown as their env:VAR reference)."""
-    channels = State.reader().list_channels()
-    if fmt == Format.json:
-        show_json([_channel_dict(c) for c in channels])
-        return
-    if not channels:
-        out.print("no channels yet: feedcast channel add NAME KIND [options]")
-        return
-    show_table(
-        ["name", "kind", "active subscribers", "settings", "last error"],
-        [
-            [
-                c.name,
-                c.kind,
-                c.subscribers,
-                " ".join(f"{k}={v}" for k, v in _channel_dict(c)["settings"].items()),
-                c.last_error,
-            ]
-            for c in channels
+    show_list(
+        fmt,
+        State.reader().list_channels(),
+        as_json=_channel_dict,
+        empty="no channels yet: feedcast channel add NAME KIND [options]",
+        columns=["name", "kind", "active subscribers", "settings", "last error"],
+        row=lambda c: [
+            c.name,
+            c.kind,
+            c.subscribers,
+            " ".join(f"{k}={v}" for k, v in _channel_dict(c)["settings"].items()),
+            c.last_error,
         ],
     )
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from feedcast.cli._common import Format, FormatOpt, State, err, out, show_json
-from feedcast.kernel.errors import UserError
+from feedcast.cli._common import (
+    Format,
+    FormatOpt,
+    State,
+    err,
+    out,
+    show_json,
+    write_file,
+    write_out,
+)
 
 __all__ = ["commands"]
 
@@ -81,13 +88,7 @@ def export_command(
     for note in notes:
         err.print(f"warning: {note}", markup=False)
     if output is None:
-        from feedcast.terminal import literal
-
-        # to a file or pipe as it is; on a terminal its control characters shown
-        sys.stdout.write(literal(text, newlines=True) if sys.stdout.isatty() else text)
+        write_out(text)
         return
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
+    write_file(output, text)
     out.print(f"wrote {output}", markup=False)

@@ -9,7 +9,15 @@ from typing import Annotated
 
 import typer
 
-from feedcast.cli._common import Format, FormatOpt, State, err, out, show_json
+from feedcast.cli._common import (
+    Format,
+    FormatOpt,
+    State,
+    err,
+    out,
+    show_json,
+    write_file,
+)
 from feedcast.kernel.errors import FeedcastError, UserError
 
 __all__ = ["commands"]
@@ -116,10 +124,7 @@ def preview_command(
             locale=locale or "en",
         )
     if html_file is not None:
-        try:
-            html_file.write_text(preview_html(preview), encoding="utf-8")
-        except OSError as exc:
-            raise UserError(f"cannot write {html_file}: {exc.strerror or exc}") from None
+        write_file(html_file, preview_html(preview))
     if fmt == Format.json:
         show_json(preview.payloads())
     elif html_file is not None:

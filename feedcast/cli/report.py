@@ -9,8 +9,15 @@ from typing import Annotated
 
 import typer
 
-from feedcast.cli._common import Format, FormatOpt, State, out, show_json, show_table
-from feedcast.kernel.errors import UserError
+from feedcast.cli._common import (
+    Format,
+    FormatOpt,
+    State,
+    out,
+    show_json,
+    show_table,
+    write_file,
+)
 
 __all__ = ["commands"]
 
@@ -59,11 +66,7 @@ def report_command(
     store = State.reader()
     data = build_report(store, since=parse_since(since), automation=automation)
     if html_file is not None:
-        page = report_html(data, database=str(store.path))
-        try:
-            html_file.write_text(page, encoding="utf-8")
-        except OSError as exc:
-            raise UserError(f"cannot write {html_file}: {exc.strerror or exc}") from None
+        write_file(html_file, report_html(data, database=str(store.path)))
     if fmt == Format.json:
         show_json(report_json(data))
         return

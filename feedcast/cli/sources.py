@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import timedelta
@@ -18,7 +17,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from feedcast import watch
-from feedcast.cli._common import Format, FormatOpt, State, err, out, plain, show_fields, show_json, show_table
+from feedcast.cli._common import (
+    Format,
+    FormatOpt,
+    State,
+    err,
+    out,
+    plain,
+    show_fields,
+    show_json,
+    show_list,
+    show_table,
+    write_out,
+)
 from feedcast.kernel.durations import human_duration, parse_duration
 from feedcast.kernel.errors import UserError
 from feedcast.kernel.models import Source
@@ -114,29 +125,34 @@ def _parse_selectors(values: Sequence[str]) -> dict[str, str] | None:
 @source_commands.command("list")
 def source_list(fmt: FormatOpt = Format.table) -> None:
     """List sources with their health."""
-    sources = State.reader().list_sources()
-    if fmt == Format.json:
-        show_json([_source_dict(s) for s in sources])
-        return
-    if not sources:
-        out.print("no sources yet: add one with `feedcast source add NAME URL`")
-        return
-    show_table(
-        ["name", "kind", "status", "every", "items", "last poll", "next poll", "errors", "last error", "url"],
-        [
-            [
-                s.name,
-                s.kind or "?",
-                s.status,
-                s.every,
-                s.item_count,
-                s.last_polled_at,
-                s.next_poll_at,
-                s.error_count or "",
-                s.last_error,
-                s.url,
-            ]
-            for s in sources
+    show_list(
+        fmt,
+        State.reader().list_sources(),
+        as_json=_source_dict,
+        empty="no sources yet: add one with `feedcast source add NAME URL`",
+        columns=[
+            "name",
+            "kind",
+            "status",
+            "every",
+            "items",
+            "last poll",
+            "next poll",
+            "errors",
+            "last error",
+            "url",
+        ],
+        row=lambda s: [
+            s.name,
+            s.kind or "?",
+            s.status,
+            s.every,
+            s.item_count,
+            s.last_polled_at,
+            s.next_poll_at,
+            s.error_count or "",
+            s.last_error,
+            s.url,
         ],
         optional=["next poll", "every", "kind", "errors", "last poll"],
     )
@@ -312,8 +328,6 @@ def sql_command(
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(columns)
         writer.writerows([[plain(r[c]) for c in columns] for r in rows])
-        text = buffer.getvalue()
-        # to a file or pipe the data as it is; on a terminal its control characters shown
-        sys.stdout.write(literal(text, newlines=True) if sys.stdout.isatty() else text)
+        write_out(buffer.getvalue())
     else:
         show_table(columns, [[r[c] for c in columns] for r in rows], full="--format csv or json")

@@ -8,7 +8,14 @@ from typing import Annotated, Any
 
 import typer
 
-from feedcast.cli._common import Format, FormatOpt, State, err, out, show_json, show_table
+from feedcast.cli._common import (
+    Format,
+    FormatOpt,
+    State,
+    err,
+    out,
+    show_list,
+)
 from feedcast.kernel.errors import InvalidValue
 from feedcast.kernel.models import SUBSCRIBER_STATUSES, NewSubscriber, Subscriber
 
@@ -91,18 +98,20 @@ def subscriber_list(
     """List subscribers."""
     if status is not None and status not in SUBSCRIBER_STATUSES:
         raise InvalidValue(f"--status must be one of {', '.join(SUBSCRIBER_STATUSES)}")
-    subs = State.reader().list_subscribers(channel, status=status, tag=tag, limit=limit)
-    if fmt == Format.json:
-        show_json([_subscriber_dict(s) for s in subs])
-        return
-    if not subs:
-        out.print("no subscribers" + (" matching" if status or tag or channel else ""))
-        return
-    show_table(
-        ["channel", "recipient", "status", "tags", "name", "reason", "since"],
-        [
-            [s.channel, s.recipient, s.status, " ".join(s.tags), s.name, s.status_reason, s.created_at]
-            for s in subs
+    show_list(
+        fmt,
+        State.reader().list_subscribers(channel, status=status, tag=tag, limit=limit),
+        as_json=_subscriber_dict,
+        empty="no subscribers" + (" matching" if status or tag or channel else ""),
+        columns=["channel", "recipient", "status", "tags", "name", "reason", "since"],
+        row=lambda s: [
+            s.channel,
+            s.recipient,
+            s.status,
+            " ".join(s.tags),
+            s.name,
+            s.status_reason,
+            s.created_at,
         ],
         optional=["since", "reason", "tags"],
     )

@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from feedcast.cli._common import Format, FormatOpt, State, err, out, show_json, show_table
+from feedcast.cli._common import (
+    Format,
+    FormatOpt,
+    State,
+    err,
+    out,
+    show_list,
+)
 from feedcast.kernel.models import ChannelConfig
 
 __all__ = ["audience_commands", "commands", "endpoints"]
@@ -142,14 +149,11 @@ def audience_private(
 @audience_commands.command("list")
 def audience_list(fmt: FormatOpt = Format.table) -> None:
     """Tags in use or declared, whether they are public, and their active subscribers."""
-    rows = State.store().audiences()
-    if fmt == Format.json:
-        show_json(rows)
-        return
-    if not rows:
-        out.print("no audiences yet: subscribers get tags with --tag; feedcast audience public TAG opens one")
-        return
-    show_table(
-        ["audience", "public", "active subscribers"],
-        [[r["tag"], "yes" if r["public"] else "", r["subscribers"]] for r in rows],
+    show_list(
+        fmt,
+        State.store().audiences(),
+        as_json=dict,
+        empty="no audiences yet: subscribers get tags with --tag; feedcast audience public TAG opens one",
+        columns=["audience", "public", "active subscribers"],
+        row=lambda r: [r["tag"], "yes" if r["public"] else "", r["subscribers"]],
     )
