@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import (
@@ -23,6 +23,10 @@ from rich.text import Text
 
 from feedcast.cli._common import Format, FormatOpt, State, err, out, show_json, show_table
 from feedcast.kernel.errors import FeedcastError, InvalidValue
+from feedcast.store import Store
+
+if TYPE_CHECKING:
+    from feedcast.delivery import BuildResult, CampaignResult
 
 __all__ = ["commands"]
 
@@ -132,20 +136,12 @@ def send_command(
 ) -> None:
     """Send an automation now: finish its unfinished campaigns, then build one from the
     items it has not sent yet and deliver it to every active subscriber of its audience."""
-    from feedcast.delivery import BuildResult, SendSettings, send_automation
+    from feedcast.delivery import SendSettings, send_automation
 
     store = State.reader()
     auto = store.get_automation(automation)
     if at is not None:
-        from zoneinfo import ZoneInfo
-
-        when = _parse_at(at, auto.timezone, datetime.now(UTC))
-        store.add_scheduled_send(automation, when)
-        local = when.astimezone(ZoneInfo(auto.timezone))
-        out.print(
-            f"{automation} will be sent at {local.isoformat()} ({when.isoformat()} UTC) by `feedcast run` or `feedcast serve`",
-            markup=False,
-        )
+        _send_at(store, automation, auto.timezone, at)
         return
     notes: list[BuildResult] = []
     with _send_bar(disable=fmt != Format.table or not err.is_terminal) as progress:
@@ -157,60 +153,79 @@ def send_command(
             on_build=notes.append,
         )
     if fmt == Format.json:
-        show_json(
-            {
-                "campaigns": [
-                    {
-                        **asdict(r.campaign),
-                        "duration": round(r.duration, 3),
-                        "resumed": r.resumed,
-                        "rate": round(r.rate, 1),
-                    }
-                    for r in results
-                ],
-                "note": notes[0].reason if notes and notes[0].campaign_id is None else None,
-                "warnings": list(notes[0].warnings) if notes else [],
-            }
-        )
+        show_json(_sent_json(results, notes))
     else:
-        for note in notes:
-            for warning in note.warnings:
-                err.print(f"warning: {warning}", markup=False, highlight=False)
-            if note.campaign_id is None and note.reason:
-                out.print(f"{automation}: {note.reason}", markup=False)
-        if results:
-            show_table(
-                [
-                    "campaign",
-                    "status",
-                    "items",
-                    "recipients",
-                    "sent",
-                    "failed",
-                    "skipped",
-                    "pending",
-                    "seconds",
-                    "per s",
-                ],
-                [
-                    [
-                        f"{r.campaign.id}{' (resumed)' if r.resumed else ''}",
-                        r.campaign.status,
-                        r.campaign.items,
-                        r.campaign.recipients,
-                        r.campaign.sent,
-                        r.campaign.failed,
-                        r.campaign.skipped,
-                        r.campaign.pending,
-                        f"{r.duration:.1f}",
-                        f"{r.rate:.1f}",
-                    ]
-                    for r in results
-                ],
-                optional=["seconds", "pending", "skipped", "items"],
-            )
+        _print_sent(automation, results, notes)
     stopped = [r for r in results if r.campaign.status == "stopped"]
     if stopped:
         raise FeedcastError(
             f"campaign {stopped[-1].campaign.id} stopped: {stopped[-1].campaign.error}; its other deliveries stay pending (fix it, then send again)"
+        )
+
+
+def _send_at(store: Store, automation: str, timezone: str, at: str) -> None:
+    """``send --at``: recorded for `feedcast run` or `feedcast serve` to send."""
+    from zoneinfo import ZoneInfo
+
+    when = _parse_at(at, timezone, datetime.now(UTC))
+    store.add_scheduled_send(automation, when)
+    local = when.astimezone(ZoneInfo(timezone))
+    out.print(
+        f"{automation} will be sent at {local.isoformat()} ({when.isoformat()} UTC) by `feedcast run` or `feedcast serve`",
+        markup=False,
+    )
+
+
+def _sent_json(results: Sequence[CampaignResult], notes: Sequence[BuildResult]) -> dict[str, Any]:
+    return {
+        "campaigns": [
+            {
+                **asdict(r.campaign),
+                "duration": round(r.duration, 3),
+                "resumed": r.resumed,
+                "rate": round(r.rate, 1),
+            }
+            for r in results
+        ],
+        "note": notes[0].reason if notes and notes[0].campaign_id is None else None,
+        "warnings": list(notes[0].warnings) if notes else [],
+    }
+
+
+def _print_sent(automation: str, results: Sequence[CampaignResult], notes: Sequence[BuildResult]) -> None:
+    for note in notes:
+        for warning in note.warnings:
+            err.print(f"warning: {warning}", markup=False, highlight=False)
+        if note.campaign_id is None and note.reason:
+            out.print(f"{automation}: {note.reason}", markup=False)
+    if results:
+        show_table(
+            [
+                "campaign",
+                "status",
+                "items",
+                "recipients",
+                "sent",
+                "failed",
+                "skipped",
+                "pending",
+                "seconds",
+                "per s",
+            ],
+            [
+                [
+                    f"{r.campaign.id}{' (resumed)' if r.resumed else ''}",
+                    r.campaign.status,
+                    r.campaign.items,
+                    r.campaign.recipients,
+                    r.campaign.sent,
+                    r.campaign.failed,
+                    r.campaign.skipped,
+                    r.campaign.pending,
+                    f"{r.duration:.1f}",
+                    f"{r.rate:.1f}",
+                ]
+                for r in results
+            ],
+            optional=["seconds", "pending", "skipped", "items"],
         )

@@ -3,42 +3,51 @@ local emulators, one pass of due work, feedcast unattended."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from feedcast.cli._common import Format, FormatOpt, State, out, show_json, show_table
 from feedcast.kernel.errors import FeedcastError, InvalidValue, UserError
 
+if TYPE_CHECKING:
+    from feedcast.automations import RunResult
+    from feedcast.sandbox.run import Sandbox, SandboxPorts
+
 __all__ = ["commands"]
 
 commands = typer.Typer()
 
 
+TelegramPort = Annotated[
+    int, typer.Option("--telegram-port", help="Telegram Bot API emulator (0: any free port).")
+]
+MessengerPort = Annotated[int, typer.Option("--messenger-port", help="Messenger Send API emulator.")]
+WebhooksPort = Annotated[
+    int, typer.Option("--webhooks-port", help="Slack, Discord and JSON webhook receivers.")
+]
+NoLimits = Annotated[bool, typer.Option("--no-limits", help="Do not enforce the providers' rate limits.")]
+FaultRate = Annotated[
+    float, typer.Option("--fault-rate", help="Fraction of requests answered with a transient error.")
+]
+DropRate = Annotated[
+    float, typer.Option("--drop-rate", help="Fraction of requests whose connection is dropped.")
+]
+
+
 @commands.command("sandbox")
 def sandbox_command(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    telegram_port: Annotated[
-        int, typer.Option("--telegram-port", help="Telegram Bot API emulator (0: any free port).")
-    ] = 8081,
-    messenger_port: Annotated[
-        int, typer.Option("--messenger-port", help="Messenger Send API emulator.")
-    ] = 8082,
-    webhooks_port: Annotated[
-        int, typer.Option("--webhooks-port", help="Slack, Discord and JSON webhook receivers.")
-    ] = 8083,
+    telegram_port: TelegramPort = 8081,
+    messenger_port: MessengerPort = 8082,
+    webhooks_port: WebhooksPort = 8083,
     smtp_port: Annotated[int, typer.Option("--smtp-port", help="SMTP sink.")] = 8025,
-    no_limits: Annotated[
-        bool, typer.Option("--no-limits", help="Do not enforce the providers' rate limits.")
-    ] = False,
-    fault_rate: Annotated[
-        float, typer.Option("--fault-rate", help="Fraction of requests answered with a transient error.")
-    ] = 0.0,
-    drop_rate: Annotated[
-        float, typer.Option("--drop-rate", help="Fraction of requests whose connection is dropped.")
-    ] = 0.0,
+    no_limits: NoLimits = False,
+    fault_rate: FaultRate = 0.0,
+    drop_rate: DropRate = 0.0,
     seed: Annotated[int | None, typer.Option("--seed", help="Make faults repeatable.")] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -48,7 +57,7 @@ def sandbox_command(
     import signal
     import threading
 
-    from feedcast.sandbox.run import SANDBOX_ENV, Sandbox, SandboxPorts
+    from feedcast.sandbox.run import SANDBOX_ENV, SandboxPorts
 
     for flag, rate in (("--fault-rate", fault_rate), ("--drop-rate", drop_rate)):
         if not 0.0 <= rate <= 1.0:
@@ -56,15 +65,9 @@ def sandbox_command(
     ports = SandboxPorts(
         telegram=telegram_port, messenger=messenger_port, smtp=smtp_port, webhooks=webhooks_port
     )
-    try:
-        sandbox = Sandbox(
-            host, ports, limits=not no_limits, fault_rate=fault_rate, drop_rate=drop_rate, seed=seed
-        )
-        sandbox.start()
-    except OSError as exc:
-        raise UserError(
-            f"cannot listen on {host}: {exc.strerror or exc} (choose other ports, or 0 for any)"
-        ) from None
+    sandbox = _start_sandbox(
+        host, ports, limits=not no_limits, fault_rate=fault_rate, drop_rate=drop_rate, seed=seed
+    )
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -78,25 +81,7 @@ def sandbox_command(
         if fmt == Format.json:
             print(json.dumps({"urls": sandbox.urls, "env": env}), flush=True)
         else:
-            show_table(
-                ["emulator", "url"], [[k, v] for k, v in sandbox.urls.items()], title="feedcast sandbox"
-            )
-            out.print("Rehearse with these credentials (not secret) and channels:", markup=False)
-            for key, value in SANDBOX_ENV.items():
-                if key == "FEEDCAST_ALLOW_PRIVATE_NETWORKS":
-                    continue  # said below, with why
-                out.print(f"  export {key}={value}", markup=False, highlight=False)
-            out.print(
-                "  export FEEDCAST_ALLOW_PRIVATE_NETWORKS=1   # also poll sources on this machine or a private network",
-                markup=False,
-                highlight=False,
-            )
-            for line in sandbox.channel_commands():
-                out.print(f"  {line}", markup=False, highlight=False)
-            out.print(
-                "Each emulator shows what it received at /_sandbox/received and /_sandbox/stats. Ctrl-C stops.",
-                markup=False,
-            )
+            _print_sandbox(sandbox)
         threading.Event().wait()
     except KeyboardInterrupt:
         pass
@@ -109,6 +94,44 @@ def sandbox_command(
                 f"messenger {stats['messenger']['accepted']}, email {stats['smtp']['accepted']}",
                 markup=False,
             )
+
+
+def _start_sandbox(
+    host: str, ports: SandboxPorts, *, limits: bool, fault_rate: float, drop_rate: float, seed: int | None
+) -> Sandbox:
+    from feedcast.sandbox.run import Sandbox
+
+    try:
+        sandbox = Sandbox(host, ports, limits=limits, fault_rate=fault_rate, drop_rate=drop_rate, seed=seed)
+        sandbox.start()
+    except OSError as exc:
+        raise UserError(
+            f"cannot listen on {host}: {exc.strerror or exc} (choose other ports, or 0 for any)"
+        ) from None
+    return sandbox
+
+
+def _print_sandbox(sandbox: Sandbox) -> None:
+    """The emulators' URLs, and the environment and channels to rehearse with."""
+    from feedcast.sandbox.run import SANDBOX_ENV
+
+    show_table(["emulator", "url"], [[k, v] for k, v in sandbox.urls.items()], title="feedcast sandbox")
+    out.print("Rehearse with these credentials (not secret) and channels:", markup=False)
+    for key, value in SANDBOX_ENV.items():
+        if key == "FEEDCAST_ALLOW_PRIVATE_NETWORKS":
+            continue  # said below, with why
+        out.print(f"  export {key}={value}", markup=False, highlight=False)
+    out.print(
+        "  export FEEDCAST_ALLOW_PRIVATE_NETWORKS=1   # also poll sources on this machine or a private network",
+        markup=False,
+        highlight=False,
+    )
+    for line in sandbox.channel_commands():
+        out.print(f"  {line}", markup=False, highlight=False)
+    out.print(
+        "Each emulator shows what it received at /_sandbox/received and /_sandbox/stats. Ctrl-C stops.",
+        markup=False,
+    )
 
 
 # --------------------------------------------------------------------------- run
@@ -149,33 +172,36 @@ def run_command(
         if not no_poll:
             new = sum(p.new for p in polled)
             out.print(f"polled {len(polled)} due source(s): {new} new item(s)", markup=False)
-        if not results:
-            out.print("no automation due", markup=False)
-        rows: list[list[Any]] = []
-        for r in results:
-            if not r.campaigns:
-                rows.append([r.automation, r.trigger, "", "", "", "", r.error or r.note])
-            for c in r.campaigns:
-                rows.append(
-                    [
-                        r.automation,
-                        r.trigger,
-                        c.campaign.id,
-                        c.campaign.status,
-                        c.campaign.sent,
-                        c.campaign.failed + c.campaign.skipped,
-                        c.campaign.error or "",
-                    ]
-                )
-        if rows:
-            show_table(
-                ["automation", "trigger", "campaign", "status", "sent", "failed/skipped", "note"], rows
-            )
+        _print_run(results)
     errors = [r for r in results if r.error]
     if errors:
         raise FeedcastError(
             f"{len(errors)} automation(s) failed; first: {errors[0].automation}: {errors[0].error}"
         )
+
+
+def _print_run(results: Sequence[RunResult]) -> None:
+    """A line per campaign the pass sent, or per automation that sent none."""
+    if not results:
+        out.print("no automation due", markup=False)
+    rows: list[list[Any]] = []
+    for r in results:
+        if not r.campaigns:
+            rows.append([r.automation, r.trigger, "", "", "", "", r.error or r.note])
+        for c in r.campaigns:
+            rows.append(
+                [
+                    r.automation,
+                    r.trigger,
+                    c.campaign.id,
+                    c.campaign.status,
+                    c.campaign.sent,
+                    c.campaign.failed + c.campaign.skipped,
+                    c.campaign.error or "",
+                ]
+            )
+    if rows:
+        show_table(["automation", "trigger", "campaign", "status", "sent", "failed/skipped", "note"], rows)
 
 
 # --------------------------------------------------------------------------- serve
