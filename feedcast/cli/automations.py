@@ -99,6 +99,34 @@ TrackClicksEdit = Annotated[
 ]
 
 
+NewSources = Annotated[
+    list[str] | None, typer.Option("--source", metavar="S", help="Replace the sources (repeatable).")
+]
+NewLayout = Annotated[str | None, typer.Option("--layout", metavar="L", help="A layout name or folder.")]
+NewChannel = Annotated[str | None, typer.Option("--channel", metavar="C", help="The channel to send on.")]
+AllSubscribers = Annotated[
+    bool, typer.Option("--all-subscribers", help="Send to every active subscriber (drop --audience).")
+]
+
+
+def _schedule_change(schedule: str | None, every: str | None, on_new: bool, manual: bool) -> dict[str, Any]:
+    """``automation edit``: at most one of --schedule, --every, --on-new and --manual,
+    which replaces the other three."""
+    chosen = [
+        flag
+        for flag, on in (
+            ("--schedule", schedule),
+            ("--every", every),
+            ("--on-new", on_new),
+            ("--manual", manual),
+        )
+        if on
+    ]
+    if len(chosen) > 1:
+        raise InvalidValue(f"choose one of {', '.join(chosen)}")
+    return {"schedule": schedule, "every": every, "on_new": on_new} if chosen else {}
+
+
 def _events(text: str | None) -> list[str] | None:
     return None if text is None else [e.strip() for e in text.split(",") if e.strip()]
 
@@ -159,19 +187,11 @@ def automation_add(
 @automation_commands.command("edit")
 def automation_edit(
     name: Annotated[str, typer.Argument(help="The automation to change.")],
-    source: Annotated[
-        list[str] | None, typer.Option("--source", metavar="S", help="Replace the sources (repeatable).")
-    ] = None,
-    layout: Annotated[
-        str | None, typer.Option("--layout", metavar="L", help="A layout name or folder.")
-    ] = None,
-    channel: Annotated[
-        str | None, typer.Option("--channel", metavar="C", help="The channel to send on.")
-    ] = None,
+    source: NewSources = None,
+    layout: NewLayout = None,
+    channel: NewChannel = None,
     audience: Audience = None,
-    all_subscribers: Annotated[
-        bool, typer.Option("--all-subscribers", help="Send to every active subscriber (drop --audience).")
-    ] = False,
+    all_subscribers: AllSubscribers = False,
     schedule: Schedule = None,
     every: Every = None,
     on_new: OnNew = False,
@@ -190,42 +210,30 @@ def automation_edit(
     """Change an automation. Items it already sent stay sent."""
     from feedcast.automations import edit_automation
 
-    changes: dict[str, Any] = {}
-    for key, value in (
-        ("sources", list(source) if source else None),
-        ("layout", layout),
-        ("channel", channel),
-        ("audience", audience),
-        ("timezone", timezone),
-        ("max_items", max_items),
-        ("min_items", min_items),
-        ("where", where),
-        ("events", _events(events)),
-        ("backfill", backfill),
-        ("message_tag", message_tag),
-        ("locale", locale),
-        ("track_clicks", track_clicks),
-    ):
-        if value is not None:
-            changes[key] = value
+    changes: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("sources", list(source) if source else None),
+            ("layout", layout),
+            ("channel", channel),
+            ("audience", audience),
+            ("timezone", timezone),
+            ("max_items", max_items),
+            ("min_items", min_items),
+            ("where", where),
+            ("events", _events(events)),
+            ("backfill", backfill),
+            ("message_tag", message_tag),
+            ("locale", locale),
+            ("track_clicks", track_clicks),
+        )
+        if value is not None
+    }
     if all_subscribers:
         changes["audience"] = None
     if no_where:
         changes["where"] = None
-    chosen = [
-        flag
-        for flag, on in (
-            ("--schedule", schedule),
-            ("--every", every),
-            ("--on-new", on_new),
-            ("--manual", manual),
-        )
-        if on
-    ]
-    if len(chosen) > 1:
-        raise InvalidValue(f"choose one of {', '.join(chosen)}")
-    if chosen:
-        changes.update(schedule=schedule, every=every, on_new=on_new)
+    changes.update(_schedule_change(schedule, every, on_new, manual))
     if not changes:
         raise InvalidValue("nothing to change: give the options to change (see --help)")
     _automation, changed = edit_automation(State.reader(), name, changes)

@@ -198,7 +198,7 @@ def channel_webhook(
 ) -> None:
     """Set (--url) or delete (--delete) a Telegram webhook, or show it. The secret token
     Telegram sends back is derived from feedcast's signing key and never printed."""
-    from feedcast.inbox.telegram import ALLOWED_UPDATES, open_channel, webhook_secret
+    from feedcast.inbox.telegram import open_channel, update_webhook, webhook_secret
     from feedcast.tokens import signing_key
 
     if url is not None and delete:
@@ -209,19 +209,7 @@ def channel_webhook(
     if url is not None:
         target = _webhook_url(url, name)
     secret = webhook_secret(signing_key(store.path), name) if target is not None else None
-
-    async def run() -> dict[str, Any]:
-        await channel.open(None)
-        try:
-            if target is not None:
-                await channel.set_webhook(target, secret, allowed_updates=ALLOWED_UPDATES)
-            elif delete:
-                await channel.delete_webhook()
-            return await channel.webhook_info()
-        finally:
-            await channel.close()
-
-    info = asyncio.run(run())
+    info = asyncio.run(update_webhook(channel, target, secret, delete=delete))
     if target is not None:
         out.print(
             f"webhook set: Telegram posts {name}'s updates to {target} (served by feedcast web); "

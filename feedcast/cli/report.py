@@ -5,7 +5,7 @@ connections: the flows keep writing meanwhile."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,6 +18,9 @@ from feedcast.cli._common import (
     show_table,
     write_file,
 )
+
+if TYPE_CHECKING:
+    from feedcast.store.reports import ReportData
 
 __all__ = ["commands"]
 
@@ -49,19 +52,7 @@ def report_command(
 ) -> None:
     """What was sent, to whom, what worked, which sources are healthy: tables here, or
     charts in an HTML page (--html FILE)."""
-    from feedcast.report import (
-        activity_rows,
-        build_report,
-        campaign_rows,
-        failure_rows,
-        item_rows,
-        parse_since,
-        report_html,
-        report_json,
-        scope_line,
-        source_rows,
-        totals_line,
-    )
+    from feedcast.report import build_report, parse_since, report_html, report_json, scope_line
 
     store = State.reader()
     data = build_report(store, since=parse_since(since), automation=automation)
@@ -77,6 +68,21 @@ def report_command(
             highlight=False,
         )
         return
+    _print_report(data)
+
+
+def _print_report(data: ReportData) -> None:
+    """The totals, then a table per section (or a line saying it is empty)."""
+    from feedcast.report import (
+        activity_rows,
+        campaign_rows,
+        failure_rows,
+        item_rows,
+        scope_line,
+        source_rows,
+        totals_line,
+    )
+
     totals = totals_line(data)
     show_table(
         [k for k, _ in totals], [[v for _, v in totals]], title=f"feedcast report ({scope_line(data)})"

@@ -262,6 +262,11 @@ def poll_command(
     if fmt == Format.json:
         show_json([asdict(s) for s in summaries])
         return
+    _print_polls(summaries)
+
+
+def _print_polls(summaries: Sequence[PollSummary]) -> None:
+    """A line per source polled (only those with news or trouble in a big poll), and the totals."""
     if not summaries:
         out.print("nothing due (use --force to poll anyway)")
         return
