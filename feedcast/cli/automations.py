@@ -7,15 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from feedcast.cli._common import (
-    Format,
-    FormatOpt,
-    State,
-    out,
-    show_fields,
-    show_json,
-    show_list,
-)
+from feedcast.cli._common import Format, FormatOpt, State, out, show_fields, show_json, show_list
 from feedcast.kernel.errors import InvalidValue
 from feedcast.kernel.models import Automation
 

@@ -8,16 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from feedcast.cli._common import (
-    Format,
-    FormatOpt,
-    State,
-    out,
-    show_fields,
-    show_json,
-    show_list,
-    show_table,
-)
+from feedcast.cli._common import Format, FormatOpt, State, out, show_fields, show_json, show_list, show_table
 from feedcast.kernel.errors import FeedcastError, InvalidValue
 from feedcast.kernel.models import ChannelConfig
 

@@ -7,16 +7,7 @@ from typing import Annotated
 
 import typer
 
-from feedcast.cli._common import (
-    Format,
-    FormatOpt,
-    State,
-    err,
-    out,
-    show_json,
-    write_file,
-    write_out,
-)
+from feedcast.cli._common import Format, FormatOpt, State, err, out, show_json, write_file, write_out
 
 __all__ = ["commands"]
 

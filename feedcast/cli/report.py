@@ -9,15 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from feedcast.cli._common import (
-    Format,
-    FormatOpt,
-    State,
-    out,
-    show_json,
-    show_table,
-    write_file,
-)
+from feedcast.cli._common import Format, FormatOpt, State, out, show_json, show_table, write_file
 
 if TYPE_CHECKING:
     from feedcast.store.reports import ReportData

@@ -8,14 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from feedcast.cli._common import (
-    Format,
-    FormatOpt,
-    State,
-    err,
-    out,
-    show_list,
-)
+from feedcast.cli._common import Format, FormatOpt, State, err, out, show_list
 from feedcast.kernel.errors import InvalidValue
 from feedcast.kernel.models import SUBSCRIBER_STATUSES, NewSubscriber, Subscriber
 

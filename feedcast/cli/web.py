@@ -8,14 +8,7 @@ from typing import Annotated
 
 import typer
 
-from feedcast.cli._common import (
-    Format,
-    FormatOpt,
-    State,
-    err,
-    out,
-    show_list,
-)
+from feedcast.cli._common import Format, FormatOpt, State, err, out, show_list
 from feedcast.kernel.models import ChannelConfig
 
 __all__ = ["audience_commands", "commands", "endpoints"]
