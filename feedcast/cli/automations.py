@@ -94,8 +94,9 @@ TrackClicksEdit = Annotated[
 NewSources = Annotated[
     list[str] | None, typer.Option("--source", metavar="S", help="Replace the sources (repeatable).")
 ]
-NewLayout = Annotated[str | None, typer.Option("--layout", metavar="L", help="A layout name or folder.")]
-NewChannel = Annotated[str | None, typer.Option("--channel", metavar="C", help="The channel to send on.")]
+# the same in automation add (required) and automation edit (optional)
+LAYOUT = typer.Option("--layout", metavar="L", help="A layout name or folder.")
+CHANNEL = typer.Option("--channel", metavar="C", help="The channel to send on.")
 AllSubscribers = Annotated[
     bool, typer.Option("--all-subscribers", help="Send to every active subscriber (drop --audience).")
 ]
@@ -127,8 +128,8 @@ def _events(text: str | None) -> list[str] | None:
 def automation_add(
     name: Annotated[str, typer.Argument(help="A name for the automation.")],
     source: Annotated[list[str], typer.Option("--source", metavar="S", help="A source (repeatable).")],
-    layout: Annotated[str, typer.Option("--layout", metavar="L", help="A layout name or folder.")],
-    channel: Annotated[str, typer.Option("--channel", metavar="C", help="The channel to send on.")],
+    layout: Annotated[str, LAYOUT],
+    channel: Annotated[str, CHANNEL],
     audience: Audience = None,
     schedule: Schedule = None,
     every: Every = None,
@@ -180,8 +181,8 @@ def automation_add(
 def automation_edit(
     name: Annotated[str, typer.Argument(help="The automation to change.")],
     source: NewSources = None,
-    layout: NewLayout = None,
-    channel: NewChannel = None,
+    layout: Annotated[str | None, LAYOUT] = None,
+    channel: Annotated[str | None, CHANNEL] = None,
     audience: Audience = None,
     all_subscribers: AllSubscribers = False,
     schedule: Schedule = None,
