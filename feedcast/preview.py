@@ -5,7 +5,7 @@ channel kind, turns each Message into the exact provider calls
 (:func:`layouts.formats.provider_calls`) and checks every call with
 :func:`layouts.formats.validate_call`. Three views of the result:
 
-* :func:`print_preview`: a readable terminal rendering (rich panels), one per Message;
+* :func:`feedcast.cli.preview_terminal.print_preview`: a readable terminal rendering (rich panels), one per Message;
 * :meth:`Preview.payloads`: the provider calls as JSON-ready dicts;
 * :func:`preview_html`: one self-contained HTML page (inline CSS, no script, no external
   font or stylesheet) showing the messages as they would look: Telegram and Messenger
@@ -26,31 +26,19 @@ come later; ``preview AUTOMATION`` will feed :func:`build_preview` from one.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Final
 
-from rich.console import Console, Group, RenderableType
-from rich.panel import Panel
-from rich.style import Style
-from rich.text import Text
-
 from feedcast.kernel.errors import InvalidValue, PayloadError
 from feedcast.kernel.models import Item, Message, ProviderCall
-from feedcast.kernel.urls import LINK_SCHEMES, safe_url
+from feedcast.kernel.urls import safe_url
 from feedcast.store import Store
-from feedcast.terminal import literal, literal_data
 from layouts.filters import parse_timezone
 from layouts.formats import FORMATS, Format, get_format, provider_calls, validate_call
-from layouts.formats.telegram import MEDIA_METHODS as _TG_MEDIA
-from layouts.formats.telegram import keyboard_buttons as _keyboard
 from layouts.preview_html import Sender, anchor, esc, img
-from layouts.preview_html import dicts_of as _dicts
-from layouts.preview_html import text_of as _str
 from layouts.render import (
     MAX_ITEMS_LIMIT,
     EventInfo,
@@ -69,9 +57,9 @@ __all__ = [
     "PreviewCall",
     "PreviewMessage",
     "build_preview",
+    "count_of",
     "preview_automation",
     "preview_html",
-    "print_preview",
 ]
 
 CHANNEL_KINDS: Final = FORMATS  # telegram, messenger, email, slack, discord, json
@@ -143,12 +131,12 @@ class Preview:
         errors = len(self.errors)
         state = "all valid" if not errors else f"{errors} invalid"
         return (
-            f"{_count(len(self.items), 'item')} from {', '.join(self.sources)} → "
-            f"{_count(len(self.messages), 'message')}, {_count(self.call_count, 'call')}, {state}"
+            f"{count_of(len(self.items), 'item')} from {', '.join(self.sources)} → "
+            f"{count_of(len(self.messages), 'message')}, {count_of(self.call_count, 'call')}, {state}"
         )
 
 
-def _count(n: int, noun: str) -> str:
+def count_of(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
@@ -286,13 +274,13 @@ def preview_automation(
     else:
         going = sum(1 for m in plan.messages if m.problem is None)
         verdict = (
-            f"{sending} would send {_count(len(plan.queued), 'item')} in {_count(going, 'message')} "
-            f"to {_count(plan.audience, 'subscriber')}"
+            f"{sending} would send {count_of(len(plan.queued), 'item')} in {count_of(going, 'message')} "
+            f"to {count_of(plan.audience, 'subscriber')}"
         )
         if plan.waiting > len(plan.queued):
             verdict += f"; {plan.waiting - len(plan.queued)} more stay queued for the next campaign"
         if going < len(plan.messages):
-            verdict += f"; {_count(len(plan.messages) - going, 'invalid message')} left out"
+            verdict += f"; {count_of(len(plan.messages) - going, 'invalid message')} left out"
     if overrides:
         verdict += f" (with {', '.join(f'{k.replace(chr(95), chr(45))} {v}' for k, v in overrides.items())})"
     return Preview(
@@ -306,260 +294,6 @@ def preview_automation(
         rendered_at=now.astimezone(parse_timezone(tried.timezone)),
         verdict=verdict,
     )
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-_RICH_STYLES: Final[Mapping[str, str]] = {
-    "b": "bold",
-    "strong": "bold",
-    "i": "italic",
-    "em": "italic",
-    "u": "underline",
-    "ins": "underline",
-    "s": "strike",
-    "strike": "strike",
-    "del": "strike",
-    "code": "cyan",
-    "pre": "cyan",
-    "blockquote": "italic",
-    "tg-spoiler": "reverse",
-}
-
-
-class _TelegramRich(HTMLParser):
-    """Telegram HTML as rich Text: its visible text (as Telegram shows it, see
-    :func:`layouts.html.telegram_visible_text`) with bold, italic, strike... and
-    clickable links."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.text = Text()
-        self.stack: list[tuple[str, Style]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = {k.lower(): v or "" for k, v in attrs}
-        if tag == "a":
-            href = safe_url(values.get("href"), LINK_SCHEMES, raw=False)
-            style = Style(underline=True, color="blue", link=href) if href else Style(underline=True)
-        elif tag == "span" and values.get("class") == "tg-spoiler":
-            style = Style.parse("reverse")
-        elif tag in _RICH_STYLES:
-            style = Style.parse(_RICH_STYLES[tag])
-        else:
-            return
-        self.stack.append((tag, style))
-
-    def handle_endtag(self, tag: str) -> None:
-        for index in range(len(self.stack) - 1, -1, -1):
-            if self.stack[index][0] == tag:
-                del self.stack[index:]
-                break
-
-    def handle_data(self, data: str) -> None:
-        data = literal(data, newlines=True)  # entities too: &#27; is an ESC
-        self.text.append(data, Style.combine(style for _tag, style in self.stack) if self.stack else None)
-
-
-def _tg_rich(text: str) -> Text:
-    parser = _TelegramRich()
-    parser.feed(text)
-    parser.close()
-    return parser.text
-
-
-# --------------------------------------------------------------------------- terminal
-
-
-def print_preview(preview: Preview, console: Console) -> None:
-    """A panel per Message: what a recipient would read, media and buttons as lines."""
-    layout = preview.layout
-    console.print(
-        Text.assemble(
-            ("preview ", "bold"),
-            (literal(layout.name), "bold cyan"),
-            (f" (per {layout.per}) → {KIND_NAMES[preview.kind]}: ", ""),
-            (literal(preview.summary()), ""),
-        )
-    )
-    if preview.verdict is not None:
-        console.print(
-            Text(literal(preview.verdict), style="yellow" if " nothing " in preview.verdict else "green")
-        )
-    if not preview.messages:
-        if preview.items or preview.verdict is None:
-            console.print(Text("the layout rendered nothing for these items", style="yellow"))
-        return
-    titles = {item.key: literal(item.title or item.key) for item in preview.items}
-    total = len(preview.messages)
-    for pm in preview.messages:
-        parts: list[RenderableType] = []
-        for index, pc in enumerate(pm.calls, 1):
-            if len(pm.calls) > 1:
-                parts.append(Text(f"── {index}. {pc.call.method}", style="dim"))
-            parts.extend(_terminal_call(preview.kind, pc.call))
-            if pc.error is not None:
-                parts.append(Text(f"✗ invalid: {literal(pc.error)}", style="bold red"))
-        if pm.error is not None:
-            parts.append(Text(f"✗ {literal(pm.error)}", style="bold red"))
-        if not parts:
-            parts.append(Text("(no provider call)", style="dim"))
-        shown = [titles.get(key, key) for key in pm.message.item_keys]
-        about = shown[0] if len(shown) == 1 else _count(len(shown), "item")
-        bad = pm.error is not None or any(pc.error for pc in pm.calls)
-        console.print(
-            Panel(
-                Group(*parts),
-                title=Text(f"message {pm.number}/{total} · {about}"),
-                title_align="left",
-                subtitle=Text(_count(len(pm.calls), "call")),
-                subtitle_align="right",
-                border_style="red" if bad else "cyan",
-                expand=False,
-            )
-        )
-
-
-def _line(label: str, value: str, style: str = "blue") -> Text:
-    return Text.assemble(("[", "dim"), (label, style), (": ", "dim"), value, ("]", "dim"))
-
-
-def _button_line(title: str, url: str) -> Text:
-    return Text.assemble(("[button: ", "dim"), (title, "bold"), (" → ", "dim"), url, ("]", "dim"))
-
-
-def _terminal_call(kind: str, call: ProviderCall) -> list[RenderableType]:
-    body = literal_data(call.body)  # what the items put in it, shown literally
-    lines: list[RenderableType] = []
-    if kind == "telegram":
-        if call.method == "sendMediaGroup":
-            media = _dicts(body.get("media"))
-            lines.append(_line("album", _count(len(media), "photo")))
-            for entry in media:
-                lines.append(_line(_str(entry.get("type")) or "photo", _str(entry.get("media"))))
-            caption = next((_str(e.get("caption")) for e in media if e.get("caption")), "")
-            if caption:
-                lines.append(_tg_rich(caption))
-        elif call.method in _TG_MEDIA:
-            field = _TG_MEDIA[call.method]
-            lines.append(_line(field, _str(body.get(field))))
-            if body.get("caption"):
-                lines.append(_tg_rich(_str(body.get("caption"))))
-        elif call.method == "sendMessage":
-            lines.append(_tg_rich(_str(body.get("text"))))
-        else:
-            lines.append(Text(json.dumps(body, ensure_ascii=False)))
-        lines.extend(_button_line(title, url) for title, url in _keyboard(body))
-    elif kind == "messenger":
-        lines.extend(_terminal_messenger(body.get("message")))
-    elif kind == "email":
-        lines.append(Text.assemble(("Subject: ", "dim"), (_str(body.get("subject")), "bold")))
-        lines.append(Text("─" * 40, style="dim"))
-        lines.append(Text(_str(body.get("text")).rstrip()))
-    elif kind == "slack":
-        lines.extend(_terminal_slack(body))
-    elif kind == "discord":
-        lines.extend(_terminal_discord(body))
-    else:
-        lines.extend(_terminal_json(body))
-    return lines
-
-
-def _terminal_messenger(message: object) -> list[RenderableType]:
-    if not isinstance(message, Mapping):
-        return [Text(json.dumps(message, ensure_ascii=False))]
-    if "text" in message:
-        return [Text(_str(message.get("text")))]
-    attachment = message.get("attachment")
-    if not isinstance(attachment, Mapping):
-        return [Text(json.dumps(dict(message), ensure_ascii=False))]
-    payload = attachment.get("payload")
-    payload = payload if isinstance(payload, Mapping) else {}
-    if attachment.get("type") != "template":
-        return [_line(_str(attachment.get("type")), _str(payload.get("url")))]
-    lines: list[RenderableType] = []
-    if payload.get("template_type") == "button":
-        lines.append(Text(_str(payload.get("text"))))
-        lines.extend(
-            _button_line(_str(b.get("title")), _str(b.get("url"))) for b in _dicts(payload.get("buttons"))
-        )
-    elif payload.get("template_type") == "generic":
-        elements = _dicts(payload.get("elements"))
-        lines.append(_line("carousel", _count(len(elements), "card")))
-        for element in elements:
-            lines.append(Text.assemble(("▸ ", "dim"), (_str(element.get("title")), "bold")))
-            if element.get("subtitle"):
-                lines.append(Text("  " + _str(element.get("subtitle"))))
-            if element.get("image_url"):
-                lines.append(Text.assemble("  ", _line("image", _str(element.get("image_url")))))
-            for b in _dicts(element.get("buttons")):
-                lines.append(Text.assemble("  ", _button_line(_str(b.get("title")), _str(b.get("url")))))
-    else:
-        lines.append(Text(json.dumps(dict(payload), ensure_ascii=False)))
-    return lines
-
-
-def _terminal_slack(body: Mapping[str, Any]) -> list[RenderableType]:
-    lines: list[RenderableType] = []
-    for block in _dicts(body.get("blocks")):
-        kind = block.get("type")
-        text = block.get("text")
-        if kind in ("section", "header") and isinstance(text, Mapping):
-            lines.append(Text(_str(text.get("text"))))
-            accessory = block.get("accessory")
-            if isinstance(accessory, Mapping) and accessory.get("type") == "image":
-                lines.append(_line("thumbnail", _str(accessory.get("image_url"))))
-        elif kind == "image":
-            lines.append(_line("image", _str(block.get("image_url"))))
-        elif kind == "actions":
-            for element in _dicts(block.get("elements")):
-                label = element.get("text")
-                title = _str(label.get("text")) if isinstance(label, Mapping) else ""
-                lines.append(_button_line(title, _str(element.get("url"))))
-        elif kind == "divider":
-            lines.append(Text("───", style="dim"))
-        else:
-            lines.append(Text(json.dumps(dict(block), ensure_ascii=False)))
-    return lines or [Text(_str(body.get("text")))]
-
-
-def _terminal_discord(body: Mapping[str, Any]) -> list[RenderableType]:
-    lines: list[RenderableType] = []
-    if body.get("content"):
-        lines.append(Text(_str(body.get("content"))))
-    for embed in _dicts(body.get("embeds")):
-        head = Text.assemble(("▌ ", "magenta"), (_str(embed.get("title")) or "embed", "bold"))
-        if embed.get("url"):
-            head.append(f" ({_str(embed.get('url'))})", style="dim")
-        lines.append(head)
-        if embed.get("description"):
-            lines.append(Text("  " + _str(embed.get("description")).replace("\n", "\n  ")))
-        image = embed.get("image")
-        if isinstance(image, Mapping):
-            lines.append(Text.assemble("  ", _line("image", _str(image.get("url")))))
-    return lines
-
-
-def _terminal_json(body: Mapping[str, Any]) -> list[RenderableType]:
-    modules = _dicts(body.get("modules"))
-    items = body.get("items") if isinstance(body.get("items"), list) else []
-    lines: list[RenderableType] = [
-        Text.assemble(
-            ("POST ", "dim"),
-            (_str(body.get("format")), "bold"),
-            (" · subject: ", "dim"),
-            _str(body.get("subject")) or "-",
-            (" · items: ", "dim"),
-            ", ".join(map(str, items or [])) or "-",
-        )
-    ]
-    for module in modules:
-        text = " ".join(_str(module.get("text")).split())
-        if len(text) > 100:
-            text = text[:99] + "…"
-        lines.append(Text.assemble(("- ", "dim"), (_str(module.get("kind")), "blue"), ": ", text))
-    return lines
 
 
 # --------------------------------------------------------------------------- HTML: the page
@@ -598,7 +332,7 @@ def _stage(preview: Preview, sender: Sender) -> str:
     blocks = []
     for pm in preview.messages:
         shown = [titles.get(k, k) for k in pm.message.item_keys]
-        about = shown[0] if len(shown) == 1 else _count(len(shown), "item")
+        about = shown[0] if len(shown) == 1 else count_of(len(shown), "item")
         blocks.append(_message_html(pm, fmt, sender, f"Message {pm.number} of {total} · ", about))
     if not blocks:
         blocks.append('<p class="empty">The layout rendered nothing for these items.</p>')
@@ -679,12 +413,14 @@ def preview_html(preview: Preview) -> str:
         time=preview.rendered_at.strftime("%H:%M"),
     )
     sources = ", ".join(preview.sources)
-    title = f"Preview: {preview.layout.name} → {kind_name} · {sources} · {_count(len(preview.items), 'item')}"
+    title = (
+        f"Preview: {preview.layout.name} → {kind_name} · {sources} · {count_of(len(preview.items), 'item')}"
+    )
     errors = preview.errors
     if errors:
-        badge = f'<span class="badge badge-bad">✗ {_count(len(errors), "invalid payload")}</span>'
+        badge = f'<span class="badge badge-bad">✗ {count_of(len(errors), "invalid payload")}</span>'
     else:
-        badge = f'<span class="badge badge-ok">✓ {_count(preview.call_count, "payload")}, all valid</span>'
+        badge = f'<span class="badge badge-ok">✓ {count_of(preview.call_count, "payload")}, all valid</span>'
     stamp = preview.rendered_at.strftime("%Y-%m-%d %H:%M %Z")
     verdict = ""
     if preview.verdict is not None:
@@ -700,8 +436,8 @@ def preview_html(preview: Preview) -> str:
         f'<body class="kind-{esc(preview.kind)}">\n'
         '<header class="top" lang="en"><div class="brand">feedcast · preview</div>'
         f"<h1>{esc(preview.layout.name)} <span class='to'>→</span> {esc(kind_name)}</h1>"
-        f"<p class='meta'>{_count(len(preview.items), 'item')} from <b><bdi>{esc(sources)}</bdi></b>"
-        f" · {_count(len(preview.messages), 'message')} · {_count(preview.call_count, 'provider call')}"
+        f"<p class='meta'>{count_of(len(preview.items), 'item')} from <b><bdi>{esc(sources)}</bdi></b>"
+        f" · {count_of(len(preview.messages), 'message')} · {count_of(preview.call_count, 'provider call')}"
         f" · rendered <bdi>{esc(stamp)}</bdi></p>{verdict}{badge}</header>\n"
         f'<main class="grid"><div class="stage">{_stage(preview, sender)}</div>{_sidebar(preview)}</main>\n'
         "<footer lang='en'>Generated by <b>feedcast preview</b>. Images load from the items' own URLs;"

@@ -21,7 +21,7 @@ import pytest
 from rich.cells import cell_len
 
 import feedcast.cli as cli_module
-import feedcast.cli_delivery as cli_delivery
+import feedcast.cli.send as cli_send
 from feedcast.delivery import SendSettings, send_automation
 from feedcast.sandbox import AsgiServer, SampleServer, sample_text
 from feedcast.sandbox.telegram import TelegramEmulator
@@ -183,9 +183,7 @@ def test_the_send_bar_shows_done_of_total_and_the_rate(
 ) -> None:
     _campaign(cli, tg, samples, people=30)
     screen = io.StringIO()  # stderr on a terminal: the bar is drawn
-    monkeypatch.setattr(
-        cli_delivery, "err", console(stderr=True, file=screen, force_terminal=True, width=120)
-    )
+    monkeypatch.setattr(cli_send, "err", console(stderr=True, file=screen, force_terminal=True, width=120))
     cli("send", "news")
     assert cli.json("sql", "SELECT count(*) AS n FROM send_history WHERE status = 'sent'") == [{"n": 30}]
     frames = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "\n", screen.getvalue())

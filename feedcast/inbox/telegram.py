@@ -79,6 +79,7 @@ __all__ = [
     "send_replies",
     "stored_offset",
     "telegram_channels",
+    "update_webhook",
     "webhook_secret",
 ]
 
@@ -703,3 +704,20 @@ async def poll_channels(
             return exc
 
     return list(await asyncio.gather(*(one(name) for name in channels)))
+
+
+async def update_webhook(
+    channel: TelegramChannel, url: str | None, secret: str | None, *, delete: bool = False
+) -> dict[str, Any]:
+    """Point a bot's webhook at ``url`` (Telegram sends ``secret`` back with each update,
+    see :func:`webhook_secret`), or delete it, or neither; then what Telegram says of it
+    (``getWebhookInfo``)."""
+    await channel.open(None)
+    try:
+        if url is not None:
+            await channel.set_webhook(url, secret, allowed_updates=ALLOWED_UPDATES)
+        elif delete:
+            await channel.delete_webhook()
+        return await channel.webhook_info()
+    finally:
+        await channel.close()

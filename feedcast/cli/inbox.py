@@ -1,5 +1,5 @@
 """``feedcast inbox``, ``feedcast channel replies`` and ``feedcast channel webhook``: the
-inbound side of the bots on the command line (registered on :data:`feedcast.cli.app`)."""
+inbound side of the bots on the command line."""
 
 from __future__ import annotations
 
@@ -11,9 +11,13 @@ from typing import Annotated, Any
 
 import typer
 
-from feedcast.cli import Format, FormatOpt, State, _print_json, _table, app, err, out
-from feedcast.cli_delivery import channel_app
+from feedcast.cli._common import Format, FormatOpt, State, err, out, show_json, show_table
 from feedcast.kernel.errors import FeedcastError, InvalidValue
+
+__all__ = ["channel_commands", "commands"]
+
+commands = typer.Typer()  # inbox
+channel_commands = typer.Typer()  # feedcast channel replies, feedcast channel webhook
 
 REPLY_VALUES = "TEXT (a template), off, on or builtin"
 _SAMPLE = {"name": "Alex", "audience": "deals"}  # what --show renders the templates with
@@ -22,7 +26,7 @@ _SAMPLE = {"name": "Alex", "audience": "deals"}  # what --show renders the templ
 # --------------------------------------------------------------------------- inbox
 
 
-@app.command("inbox")
+@commands.command("inbox")
 def inbox_command(
     channel: Annotated[
         list[str] | None,
@@ -87,7 +91,7 @@ def _reply_option(kind: str, help_text: str) -> Any:
     return typer.Option(f"--{kind}", metavar="TEXT|off", help=help_text)
 
 
-@channel_app.command("replies")
+@channel_commands.command("replies")
 def channel_replies(
     name: Annotated[str, typer.Argument(help="The channel.")],
     presentation: Annotated[
@@ -157,9 +161,9 @@ def _show_replies(name: str, fmt: Format) -> None:
             }
         )
     if fmt == Format.json:
-        _print_json(rows)
+        show_json(rows)
         return
-    _table(
+    show_table(
         ["reply", "on", "template", f"preview (name={_SAMPLE['name']}, audience={_SAMPLE['audience']})"],
         [
             [
@@ -176,7 +180,7 @@ def _show_replies(name: str, fmt: Format) -> None:
 # --------------------------------------------------------------------------- webhook
 
 
-@channel_app.command("webhook")
+@channel_commands.command("webhook")
 def channel_webhook(
     name: Annotated[str, typer.Argument(help="The Telegram channel.")],
     url: Annotated[
@@ -194,7 +198,7 @@ def channel_webhook(
 ) -> None:
     """Set (--url) or delete (--delete) a Telegram webhook, or show it. The secret token
     Telegram sends back is derived from feedcast's signing key and never printed."""
-    from feedcast.inbox.telegram import ALLOWED_UPDATES, open_channel, webhook_secret
+    from feedcast.inbox.telegram import open_channel, update_webhook, webhook_secret
     from feedcast.tokens import signing_key
 
     if url is not None and delete:
@@ -205,19 +209,7 @@ def channel_webhook(
     if url is not None:
         target = _webhook_url(url, name)
     secret = webhook_secret(signing_key(store.path), name) if target is not None else None
-
-    async def run() -> dict[str, Any]:
-        await channel.open(None)
-        try:
-            if target is not None:
-                await channel.set_webhook(target, secret, allowed_updates=ALLOWED_UPDATES)
-            elif delete:
-                await channel.delete_webhook()
-            return await channel.webhook_info()
-        finally:
-            await channel.close()
-
-    info = asyncio.run(run())
+    info = asyncio.run(update_webhook(channel, target, secret, delete=delete))
     if target is not None:
         out.print(
             f"webhook set: Telegram posts {name}'s updates to {target} (served by feedcast web); "
@@ -233,9 +225,9 @@ def channel_webhook(
             highlight=False,
         )
     elif fmt == Format.json:
-        _print_json(info)
+        show_json(info)
     else:
-        _table(
+        show_table(
             ["url", "pending updates", "last error"],
             [
                 [

@@ -1,16 +1,22 @@
-"""``feedcast report`` and ``feedcast export-history``: the analysts' side of the CLI
-(registered on :data:`feedcast.cli.app`). Both read through short, retried read-only
+"""``feedcast report`` and ``feedcast export-history``: the analysts' side of the CLI.
+Both read through short, retried read-only
 connections: the flows keep writing meanwhile."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from feedcast.cli import Format, FormatOpt, State, _print_json, _table, app, out
-from feedcast.kernel.errors import UserError
+from feedcast.cli._common import Format, FormatOpt, State, out, show_json, show_table, write_file
+
+if TYPE_CHECKING:
+    from feedcast.store.reports import ReportData
+
+__all__ = ["commands"]
+
+commands = typer.Typer()
 
 SinceOpt = Annotated[
     str | None,
@@ -22,7 +28,7 @@ SinceOpt = Annotated[
 ]
 
 
-@app.command("report")
+@commands.command("report")
 def report_command(
     html_file: Annotated[
         Path | None,
@@ -38,30 +44,14 @@ def report_command(
 ) -> None:
     """What was sent, to whom, what worked, which sources are healthy: tables here, or
     charts in an HTML page (--html FILE)."""
-    from feedcast.report import (
-        activity_rows,
-        build_report,
-        campaign_rows,
-        failure_rows,
-        item_rows,
-        parse_since,
-        report_html,
-        report_json,
-        scope_line,
-        source_rows,
-        totals_line,
-    )
+    from feedcast.report import build_report, parse_since, report_html, report_json, scope_line
 
     store = State.reader()
     data = build_report(store, since=parse_since(since), automation=automation)
     if html_file is not None:
-        page = report_html(data, database=str(store.path))
-        try:
-            html_file.write_text(page, encoding="utf-8")
-        except OSError as exc:
-            raise UserError(f"cannot write {html_file}: {exc.strerror or exc}") from None
+        write_file(html_file, report_html(data, database=str(store.path)))
     if fmt == Format.json:
-        _print_json(report_json(data))
+        show_json(report_json(data))
         return
     if html_file is not None:
         out.print(
@@ -70,8 +60,25 @@ def report_command(
             highlight=False,
         )
         return
+    _print_report(data)
+
+
+def _print_report(data: ReportData) -> None:
+    """The totals, then a table per section (or a line saying it is empty)."""
+    from feedcast.report import (
+        activity_rows,
+        campaign_rows,
+        failure_rows,
+        item_rows,
+        scope_line,
+        source_rows,
+        totals_line,
+    )
+
     totals = totals_line(data)
-    _table([k for k, _ in totals], [[v for _, v in totals]], title=f"feedcast report ({scope_line(data)})")
+    show_table(
+        [k for k, _ in totals], [[v for _, v in totals]], title=f"feedcast report ({scope_line(data)})"
+    )
     sections = (
         ("Campaigns (newest first)", campaign_rows(data), "No campaigns yet."),
         ("Failed and skipped, by reason", failure_rows(data), "Nothing failed or was skipped."),
@@ -81,12 +88,12 @@ def report_command(
     )
     for title, (columns, rows), empty in sections:
         if rows:
-            _table(columns, rows, title=title)
+            show_table(columns, rows, title=title)
         else:
             out.print(f"{title}: {empty}", markup=False, highlight=False)
 
 
-@app.command("export-history")
+@commands.command("export-history")
 def export_history_command(
     parquet: Annotated[
         Path, typer.Option("--parquet", metavar="DIR", help="Folder to write the Parquet files into.")
@@ -99,7 +106,7 @@ def export_history_command(
     from feedcast.report import parse_since
 
     counts = State.reader().export_history(parquet, since=parse_since(since))
-    _table(
+    show_table(
         ["file", "rows"],
         [[str(parquet / f"{stem}.parquet"), f"{n:,}"] for stem, n in counts.items()],
         full=None,

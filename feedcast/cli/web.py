@@ -1,5 +1,5 @@
 """``feedcast web``: serve the inbound endpoints, and ``feedcast audience``: which
-audiences people may subscribe themselves to (registered on :data:`feedcast.cli.app`)."""
+audiences people may subscribe themselves to."""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ from typing import Annotated
 
 import typer
 
-from feedcast.cli import Format, FormatOpt, State, _print_json, _table, app, err, out
+from feedcast.cli._common import Format, FormatOpt, State, err, out, show_list
 from feedcast.kernel.models import ChannelConfig
 
-audience_app = typer.Typer(
-    help="Audiences (subscriber tags) open to self-subscription: subscribe pages, bot deep links.",
-    no_args_is_help=True,
-)
-app.add_typer(audience_app, name="audience")
+__all__ = ["audience_commands", "commands", "endpoints"]
+
+commands = typer.Typer()  # web
+audience_commands = typer.Typer()  # feedcast audience ...
 
 DEFAULT_PUBLIC_URL = (
     "http://127.0.0.1:8080"  # what feedcast.delivery puts in links without FEEDCAST_PUBLIC_URL
@@ -50,7 +49,7 @@ def _note(config: ChannelConfig) -> str:
     return "  (Meta app > Webhooks: this callback URL and the verify token; fields messages, messaging_postbacks, messaging_referrals, messaging_optins)"
 
 
-@app.command("web")
+@commands.command("web")
 def web(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
@@ -115,7 +114,7 @@ def web(
 # --------------------------------------------------------------------------- audiences
 
 
-@audience_app.command("public")
+@audience_commands.command("public")
 def audience_public(
     tags: Annotated[
         list[str], typer.Argument(help="Tags people may subscribe themselves to.", metavar="TAG...")
@@ -129,7 +128,7 @@ def audience_public(
         out.print(f"audience {tag}: {note} (/s/{tag} subscribes to it)", markup=False, highlight=False)
 
 
-@audience_app.command("private")
+@audience_commands.command("private")
 def audience_private(
     tags: Annotated[list[str], typer.Argument(help="Tags to close to self-subscription.", metavar="TAG...")],
 ) -> None:
@@ -140,17 +139,14 @@ def audience_private(
         out.print(f"audience {tag}: {note} (/s/{tag} answers 404)", markup=False, highlight=False)
 
 
-@audience_app.command("list")
+@audience_commands.command("list")
 def audience_list(fmt: FormatOpt = Format.table) -> None:
     """Tags in use or declared, whether they are public, and their active subscribers."""
-    rows = State.store().audiences()
-    if fmt == Format.json:
-        _print_json(rows)
-        return
-    if not rows:
-        out.print("no audiences yet: subscribers get tags with --tag; feedcast audience public TAG opens one")
-        return
-    _table(
-        ["audience", "public", "active subscribers"],
-        [[r["tag"], "yes" if r["public"] else "", r["subscribers"]] for r in rows],
+    show_list(
+        fmt,
+        State.store().audiences(),
+        as_json=dict,
+        empty="no audiences yet: subscribers get tags with --tag; feedcast audience public TAG opens one",
+        columns=["audience", "public", "active subscribers"],
+        row=lambda r: [r["tag"], "yes" if r["public"] else "", r["subscribers"]],
     )
