@@ -28,12 +28,16 @@ FeedcastError                  base; ``str(err)`` is one line for a user
 LimitExceeded                  (an Exception, not a FeedcastError) a layout render broke
                                one of its limits (layouts.limits); never reaches a
                                user: the renderer turns it into a LayoutError
+ControlError                   (feedcast.sandbox.base) a bad ``/_sandbox`` request to a
+                               provider emulator: answered 400 (or 404) with its message
+Dropped                        (feedcast.sandbox.base) a signal: the emulator drops the
+                               request's connection without a byte of answer
 
 Private signals that never leave their module are not part of the tree: ``_Misuse``
 (layouts.render: a template misused a module function; becomes a LayoutError),
 ``_SessionError`` (channels.email: an SMTP session could not be set up; carries its
 Result), ``_TooLarge`` (feedcast.web.app: a request body over the limit; answered 413),
-and the emulators' own errors in feedcast.sandbox.
+and the emulators' provider errors in feedcast.sandbox (``_ApiError``, ``_GraphError``).
 """
 
 from __future__ import annotations
