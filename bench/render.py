@@ -249,7 +249,7 @@ def profile_pass(
             "      of which HTML -> text (layouts.html.plain_text)",
             cumulative("layouts/html.py", "plain_text"),
         ),
-        ("  _Builder.finish (modules from the output)", cumulative("layouts/render.py", "finish")),
+        ("  ModuleBuilder.finish (modules from the output)", cumulative("layouts/modules.py", "finish")),
         ("provider_calls (layouts.formats)", cumulative("layouts/formats/__init__.py", "provider_calls")),
         ("validate_call (layouts.formats)", cumulative("layouts/formats/__init__.py", "validate_call")),
         (

@@ -2,6 +2,8 @@
 
 * :mod:`layouts.render`: layouts (folders of Jinja2 templates, built-in ones in
   ``layouts/builtin/``) render items into :class:`~feedcast.kernel.models.Message` objects;
+* :mod:`layouts.modules`: the module functions templates call (``text()``, ``image()``,
+  ``cards()``, ``button()``...) to make a Message's modules;
 * :mod:`layouts.filters`: the template filters (sanitising, excerpts, money, dates);
 * :mod:`layouts.limits`: the time and size limits every render runs under;
 * :mod:`layouts.html` / :mod:`layouts.text`: sanitisers, validators, truncation;

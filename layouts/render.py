@@ -20,41 +20,10 @@ layouts live in ``layouts/builtin/<name>/``; their shared partials in
 ``layouts/builtin/_shared/`` are available to every layout as ``feedcast/<file>``
 (``{% extends "feedcast/email.html.j2" %}``).
 
-Template convention (chat formats: telegram, messenger, slack, discord, json)
------------------------------------------------------------------------------
-A template emits the Message's modules by calling functions, in order::
-
-    {% call image(item.image, buttons=[button("Read more", item.url)]) %}
-    <b>{{ item.title }}</b>
-    {{ item.summary|excerpt(300) }}
-    {% endcall %}
-
-=====================================================  ====================================
-``text(body, buttons=[...])``                          a text module (body or call block)
-``image|video|audio|file(url, caption, buttons=[])``   a media module, caption as its text;
-                                                       without a usable http(s) URL it
-                                                       becomes a text module
-``cards([card(title, subtitle, image, url,``           a cards module (carousel); card
-``buttons=[...]), ...], body=intro)``                  fields are plain text in every
-                                                       format; dicts are accepted too
-``{% call cards(body=intro) %}`` ... ``{{ card(...)``  the same, from the ``card()`` calls
-``}}`` ... ``{% endcall %}``                           of the block (a loop over items)
-``button(title, url)``                                 a Button (None, and so dropped,
-                                                       when the URL is missing or unsafe)
-``subject(text)`` or ``{% set subject = ... %}``       Message.subject (default: the item
-                                                       title, or the site title)
-``payload(value)``                                     a text module holding ``value`` as
-                                                       JSON (the ``json`` format)
-=====================================================  ====================================
-
-Each call appends a module and returns ``""``; a module's text is in the markup of the
-format (Telegram HTML, plain text for Messenger, Slack mrkdwn, Discord markdown), with
-trailing spaces and runs of blank lines tidied. Whitespace outside module calls is
-ignored; other text outside them is an error, except in a template that makes no call
-at all: its whole output is then one text module. Module calls cannot be nested. In
-Telegram templates (autoescaped) a plain string passed as a body (``text(item.title)``)
-is escaped like ``{{ item.title }}``; markup from call blocks, macros and ``|telegram``
-is kept.
+Template convention (chat formats: telegram, messenger, slack, discord, json): a
+template emits the Message's modules by calling the module functions of
+:mod:`layouts.modules` (``text()``, ``image()``, ``cards()``, ``button()``,
+``subject()``, ``payload()``...), in order; their table and rules are there.
 
 The ``json`` format: every module is a text module whose text is one JSON document (the
 body of one webhook request), made with ``payload({...})`` or ``{{ value|tojson }}``;
@@ -91,14 +60,13 @@ and syntax errors become :class:`LayoutError` naming the file and the line.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -120,15 +88,15 @@ from jinja2 import (
 )
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
-from markupsafe import Markup, escape
 
-from feedcast.kernel.errors import InvalidValue, LayoutError, LimitExceeded
-from feedcast.kernel.models import Button, Card, Item, Message, Module
+from feedcast.kernel.errors import InvalidValue, LayoutError, LimitExceeded, TemplateMisuse
+from feedcast.kernel.models import Item, Message, Module
 from feedcast.kernel.urls import safe_url
 from layouts import filters
 from layouts.formats import FORMATS, get_format
 from layouts.html import plain_text
 from layouts.limits import MeteredSandbox, RenderLimits, current, metering
+from layouts.modules import BUTTON_SCHEMES, ModuleBuilder, json_dumps, plain_label, tidy
 from layouts.text import text_direction
 
 __all__ = [
@@ -154,8 +122,6 @@ SHARED_PREFIX: Final = "feedcast/"  # templates of layouts/builtin/_shared, for 
 MAX_ITEMS_LIMIT: Final = 100
 DEFAULT_MAX_ITEMS: Final = 10
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_BUTTON_SCHEMES = frozenset({"http", "https", "mailto", "tel", "tg"})
-_MEDIA_SCHEMES = frozenset({"http", "https"})
 _MAX_REPEAT = 100_000  # characters / elements a template may build with `*`
 
 Per = Literal["item", "campaign"]
@@ -488,22 +454,6 @@ def _autoescape(name: str | None) -> bool:
     return base.endswith(".html.j2") or base.startswith("telegram")
 
 
-def _json_default(value: object) -> object:
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Undefined):
-        return None
-    if isinstance(value, tuple | set | frozenset):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _json_dumps(value: object, **kwargs: Any) -> str:
-    return json.dumps(value, default=_json_default, ensure_ascii=False, **kwargs)
-
-
 def _environment(sources: Mapping[str, tuple[str, str]]) -> Environment:
     env = _Sandbox(
         loader=_Loader(sources),
@@ -516,7 +466,7 @@ def _environment(sources: Mapping[str, tuple[str, str]]) -> Environment:
     )
     env.filters.update(filters.FILTERS)
     env.meter_filters()
-    env.policies["json.dumps_function"] = _json_dumps
+    env.policies["json.dumps_function"] = json_dumps
     env.policies["json.dumps_kwargs"] = {}
     return env
 
@@ -628,268 +578,12 @@ def item_view(
     }
 
 
-# ------------------------------------------------------------------------------- modules
-
-
-class _Misuse(Exception):
-    """A template called a module function wrongly; becomes a LayoutError with file:line."""
-
-
-def _blank(value: object) -> bool:
-    return value is None or isinstance(value, Undefined) or (isinstance(value, str) and not value.strip())
-
-
-def _plain(value: object) -> str:
-    """A label for a button or a card: plain text on one line."""
-    if _blank(value):
-        return ""
-    text = value.unescape() if isinstance(value, Markup) else str(value)
-    return " ".join(text.split())
-
-
-_BLANK_LINES = re.compile(r"\n{3,}")
-
-
-def _tidy(text: str) -> str:
-    """Trailing spaces off every line, at most one blank line in a row, no leading or
-    trailing whitespace."""
-    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
-
-
-class _Builder:
-    """The module functions of one render; collects the Message's modules.
-
-    ``escape``: the template is autoescaped (Telegram), so text given as a plain string
-    argument (``text(item.title)``) is escaped like ``{{ item.title }}`` would be;
-    markup (call blocks, macros, ``|telegram``) is kept.
-    """
-
-    def __init__(self, *, escape: bool) -> None:
-        self.modules: list[Module] = []
-        self.subject: str | None = None
-        self._escape = escape
-        self._depth = 0
-        self._collecting: list[Card] | None = None
-
-    def functions(self) -> dict[str, Callable[..., Any]]:
-        return {
-            "text": self.text,
-            "image": self.image,
-            "video": self.video,
-            "audio": self.audio,
-            "file": self.file,
-            "cards": self.cards,
-            "card": self.card,
-            "button": self.button,
-            "subject": self.set_subject,
-            "payload": self.payload,
-        }
-
-    def _enter(self, name: str) -> None:
-        if self._depth:
-            raise _Misuse(f"{name}() inside another module call: modules cannot be nested")
-
-    def _body(self, name: str, body: object, caller: Callable[[], object] | None) -> str:
-        self._enter(name)
-        if caller is not None:
-            self._depth += 1
-            try:
-                body = caller()
-            finally:
-                self._depth -= 1
-        if _blank(body):
-            return ""
-        if self._escape and not hasattr(body, "__html__"):
-            body = escape(str(body))
-        return _tidy(str(body))
-
-    def _buttons(self, buttons: object) -> tuple[Button, ...]:
-        if _blank(buttons):
-            return ()
-        if isinstance(buttons, Button):
-            return (buttons,)
-        if isinstance(buttons, str | Mapping) or not isinstance(buttons, Iterable):
-            raise _Misuse("buttons must be a list of button(title, url)")
-        result = []
-        for entry in buttons:
-            if isinstance(entry, Mapping):
-                entry = self.button(entry.get("title"), entry.get("url"))
-            if entry is None or isinstance(entry, Undefined):
-                continue
-            if not isinstance(entry, Button):
-                raise _Misuse(f"buttons must be made with button(title, url), not {type(entry).__name__}")
-            result.append(entry)
-        return tuple(result)
-
-    def _append(self, module: Module) -> str:
-        if module.kind == "text" and not module.text and not module.buttons:
-            return ""
-        self._count(module)
-        self.modules.append(module)
-        return ""
-
-    @staticmethod
-    def _count(module: Module) -> None:
-        """The module's text joins the message: held to the output limit."""
-        meter = current()
-        if meter is not None:
-            meter.written(module.text or "")
-            for card in module.cards:
-                meter.written(card.title + (card.subtitle or ""))
-
-    def text(
-        self, body: object = None, buttons: object = (), caller: Callable[[], object] | None = None
-    ) -> str:
-        content = self._body("text", body, caller)
-        return self._append(Module("text", text=content or None, buttons=self._buttons(buttons)))
-
-    def _media(
-        self, kind: str, url: object, body: object, buttons: object, caller: Callable[[], object] | None
-    ) -> str:
-        content = self._body(kind, body, caller)
-        safe = safe_url(url)
-        if safe is None:  # no usable media: the caption alone
-            return self._append(Module("text", text=content or None, buttons=self._buttons(buttons)))
-        return self._append(Module(kind, text=content or None, url=safe, buttons=self._buttons(buttons)))
-
-    def image(
-        self,
-        url: object = None,
-        body: object = None,
-        buttons: object = (),
-        caller: Callable[[], object] | None = None,
-    ) -> str:
-        return self._media("image", url, body, buttons, caller)
-
-    def video(
-        self,
-        url: object = None,
-        body: object = None,
-        buttons: object = (),
-        caller: Callable[[], object] | None = None,
-    ) -> str:
-        return self._media("video", url, body, buttons, caller)
-
-    def audio(
-        self,
-        url: object = None,
-        body: object = None,
-        buttons: object = (),
-        caller: Callable[[], object] | None = None,
-    ) -> str:
-        return self._media("audio", url, body, buttons, caller)
-
-    def file(
-        self,
-        url: object = None,
-        body: object = None,
-        buttons: object = (),
-        caller: Callable[[], object] | None = None,
-    ) -> str:
-        return self._media("file", url, body, buttons, caller)
-
-    def button(self, title: object = None, url: object = None) -> Button | None:
-        label = _plain(title)
-        target = safe_url(url, _BUTTON_SCHEMES)
-        if not label or target is None:
-            return None
-        return Button(label, target)
-
-    def card(
-        self,
-        title: object = None,
-        subtitle: object = None,
-        image: object = None,
-        url: object = None,
-        buttons: object = (),
-    ) -> Card | str:
-        """A Card; inside ``{% call cards() %}`` it joins that module and returns ""."""
-        link = safe_url(url, _BUTTON_SCHEMES)
-        label = _plain(title) or _plain(subtitle) or (urlsplit(link).hostname if link else None) or "Untitled"
-        made = Card(
-            title=label,
-            subtitle=_plain(subtitle) or None,
-            image=safe_url(image),
-            url=link,
-            buttons=self._buttons(buttons),
-        )
-        if self._collecting is not None:
-            self._collecting.append(made)
-            return ""
-        return made
-
-    def cards(
-        self,
-        entries: object = None,
-        body: object = None,
-        buttons: object = (),
-        caller: Callable[[], object] | None = None,
-    ) -> str:
-        """A cards module: from ``entries`` (card(...) values or dicts) and/or the
-        ``card(...)`` calls of a call block; ``body`` is its introduction."""
-        self._enter("cards")
-        collected: list[Card] = []
-        if caller is not None:
-            self._collecting = collected
-            self._depth += 1
-            try:
-                caller()
-            finally:
-                self._depth -= 1
-                self._collecting = None
-        if not _blank(entries):
-            if isinstance(entries, str | Mapping) or not isinstance(entries, Iterable):
-                raise _Misuse("cards() takes a list of card(...) or of dicts")
-            for entry in entries:
-                if isinstance(entry, Mapping):
-                    entry = self.card(
-                        **{k: entry.get(k) for k in ("title", "subtitle", "image", "url", "buttons")}
-                    )
-                if not isinstance(entry, Card):
-                    raise _Misuse(f"cards() takes card(...) values or dicts, not {type(entry).__name__}")
-                collected.append(entry)
-        intro = self._body("cards", body, None)
-        if collected:
-            module = Module(
-                "cards", text=intro or None, cards=tuple(collected), buttons=self._buttons(buttons)
-            )
-            self._count(module)
-            self.modules.append(module)
-        return ""
-
-    def set_subject(self, value: object = None) -> str:
-        self.subject = _plain(value) or None
-        return ""
-
-    def payload(self, value: object = None) -> str:
-        self._enter("payload")
-        meter = current()
-        if meter is not None:
-            meter.value(value, new=False)  # refuses what would write out too large
-        module = Module("text", text=_json_dumps(value))
-        self._count(module)
-        self.modules.append(module)
-        return ""
-
-    def finish(self, output: str) -> tuple[Module, ...]:
-        stray = output.strip()
-        if self.modules:
-            if stray:
-                snippet = " ".join(stray.split())[:60]
-                raise _Misuse(
-                    f"text outside a module call: {snippet!r} (wrap it in {{% call text() %}}...{{% endcall %}})"
-                )
-            return tuple(self.modules)
-        return (Module("text", text=_tidy(output)),) if stray else ()
-
-
 # ------------------------------------------------------------------------------- render
 
 _RENDER_ERRORS = (
     LimitExceeded,
     TemplateError,
-    _Misuse,
+    TemplateMisuse,
     TypeError,
     ValueError,
     ArithmeticError,
@@ -916,7 +610,7 @@ def _describe(exc: BaseException, layout: Layout) -> str:
         return f"layout {layout.name!r} {exc.reason}"
     if isinstance(exc, TemplateError):
         return exc.message or type(exc).__name__
-    if isinstance(exc, _Misuse):
+    if isinstance(exc, TemplateMisuse):
         return str(exc)
     if isinstance(exc, RecursionError):
         return "too deep recursion"
@@ -949,7 +643,7 @@ def _run(layout: Layout, template: str, variables: Mapping[str, Any]) -> tuple[s
 
 
 def _subject(value: object) -> str | None:
-    return (_plain(value) or None) if isinstance(value, str) else None
+    return (plain_label(value) or None) if isinstance(value, str) else None
 
 
 _BODY = re.compile(r"<body\b[^>]*>(.*)</body>", re.IGNORECASE | re.DOTALL)
@@ -965,10 +659,10 @@ def _render_document(
     if text_template in layout.templates:
         text, text_vars = _run(layout, text_template, {**variables, "subject": subject or ""})
         subject = _subject(text_vars.get("subject")) or subject
-        text = _tidy(text)
+        text = tidy(text)
     else:
         body = _BODY.search(html)
-        text = _tidy(plain_text(body.group(1) if body else html, links=True))
+        text = tidy(plain_text(body.group(1) if body else html, links=True))
     if not html.strip():
         return (), subject
     return (Module("text", text=html.strip()), Module("text", text=text)), subject
@@ -1005,7 +699,7 @@ def render(
         "locale": str(locale),
         "direction": _direction(locale, chosen),
         "timezone": context.timezone,
-        "unsubscribe_url": safe_url(context.unsubscribe_url, _BUTTON_SCHEMES),
+        "unsubscribe_url": safe_url(context.unsubscribe_url, BUTTON_SCHEMES),
     }
     groups = [[i] for i in range(len(chosen))] if layout.per == "item" else [list(range(len(chosen)))]
     messages = []
@@ -1044,11 +738,11 @@ def _render_one(
     if spec.text_template is not None:
         modules, subject = _render_document(layout, fmt, spec.text_template, variables, default_subject)
     else:
-        builder = _Builder(escape=_autoescape(template))
+        builder = ModuleBuilder(escape=_autoescape(template))
         output, top = _run(layout, template, {**variables, **builder.functions()})
         try:
             modules = builder.finish(output)
-        except _Misuse as exc:
+        except TemplateMisuse as exc:
             raise LayoutError(f"{layout.path(template)}: {exc}") from exc
         subject = builder.subject or _subject(top.get("subject")) or default_subject
         problem = spec.check_modules(modules)

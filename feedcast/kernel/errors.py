@@ -28,13 +28,15 @@ FeedcastError                  base; ``str(err)`` is one line for a user
 LimitExceeded                  (an Exception, not a FeedcastError) a layout render broke
                                one of its limits (layouts.limits); never reaches a
                                user: the renderer turns it into a LayoutError
+TemplateMisuse                 (an Exception, not a FeedcastError) a template called a
+                               module function wrongly (layouts.modules); never reaches
+                               a user: the renderer turns it into a LayoutError
 ControlError                   (feedcast.sandbox.base) a bad ``/_sandbox`` request to a
                                provider emulator: answered 400 (or 404) with its message
 Dropped                        (feedcast.sandbox.base) a signal: the emulator drops the
                                request's connection without a byte of answer
 
-Private signals that never leave their module are not part of the tree: ``_Misuse``
-(layouts.render: a template misused a module function; becomes a LayoutError),
+Private signals that never leave their module are not part of the tree:
 ``_SessionError`` (channels.email: an SMTP session could not be set up; carries its
 Result), ``_TooLarge`` (feedcast.web.app: a request body over the limit; answered 413),
 and the emulators' provider errors in feedcast.sandbox (``_ApiError``, ``_GraphError``).
@@ -60,6 +62,7 @@ __all__ = [
     "StoreBusy",
     "StoreError",
     "TelegramHtmlError",
+    "TemplateMisuse",
     "TooLarge",
     "UserError",
 ]
@@ -162,3 +165,7 @@ class LimitExceeded(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class TemplateMisuse(Exception):
+    """A template called a module function wrongly; becomes a LayoutError with file:line."""
