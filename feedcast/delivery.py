@@ -112,6 +112,7 @@ __all__ = [
     "build_campaign",
     "check_channel",
     "deliver",
+    "hold_lease",
     "make_channel",
     "plan_campaign",
     "send_automation",
@@ -475,14 +476,31 @@ LEASE_SECONDS = 60.0
 
 @contextmanager
 def _lease(store: Store, automation: Automation) -> Iterator[None]:
+    with hold_lease(
+        store.claim_automation,
+        store.release_automation,
+        automation.id,
+        f"automation {automation.name!r}",
+    ):
+        yield
+
+
+Claim = Callable[..., tuple[str, datetime] | None]
+
+
+@contextmanager
+def hold_lease(claim: Claim, release: Callable[[int, str], None], row_id: int, what: str) -> Iterator[None]:
+    """Hold the lease of a row (an automation, a composed campaign: ``claim(row_id,
+    owner, ttl[, steal_from=])``) while the block sends, renewed in a thread; a lease
+    whose holder died on this host is taken over. AutomationBusy when another holds it."""
     owner = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
-    held = store.claim_automation(automation.id, owner, LEASE_SECONDS)
+    held = claim(row_id, owner, LEASE_SECONDS)
     if held is not None and _dead_here(held[0]):  # its holder crashed on this machine
-        held = store.claim_automation(automation.id, owner, LEASE_SECONDS, steal_from=held[0])
+        held = claim(row_id, owner, LEASE_SECONDS, steal_from=held[0])
     if held is not None:
         holder, until = held
         raise AutomationBusy(
-            f"automation {automation.name!r} is being sent by {holder} (lease until {until:%H:%M:%S} UTC); "
+            f"{what} is being sent by {holder} (lease until {until:%H:%M:%S} UTC); "
             "it resumes any unfinished campaign itself"
         )
     stop = threading.Event()
@@ -490,18 +508,18 @@ def _lease(store: Store, automation: Automation) -> Iterator[None]:
     def renew() -> None:
         while not stop.wait(LEASE_SECONDS / 3):
             try:
-                store.claim_automation(automation.id, owner, LEASE_SECONDS)
+                claim(row_id, owner, LEASE_SECONDS)
             except FeedcastError as exc:  # a busy file: the next renewal tries again
-                log.warning("automation %s: lease renewal failed: %s", automation.name, exc)
+                log.warning("%s: lease renewal failed: %s", what, exc)
 
-    renewer = threading.Thread(target=renew, name=f"lease-{automation.name}", daemon=True)
+    renewer = threading.Thread(target=renew, name=f"lease-{row_id}", daemon=True)
     renewer.start()
     try:
         yield
     finally:
         stop.set()
         renewer.join()
-        store.release_automation(automation.id, owner)
+        release(row_id, owner)
 
 
 def _dead_here(owner: str) -> bool:
@@ -567,14 +585,16 @@ def deliver(
     except NotFound:
         store.finish_campaign(campaign_id, "stopped", f"channel {info.channel!r} was removed")
         return CampaignResult(store.campaign(campaign_id), 0.0, resumed)
-    automation = None
-    if info.automation is not None:
-        try:
-            automation = store.get_automation(info.automation)
-        except NotFound:
-            automation = None
+    message_tag = None
+    try:
+        if info.automation is not None:
+            message_tag = store.get_automation(info.automation).message_tag
+        elif info.composed is not None:
+            message_tag = store.get_composed(info.composed).message_tag
+    except NotFound:
+        message_tag = None
     channel = make_channel(config, environ)
-    engine = _Engine(store, info, config, channel, automation, settings, progress, environ)
+    engine = _Engine(store, info, config, channel, message_tag, settings, progress, environ)
     if progress is not None:
         progress(0, info.pending)  # the total up front; then after each recorded batch
     started = time.monotonic()
@@ -670,7 +690,7 @@ class _Engine:
         info: CampaignInfo,
         config: ChannelConfig,
         channel: Channel,
-        automation: Automation | None,
+        message_tag: str | None,
         settings: SendSettings,
         progress: Progress | None,
         environ: Mapping[str, str] | None,
@@ -685,7 +705,7 @@ class _Engine:
         self.context = SendContext(
             campaign_id=info.id,
             automation=info.automation,
-            message_tag=automation.message_tag if automation else None,
+            message_tag=message_tag,
         )
         self.in_flight = max(1, settings.max_in_flight or channel.max_in_flight)
         self.window = max(self.in_flight, settings.max_unrecorded)

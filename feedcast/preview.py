@@ -32,12 +32,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from feedcast.compose import ComposedPlan
 from feedcast.kernel.errors import InvalidValue, PayloadError
-from feedcast.kernel.models import Item, Message, ProviderCall
+from feedcast.kernel.models import ComposedModule, Item, Message, ProviderCall
 from feedcast.kernel.urls import safe_url
 from feedcast.store import Store
 from layouts.filters import parse_timezone
 from layouts.formats import FORMATS, Format, get_format, provider_calls, validate_call
+from layouts.markup import plain as plain_markup
 from layouts.preview_html import Sender, anchor, esc, img
 from layouts.render import (
     MAX_ITEMS_LIMIT,
@@ -57,6 +59,7 @@ __all__ = [
     "PreviewCall",
     "PreviewMessage",
     "build_preview",
+    "composed_preview_html",
     "count_of",
     "preview_automation",
     "preview_html",
@@ -444,6 +447,94 @@ def preview_html(preview: Preview) -> str:
         " nothing in this page runs scripts.</footer>\n"
         "</body></html>\n"
     )
+
+
+def composed_preview_html(plan: ComposedPlan) -> str:
+    """A composed campaign's preview as one self-contained HTML page: for each channel
+    and language, its calls as the provider shows them; beside them the modules, the
+    payloads and what each channel leaves out."""
+    campaign = plan.campaign
+    stamp = datetime.now(UTC).astimezone(parse_timezone(campaign.timezone))
+    sender = Sender(
+        name=campaign.name, initial=(campaign.name[:1] or "?").upper(), time=stamp.strftime("%H:%M")
+    )
+    stages: list[str] = []
+    rows: list[str] = []
+    notes: list[str] = []
+    for number, part in enumerate(plan.parts, 1):
+        fmt = get_format(part.fmt)
+        calls = tuple(PreviewCall(c, e) for c, e in zip(part.calls, part.errors, strict=True))
+        pm = PreviewMessage(number, part.composed.message, calls)
+        about = f"{part.locale} · {count_of(part.recipients, 'subscriber')}"
+        body = _message_html(pm, fmt, sender, f"{part.channel.name} ({fmt.label}) · ", about)
+        stages.append(
+            f'<div class="part" lang="{esc(_lang(part.locale))}">{fmt.preview_window(body, sender)}</div>'
+        )
+        for index, pc in enumerate(calls, 1):
+            mark = '<span class="ok">✓</span>' if pc.error is None else '<span class="bad">✗</span>'
+            rows.append(
+                f"<li>{mark} <a href='#message-{number}'>{esc(part.channel.name)} · {esc(part.locale)}</a>"
+                f" · call {index} <code>{esc(pc.call.method)}</code></li>"
+            )
+        notes.extend(f"<li>{esc(part.channel.name)}: {esc(w)}</li>" for w in part.composed.warnings)
+    modules = "".join(
+        f"<li><b>{esc(m.kind)}</b> <span class='muted'>{esc(_module_about(m))}</span></li>"
+        for m in campaign.message.modules
+    )
+    errors = [p for p in plan.parts if p.problem]
+    badge = (
+        f'<span class="badge badge-bad">✗ {count_of(len(errors), "invalid part")}</span>'
+        if errors
+        else f'<span class="badge badge-ok">✓ {count_of(sum(len(p.calls) for p in plan.parts), "payload")}, all valid</span>'
+    )
+    tone = "verdict-wait" if plan.reason else "verdict-go"
+    when = campaign.send_at_local or "when `feedcast campaign send` says"
+    side = (
+        '<aside class="side" lang="en">'
+        f"<section class='card'><h2>Campaign</h2><p><b>{esc(campaign.name)}</b> · {esc(campaign.status)}</p>"
+        f"<p class='muted small'>to {esc(campaign.audience or 'every active subscriber')} · {esc(when)}</p></section>"
+        f"<section class='card'><h2>Modules ({len(campaign.message.modules)})</h2><ol class='calls'>{modules}</ol></section>"
+        f"<section class='card'><h2>Payloads ({len(rows)})</h2><ol class='calls'>{''.join(rows)}</ol>"
+        "<p class='muted small'>Exactly the request bodies feedcast sends (recipient and credentials aside),"
+        " each checked against the provider's rules; local files are uploaded once per channel.</p></section>"
+        + (
+            f"<section class='card'><h2>Left out</h2><ul class='calls'>{''.join(notes)}</ul></section>"
+            if notes
+            else ""
+        )
+        + "</aside>"
+    )
+    title = f"Preview: campaign {campaign.name} → {', '.join(campaign.channels)}"
+    return (
+        "<!DOCTYPE html>\n"
+        f'<html lang="en"><head><meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{esc(CSP)}">\n'
+        '<meta name="referrer" content="no-referrer">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{esc(title)}</title>\n<style>{_STYLE}.part{{margin:0 0 28px}}</style></head>\n"
+        '<body class="kind-composed">\n'
+        '<header class="top" lang="en"><div class="brand">feedcast · campaign preview</div>'
+        f"<h1>{esc(campaign.name)} <span class='to'>→</span> {esc(', '.join(campaign.channels))}</h1>"
+        f"<p class='meta'>{count_of(len(campaign.message.modules), 'module')} · {count_of(plan.recipients, 'subscriber')}"
+        f" · {count_of(len(plan.parts), 'rendering')}</p>"
+        f"<p class='verdict {tone}'>{esc(plan.verdict)}</p>{badge}</header>\n"
+        f'<main class="grid"><div class="stage">{"".join(stages)}</div>{side}</main>\n'
+        "<footer lang='en'>Generated by <b>feedcast campaign preview</b>. Images load from their own URLs;"
+        " nothing in this page runs scripts.</footer>\n"
+        "</body></html>\n"
+    )
+
+
+def _module_about(module: ComposedModule) -> str:
+    if module.kind == "text":
+        return plain_markup(module.text or "")[:80]
+    target = (
+        module.upload.name + f" ({module.upload.size / 1e6:.1f} MB, uploaded)"
+        if module.upload
+        else module.url or ""
+    )
+    buttons = f" · {count_of(len(module.buttons), 'button')}" if module.buttons else ""
+    return target + buttons
 
 
 _STYLE: Final = (

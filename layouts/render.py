@@ -110,6 +110,7 @@ __all__ = [
     "item_view",
     "load_layout",
     "render",
+    "render_composed_email",
     "search_path_from_env",
 ]
 
@@ -720,6 +721,42 @@ def render(
             modules, subject = rendered
             messages.append(Message(format=fmt, modules=modules, subject=subject, item_keys=keys))
     return messages
+
+
+COMPOSED_EMAIL: Final = ("feedcast/composed.html.j2", "feedcast/composed.txt.j2")
+
+
+def render_composed_email(
+    blocks: Sequence[Mapping[str, Any]], *, subject: str, context: RenderContext
+) -> tuple[tuple[Module, ...], str | None]:
+    """The email document of a composed message (:mod:`layouts.composed`): the shared
+    templates :data:`COMPOSED_EMAIL` with the message's ``blocks``, in the context's
+    locale and time zone. Returns the email's modules (HTML, plain text) and subject."""
+    layout = load_layout("plain")  # any built-in: the shared templates are every layout's
+    locale = filters.parse_locale(context.locale)
+    tz = filters.parse_timezone(context.timezone)
+    texts = [str(block.get("text") or "") for block in blocks]
+    direction = "rtl" if locale.character_order == "right-to-left" else text_direction(*texts)
+    variables: dict[str, Any] = {
+        "layout": None,
+        "channel_format": "email",
+        "automation": context.automation,
+        "site_title": context.site_title,
+        "now": _local(context.now or datetime.now(UTC), tz),
+        "locale": str(locale),
+        "direction": direction,
+        "timezone": context.timezone,
+        "unsubscribe_url": safe_url(context.unsubscribe_url, BUTTON_SCHEMES),
+        "blocks": list(blocks),
+        "preheader_text": next((t for t in texts if t.strip()), "")[:140],
+        "subject": subject,
+    }
+    html_template, text_template = COMPOSED_EMAIL
+    with filters.using(locale, tz), metering(context.limits or RenderLimits.from_env()) as meter:
+        meter.new_message()
+        html, _vars = _run(layout, html_template, variables)
+        text, _vars = _run(layout, text_template, variables)
+    return (Module("text", text=html.strip()), Module("text", text=tidy(text))), subject or None
 
 
 def _direction(locale: Any, items: Sequence[Item]) -> str:

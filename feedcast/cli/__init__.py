@@ -23,6 +23,7 @@ from rich.text import Text
 
 from feedcast.cli import (
     automations,
+    campaigns,
     channels,
     config,
     demo,
@@ -105,6 +106,13 @@ app.add_typer(
 app.add_typer(
     _group("Automations: which sources, layout, channel and audience.", automations.automation_commands),
     name="automation",
+)
+app.add_typer(
+    _group(
+        "Composed campaigns: a message of content modules, sent now or at a local date and time.",
+        campaigns.campaign_commands,
+    ),
+    name="campaign",
 )
 app.add_typer(
     _group(

@@ -28,7 +28,7 @@ from feedcast.store import Store
 if TYPE_CHECKING:
     from feedcast.delivery import BuildResult, CampaignResult
 
-__all__ = ["commands"]
+__all__ = ["commands", "send_bar"]
 
 commands = typer.Typer()
 
@@ -42,7 +42,7 @@ class _RateColumn(ProgressColumn):
 
 
 @contextmanager
-def _send_bar(*, disable: bool) -> Iterator[Callable[[int, int], None]]:
+def send_bar(*, disable: bool) -> Iterator[Callable[[int, int], None]]:
     """A progress bar on stderr for ``feedcast send``: deliveries recorded of those to do
     (the campaigns of one send added up), their rate, the time taken and left; and the
     callback that moves it, each time the engine records a batch."""
@@ -144,7 +144,7 @@ def send_command(
         _send_at(store, automation, auto.timezone, at)
         return
     notes: list[BuildResult] = []
-    with _send_bar(disable=fmt != Format.table or not err.is_terminal) as progress:
+    with send_bar(disable=fmt != Format.table or not err.is_terminal) as progress:
         results = send_automation(
             store,
             automation,

@@ -15,6 +15,7 @@ from feedcast.kernel.errors import FeedcastError, InvalidValue, UserError
 
 if TYPE_CHECKING:
     from feedcast.automations import RunResult
+    from feedcast.compose import ComposedRun
     from feedcast.sandbox.run import Sandbox, SandboxPorts
 
 __all__ = ["commands"]
@@ -145,13 +146,16 @@ def run_command(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """One pass of due work, for cron or a quick check: poll the due sources, then run
-    every due automation (its schedule has come, new items for --on-new, a send --at)."""
+    every due automation (its schedule has come, new items for --on-new, a send --at)
+    and send the composed campaigns whose time has come."""
     from feedcast import watch
     from feedcast.automations import run_due
+    from feedcast.compose import run_due_composed
 
     store = State.reader()
     polled = [] if no_poll else watch.poll(store)
     results = run_due(store)
+    composed = run_due_composed(store)
     if fmt == Format.json:
         show_json(
             {
@@ -166,6 +170,15 @@ def run_command(
                     }
                     for r in results
                 ],
+                "campaigns": [
+                    {
+                        "campaign": c.campaign,
+                        "note": c.note,
+                        "error": c.error,
+                        "campaigns": [asdict(r.campaign) for r in c.campaigns],
+                    }
+                    for c in composed
+                ],
             }
         )
     else:
@@ -173,11 +186,30 @@ def run_command(
             new = sum(p.new for p in polled)
             out.print(f"polled {len(polled)} due source(s): {new} new item(s)", markup=False)
         _print_run(results)
+        _print_composed(composed)
     errors = [r for r in results if r.error]
     if errors:
         raise FeedcastError(
             f"{len(errors)} automation(s) failed; first: {errors[0].automation}: {errors[0].error}"
         )
+    failed = [c for c in composed if c.error]
+    if failed:
+        raise FeedcastError(
+            f"{len(failed)} campaign(s) failed; first: {failed[0].campaign}: {failed[0].error}"
+        )
+
+
+def _print_composed(runs: Sequence[ComposedRun]) -> None:
+    """A line per campaign a composed campaign's send made, or why it made none."""
+    rows: list[list[Any]] = []
+    for run in runs:
+        if not run.campaigns:
+            rows.append([run.campaign, "", "", "", "", run.error or run.note])
+        for c in run.campaigns:
+            info = c.campaign
+            rows.append([run.campaign, info.id, info.channel, info.status, info.sent, info.error or ""])
+    if rows:
+        show_table(["campaign", "id", "channel", "status", "sent", "note"], rows)
 
 
 def _print_run(results: Sequence[RunResult]) -> None:

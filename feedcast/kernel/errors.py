@@ -6,6 +6,8 @@ FeedcastError                  base; ``str(err)`` is one line for a user
 │   ├── NotFound               a named source / channel / automation does not exist
 │   ├── AlreadyExists          a name is taken
 │   ├── InvalidValue           a malformed option (interval, URL, selector...)
+│   │   └── MessageFileError   a composed campaign's message file that cannot be
+│   │                          sent as written: file, module position, field
 │   └── LayoutError            a layout that cannot render: syntax error (file and
 │                              line), missing template for a format, a broken limit
 ├── TelegramHtmlError          text Telegram would refuse to parse (also a ValueError);
@@ -38,7 +40,8 @@ Dropped                        (feedcast.sandbox.base) a signal: the emulator dr
 
 Private signals that never leave their module are not part of the tree:
 ``_SessionError`` (channels.email: an SMTP session could not be set up; carries its
-Result), ``_TooLarge`` (feedcast.web.app: a request body over the limit; answered 413),
+Result), ``_Unreachable`` (feedcast.compose: a media URL that does not answer),
+``_TooLarge`` (feedcast.web.app: a request body over the limit; answered 413),
 and the emulators' provider errors in feedcast.sandbox (``_ApiError``, ``_GraphError``).
 """
 
@@ -56,6 +59,7 @@ __all__ = [
     "InvalidValue",
     "LayoutError",
     "LimitExceeded",
+    "MessageFileError",
     "NotFound",
     "PayloadError",
     "RateLimited",
@@ -86,6 +90,10 @@ class AlreadyExists(UserError):
 
 class InvalidValue(UserError):
     pass
+
+
+class MessageFileError(InvalidValue):
+    """A message file that cannot be sent as written (one line: file, module, field)."""
 
 
 class LayoutError(UserError):

@@ -17,6 +17,8 @@ from decimal import Decimal
 from typing import Any
 
 __all__ = [
+    "COMPOSED_KINDS",
+    "COMPOSED_STATUSES",
     "DELIVERY_STATUSES",
     "SUBSCRIBER_STATUSES",
     "Automation",
@@ -25,6 +27,9 @@ __all__ = [
     "CampaignInfo",
     "Card",
     "ChannelConfig",
+    "ComposedCampaign",
+    "ComposedMessage",
+    "ComposedModule",
     "DeliveryUpdate",
     "EventKind",
     "FeedLink",
@@ -43,6 +48,7 @@ __all__ = [
     "Source",
     "SourceKind",
     "Subscriber",
+    "Upload",
     "Variant",
 ]
 
@@ -266,8 +272,28 @@ MODULE_KINDS = ("text", "image", "video", "audio", "file", "cards")
 
 @dataclass(frozen=True, slots=True)
 class Button:
+    """A link button (``url``), or a reply button (``reply``: the payload a Telegram
+    callback or a Messenger postback brings back to the inbox, recorded as a click)."""
+
     title: str
-    url: str
+    url: str = ""
+    reply: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A local file of a composed message, kept in the store (``uploads``) by its SHA-256
+    so every host sends the same bytes; providers get it uploaded their own way."""
+
+    sha256: str
+    name: str  # the file name recipients see
+    content_type: str
+    size: int  # bytes
+
+    @property
+    def ref(self) -> str:
+        """How a provider call names the file until the channel uploads it."""
+        return f"attach://{self.sha256}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +317,9 @@ class Module:
     url: str | None = None  # the media URL of image / video / audio / file
     buttons: tuple[Button, ...] = ()
     cards: tuple[Card, ...] = ()
+    upload: Upload | None = None  # a local file instead of ``url`` (composed messages)
+    alt: str | None = None  # an image's alternative text (email)
+    name: str | None = None  # a file's name as recipients see it
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +330,35 @@ class Message:
     modules: tuple[Module, ...]
     subject: str | None = None  # email subject; a title for the other formats
     item_keys: tuple[str, ...] = ()
+
+
+COMPOSED_KINDS = ("text", "image", "video", "audio", "file")
+COMPOSED_STATUSES = ("draft", "scheduled", "sending", "sent", "cancelled", "stopped")
+
+
+@dataclass(frozen=True, slots=True)
+class ComposedModule:
+    """One content module of a marketer's message file, as written: ``text`` and
+    ``caption`` in the composer's markup (:mod:`layouts.markup`), the medium by ``url``
+    or as a stored ``upload``."""
+
+    kind: str  # one of COMPOSED_KINDS
+    text: str | None = None  # a text module's text
+    url: str | None = None
+    upload: Upload | None = None
+    caption: str | None = None
+    alt: str | None = None
+    name: str | None = None
+    buttons: tuple[Button, ...] = ()
+    size: int | None = None  # bytes of a URL's medium, when its server said
+
+
+@dataclass(frozen=True, slots=True)
+class ComposedMessage:
+    """A message file: its modules in order, and the subject of its emails."""
+
+    modules: tuple[ComposedModule, ...]
+    subject: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -476,3 +534,30 @@ class CampaignInfo:
     error: str | None = None
     finished_at: datetime | None = None
     trigger: str = "manual"
+    kind: str = "automated"  # automated | composed
+    composed: str | None = None  # the composed campaign's name
+    locale: str | None = None  # the language its messages were rendered in
+
+
+@dataclass(frozen=True, slots=True)
+class ComposedCampaign:
+    """A marketer's composed campaign: one message to the audience of some channels, sent
+    on ``campaign send`` or at ``send_at``. Each channel (and each language of its
+    audience) gets a campaign of its own in ``campaigns``, with its deliveries."""
+
+    id: int
+    name: str
+    channels: tuple[str, ...]
+    message: ComposedMessage
+    audience: str | None = None  # a subscriber tag; None: every active subscriber
+    locale: str | None = None  # None: each channel's (``en`` when it has none)
+    timezone: str = "UTC"  # the zone ``send_at_local`` is in
+    send_at: datetime | None = None  # the instant, UTC; None: when ``campaign send`` says
+    send_at_local: str | None = None  # the local date and time as written
+    message_tag: str | None = None  # Messenger: a permitted tag outside the 24-hour window
+    status: str = "draft"  # a COMPOSED_STATUSES value
+    source_file: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None

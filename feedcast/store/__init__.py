@@ -12,6 +12,7 @@ a module of its own:
   double opt-in;
 - :mod:`~feedcast.store.automations`: automations, their one-off sends and queues;
   :mod:`~feedcast.store.campaigns`: campaigns, deliveries, tracked links and clicks;
+  :mod:`~feedcast.store.composed`: composed campaigns and their uploaded files;
 - :mod:`~feedcast.store.inbound`: what people send the bots;
 - :mod:`~feedcast.store.reports`: the report views' queries and the history export.
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 from feedcast.store.automations import AutomationRepository, validate_where
 from feedcast.store.campaigns import CampaignRepository
+from feedcast.store.composed import ComposedPart, ComposedRepository
 from feedcast.store.database import Connection, Database, default_db_path
 from feedcast.store.inbound import PENDING, InboundRepository
 from feedcast.store.migrations import MIGRATIONS
@@ -38,6 +40,7 @@ __all__ = [
     "AUDIENCE_TAG",
     "MIGRATIONS",
     "PENDING",
+    "ComposedPart",
     "Connection",
     "Database",
     "ItemEvent",
@@ -51,6 +54,7 @@ __all__ = [
 
 
 class Store(
+    ComposedRepository,
     SubscriberRepository,
     InboundRepository,
     AutomationRepository,

@@ -276,26 +276,10 @@ class AutomationRepository(ChannelRepository, SourceRepository):
         """Take (or renew) the right to send this automation for ``ttl`` seconds: two
         processes never send one automation at once. None when taken; else the holder
         and its expiry when someone else holds it."""
-        with self.transaction() as con:
-            row = con.execute(
-                "UPDATE automations SET lease_owner = ?, lease_until = now() + to_microseconds(?::BIGINT)"
-                " WHERE id = ? AND (lease_until IS NULL OR lease_until < now() OR lease_owner IN (?, ?))"
-                " RETURNING id",
-                [owner, int(ttl * 1_000_000), automation_id, owner, steal_from or owner],
-            ).fetchone()
-            if row is not None:
-                return None
-            held = con.execute(
-                "SELECT lease_owner, lease_until FROM automations WHERE id = ?", [automation_id]
-            ).fetchone()
-        return (str(held[0]), _utc(held[1]) or datetime.now(UTC)) if held else None
+        return self._claim("automations", automation_id, owner, ttl, steal_from)
 
     def release_automation(self, automation_id: int, owner: str) -> None:
-        with self.transaction() as con:
-            con.execute(
-                "UPDATE automations SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?",
-                [automation_id, owner],
-            )
+        self._release("automations", automation_id, owner)
 
     def record_run(self, automation_id: int, *, ran_at: datetime, next_run_at: datetime | None) -> None:
         """An automation ran (or was found with nothing to do): when it runs next."""

@@ -32,7 +32,7 @@ from feedcast.store._rows import _utc
 from feedcast.store.database import Connection, Database, staged
 from feedcast.store.subscribers import move_recipient, set_statuses
 
-__all__ = ["CampaignRepository"]
+__all__ = ["CampaignRepository", "campaign_calls_table"]
 
 # the active subscribers of a channel in an automation's audience (channel id, tag, tag)
 _AUDIENCE = "channel_id = ? AND status = 'active' AND (? IS NULL OR list_contains(tags, ?))"
@@ -63,7 +63,7 @@ def _campaign_items(items: Sequence[QueuedItem]) -> pa.Table:
     )
 
 
-def _campaign_calls(calls: Sequence[tuple[int, ProviderCall]]) -> pa.Table:
+def campaign_calls_table(calls: Sequence[tuple[int, ProviderCall]]) -> pa.Table:
     return pa.table(
         {
             "position": pa.array(list(range(len(calls))), pa.int32()),
@@ -112,7 +112,10 @@ class CampaignRepository(Database):
         InvalidValue when another run took one of the items meanwhile."""
         now = now or datetime.now(UTC)
         audience = [channel.id, automation.audience, automation.audience]
-        new = {"campaign_items_new": _campaign_items(items), "campaign_calls_new": _campaign_calls(calls)}
+        new = {
+            "campaign_items_new": _campaign_items(items),
+            "campaign_calls_new": campaign_calls_table(calls),
+        }
         with self.transaction() as con, staged(con, **new):
             _refuse_taken(con, automation)
             row = con.execute(f"SELECT count(*) FROM subscribers WHERE {_AUDIENCE}", audience).fetchone()
@@ -161,7 +164,8 @@ class CampaignRepository(Database):
                        count(*) FILTER (WHERE d.status = 'failed'),
                        count(*) FILTER (WHERE d.status = 'skipped'),
                        count(*) FILTER (WHERE d.status = 'pending'),
-                       c.error, c.finished_at, c.trigger
+                       c.error, c.finished_at, c.trigger,
+                       coalesce(c.kind, 'automated'), c.composed_name, c.locale
                 FROM campaigns c LEFT JOIN deliveries d ON d.campaign_id = c.id
                 WHERE c.id = ?
                 GROUP BY ALL
@@ -190,6 +194,9 @@ class CampaignRepository(Database):
             error=row[16],
             finished_at=_utc(row[17]),
             trigger=row[18],
+            kind=row[19],
+            composed=row[20],
+            locale=row[21],
         )
 
     def campaign_items(self, campaign_id: int) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -243,3 +244,38 @@ class Database:
         with self.guarded() as con:
             columns, rows = run_select(con, sql, params)
         return columns, [dict(zip(columns, row, strict=True)) for row in rows]
+
+    # ----------------------------------------------------------------- leases
+
+    _LEASED = frozenset({"automations", "composed_campaigns"})  # tables with lease_owner, lease_until
+
+    def _claim(
+        self, table: str, row_id: int, owner: str, ttl: float, steal_from: str | None
+    ) -> tuple[str, datetime] | None:
+        """Take (or renew) the lease of a row of ``table`` for ``ttl`` seconds. None when
+        taken; else the holder and its expiry when someone else holds it."""
+        assert table in self._LEASED
+        with self.transaction() as con:
+            row = con.execute(
+                f"UPDATE {table} SET lease_owner = ?, lease_until = now() + to_microseconds(?::BIGINT)"
+                " WHERE id = ? AND (lease_until IS NULL OR lease_until < now() OR lease_owner IN (?, ?))"
+                " RETURNING id",
+                [owner, int(ttl * 1_000_000), row_id, owner, steal_from or owner],
+            ).fetchone()
+            if row is not None:
+                return None
+            held = con.execute(
+                f"SELECT lease_owner, lease_until FROM {table} WHERE id = ?", [row_id]
+            ).fetchone()
+        if not held:
+            return None
+        until = held[1].astimezone(UTC) if held[1] is not None else datetime.now(UTC)
+        return str(held[0]), until
+
+    def _release(self, table: str, row_id: int, owner: str) -> None:
+        assert table in self._LEASED
+        with self.transaction() as con:
+            con.execute(
+                f"UPDATE {table} SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?",
+                [row_id, owner],
+            )

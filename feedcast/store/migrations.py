@@ -517,6 +517,83 @@ _AUDIENCES = """
     );
 """
 
+# ----------------------------------------------------------------- 7: composed campaigns
+
+_COMPOSED = (
+    "CREATE SEQUENCE composed_campaigns_id_seq START 1",
+    """
+    CREATE TABLE composed_campaigns (
+        id            BIGINT PRIMARY KEY DEFAULT nextval('composed_campaigns_id_seq'),
+        name          VARCHAR NOT NULL UNIQUE,
+        channels      VARCHAR[] NOT NULL,
+        audience      VARCHAR,
+        message       JSON NOT NULL,
+        source_file   VARCHAR,
+        locale        VARCHAR,
+        timezone      VARCHAR NOT NULL DEFAULT 'UTC',
+        send_at       TIMESTAMPTZ,
+        send_at_local VARCHAR,
+        message_tag   VARCHAR,
+        status        VARCHAR NOT NULL DEFAULT 'draft',
+        error         VARCHAR,
+        created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+        updated_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+        started_at    TIMESTAMPTZ,
+        finished_at   TIMESTAMPTZ,
+        lease_owner   VARCHAR,
+        lease_until   TIMESTAMPTZ
+    )
+    """,
+    """
+    CREATE TABLE uploads (
+        sha256       VARCHAR PRIMARY KEY,
+        name         VARCHAR NOT NULL,
+        content_type VARCHAR NOT NULL,
+        size         BIGINT NOT NULL,
+        data         BLOB NOT NULL,
+        created_at   TIMESTAMPTZ NOT NULL DEFAULT now()
+    )
+    """,
+    """
+    CREATE TABLE upload_ids (
+        channel_id  BIGINT NOT NULL,
+        sha256      VARCHAR NOT NULL,
+        kind        VARCHAR NOT NULL,
+        provider_id VARCHAR NOT NULL,
+        created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+        PRIMARY KEY (channel_id, sha256, kind)
+    )
+    """,
+    "ALTER TABLE campaigns ADD COLUMN kind VARCHAR DEFAULT 'automated'",
+    "ALTER TABLE campaigns ADD COLUMN composed_id BIGINT",
+    "ALTER TABLE campaigns ADD COLUMN composed_name VARCHAR",
+    "ALTER TABLE campaigns ADD COLUMN locale VARCHAR",
+    "ALTER TABLE subscribers ADD COLUMN locale VARCHAR",
+)
+
+# send_history and campaign_report say which kind of campaign a row is, and its name
+_SEND_HISTORY_7 = """
+    CREATE OR REPLACE VIEW send_history AS
+        SELECT d.id AS delivery_id, d.campaign_id, c.automation_name AS automation,
+               c.channel_name AS channel, c.channel_kind, d.recipient, d.status, d.attempts,
+               d.error, d.provider_message_id, d.queued_at, d.sent_at,
+               d.subscriber_id, d.error_code, d.calls_sent, d.updated_at,
+               c.layout, c.format, c.trigger, c.created_at AS campaign_created_at,
+               d.started_at,
+               coalesce(d.lost_attempts, 0)
+                   + CASE WHEN d.status = 'pending' AND d.started_at IS NOT NULL THEN 1 ELSE 0 END
+                   AS unconfirmed_attempts,
+               d.status = 'sent' AND coalesce(d.lost_attempts, 0) > 0 AS possibly_duplicated,
+               coalesce(c.kind, 'automated') AS campaign_kind, c.composed_name AS campaign_name,
+               c.locale
+        FROM deliveries d JOIN campaigns c ON c.id = d.campaign_id
+"""
+_CAMPAIGN_REPORT_7 = _CAMPAIGN_REPORT.replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1).replace(
+    "c.status, c.trigger, c.layout\n",
+    "c.status, c.trigger, c.layout,\n           coalesce(c.kind, 'automated') AS kind, c.composed_name AS campaign_name, c.locale\n",
+    1,
+)
+
 
 class Migration(NamedTuple):
     version: int
@@ -575,6 +652,11 @@ MIGRATIONS: list[Migration] = [
         (*_LOST_ATTEMPTS, _SEND_HISTORY_5),
     ),
     Migration(6, "audiences (the tags open to self-subscription)", (_AUDIENCES,)),
+    Migration(
+        7,
+        "composed campaigns, uploads; campaigns.kind, subscribers.locale",
+        (*_COMPOSED, _SEND_HISTORY_7, _CAMPAIGN_REPORT_7),
+    ),
 ]
 
 

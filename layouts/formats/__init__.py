@@ -78,6 +78,7 @@ __all__ = [
     "FORMATS",
     "MB",
     "Format",
+    "checked_calls",
     "get_format",
     "provider_calls",
     "validate_call",
@@ -116,3 +117,19 @@ def validate_call(fmt: str, call: ProviderCall) -> None:
     if not isinstance(call.body, Mapping):
         raise PayloadError(f"{fmt}.body", "the body must be a JSON object")
     spec.validate(call)
+
+
+def checked_calls(
+    message: Message, *, media_sizes: Mapping[str, int] | None = None
+) -> list[tuple[ProviderCall, str | None]]:
+    """The calls of :func:`provider_calls`, each with what :func:`validate_call` said of
+    it (None: valid). PayloadError when the calls cannot be built at all."""
+    checked: list[tuple[ProviderCall, str | None]] = []
+    for call in provider_calls(message, media_sizes=media_sizes):
+        try:
+            validate_call(message.format, call)
+        except PayloadError as exc:
+            checked.append((call, str(exc)))
+        else:
+            checked.append((call, None))
+    return checked

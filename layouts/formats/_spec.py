@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from feedcast.kernel.models import Message, Module, ProviderCall
+from layouts.markup import to_plain
 from layouts.preview_html import Sender
 
 __all__ = ["Format"]
@@ -47,7 +48,8 @@ class Format:
     what is wrong with rendered modules the format cannot take (None: nothing);
     ``plain_modules(text)``: a plain text as its modules (bot replies);
     ``own_test_message(text, channel)``: the message ``feedcast channel test`` sends, when
-    it is not ``text`` as one text module. ``preview_call(call, sender, number)``: one
+    it is not ``text`` as one text module; ``markup(text)``: the composer's markup
+    (:mod:`layouts.markup`) in the format's own (plain text by default). ``preview_call(call, sender, number)``: one
     call as the provider shows it, ``preview_window(body, sender)``: the previewed
     messages in the provider's window, :attr:`preview_css`: their style, the file
     ``layouts/formats/<name>.css``.
@@ -65,6 +67,7 @@ class Format:
     check_modules: Callable[[Sequence[Module]], str | None] = _any_modules
     plain_modules: Callable[[str], tuple[Module, ...]] = _text_modules
     own_test_message: Callable[[str, str], Message] | None = None
+    markup: Callable[[str], str] = to_plain
 
     @property
     def preview_css(self) -> str:

@@ -20,6 +20,7 @@ from layouts.formats import _check as check
 from layouts.formats._build import MEDIA_KINDS, JsonObj, Sizes, link_name, one_line, url_of
 from layouts.formats._fit import ELLIPSIS, close_cut, cut_utf16, pack_utf16
 from layouts.formats._spec import Format
+from layouts.markup import to_discord
 from layouts.preview_html import Sender, Stash, anchor, app_message, app_window, dicts_of, esc, img, text_of
 from layouts.text import truncate_text, utf16_len
 
@@ -335,5 +336,5 @@ def preview_window(body: str, sender: Sender) -> str:
 
 
 FORMAT: Final = Format(
-    "discord", "Discord", "discord.j2", build_calls, validate, preview_call, preview_window
+    "discord", "Discord", "discord.j2", build_calls, validate, preview_call, preview_window, markup=to_discord
 )

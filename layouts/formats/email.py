@@ -27,6 +27,7 @@ from layouts.formats._build import ICONS, Sizes, link_name, one_line, url_of
 from layouts.formats._fit import ELLIPSIS
 from layouts.formats._spec import Format
 from layouts.html import plain_text
+from layouts.markup import to_html
 from layouts.preview_html import Sender, esc, plain_window, text_of
 from layouts.text import truncate_text
 
@@ -285,4 +286,5 @@ FORMAT: Final = Format(
     own_test_message=_test_message,
     preview_call=preview_call,
     preview_window=plain_window,  # the emails on the page itself
+    markup=to_html,
 )

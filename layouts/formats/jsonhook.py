@@ -16,6 +16,7 @@ from feedcast.kernel.models import MODULE_KINDS, Button, Message, Module, Provid
 from layouts.formats import _check as check
 from layouts.formats._build import JsonObj, Sizes
 from layouts.formats._spec import Format
+from layouts.markup import to_html
 from layouts.preview_html import Sender, esc, plain_window
 
 __all__ = ["DOCUMENT_FORMAT", "FORMAT", "json_document", "json_to_html"]
@@ -58,7 +59,8 @@ def json_document(message: Message) -> JsonObj:
                       "text": str | null,       # as the layout rendered it
                       "data": any | null,       # "text" parsed, when it is a JSON document
                       "url": str | null,        # media URL
-                      "buttons": [{"title": str, "url": str}, ...],
+                      "buttons": [{"title": str, "url": str}          # a link
+                                  | {"title": str, "reply": str}, ...],  # a reply
                       "cards": [{"title": str, "subtitle": str | null, "image": str | null,
                                  "url": str | null, "buttons": [...]}, ...]}, ...]}
 
@@ -88,7 +90,10 @@ def _no_constant(name: str) -> Any:
 
 
 def _buttons(buttons: Iterable[Button]) -> list[JsonObj]:
-    return [{"title": b.title, "url": b.url} for b in buttons]
+    return [
+        {"title": b.title, "reply": b.reply} if b.reply is not None else {"title": b.title, "url": b.url}
+        for b in buttons
+    ]
 
 
 def _module(module: Module) -> JsonObj:
@@ -173,10 +178,13 @@ def validate(call: ProviderCall) -> None:
 def _check_buttons(value: Any, what: str) -> None:
     for index, raw in enumerate(check.array(value, "json.button", what)):
         button = check.obj(raw, "json.button", f"{what}[{index}]")
-        if set(button) != {"title", "url"}:
-            check.fail("json.button", f"{what}[{index}] must have exactly the fields title, url")
+        if set(button) not in ({"title", "url"}, {"title", "reply"}):
+            check.fail(
+                "json.button", f"{what}[{index}] must have exactly the fields title, url (or title, reply)"
+            )
         check.string(button["title"], "json.button", f"{what}[{index}].title")
-        check.string(button["url"], "json.button", f"{what}[{index}].url")
+        target = "url" if "url" in button else "reply"
+        check.string(button[target], "json.button", f"{what}[{index}].{target}")
 
 
 # --------------------------------------------------------------------------- preview
@@ -224,4 +232,5 @@ FORMAT: Final = Format(
     own_test_message=_test_message,
     preview_call=preview_call,
     preview_window=plain_window,  # the bodies on the page itself
+    markup=to_html,
 )

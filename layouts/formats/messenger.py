@@ -49,6 +49,10 @@ OPEN_LABEL: Final = "Open"  # the button of a carousel card that has nothing but
 def _buttons(buttons: Iterable[Button]) -> list[JsonObj]:
     out: list[JsonObj] = []
     for button in buttons:
+        if button.reply is not None:  # a postback: its payload comes back to the inbox
+            title = one_line(button.title) or button.reply
+            out.append({"type": "postback", "title": cut_utf16(title, BUTTON_TITLE), "payload": button.reply})
+            continue
         url = url_of(button.url)
         if url is None:
             continue

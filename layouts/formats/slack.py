@@ -20,6 +20,7 @@ from layouts.formats import _check as check
 from layouts.formats._build import ICONS, MEDIA_KINDS, JsonObj, Sizes, link_name, one_line, url_of
 from layouts.formats._fit import ELLIPSIS, close_cut, cut_utf16, groups_of
 from layouts.formats._spec import Format
+from layouts.markup import to_slack
 from layouts.preview_html import (
     Sender,
     Stash,
@@ -422,4 +423,6 @@ def preview_window(body: str, sender: Sender) -> str:
     return app_window("sl", "# announcements", body)
 
 
-FORMAT: Final = Format("slack", "Slack", "slack.j2", build_calls, validate, preview_call, preview_window)
+FORMAT: Final = Format(
+    "slack", "Slack", "slack.j2", build_calls, validate, preview_call, preview_window, markup=to_slack
+)

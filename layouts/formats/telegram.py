@@ -42,6 +42,7 @@ from layouts.html import (
     truncate_telegram,
     validate_telegram_html,
 )
+from layouts.markup import to_telegram
 from layouts.preview_html import Sender, anchor, chat_window, dicts_of, esc, file_name, img, raw_json, text_of
 from layouts.text import truncate_text, utf16_len
 
@@ -135,6 +136,12 @@ def _blank(text: str | None) -> bool:
 def _keyboard(buttons: Iterable[Button]) -> JsonObj | None:
     rows: list[list[JsonObj]] = []
     for button in buttons:
+        if button.reply is not None:  # a callback button: its data comes back to the inbox
+            title = one_line(button.title) or button.reply
+            rows.append(
+                [{"text": truncate_text(title, BUTTON_TEXT, ELLIPSIS), "callback_data": button.reply}]
+            )
+            continue
         url = url_of(button.url, ("http", "https", "tg"))
         if url is None:
             continue
@@ -665,4 +672,5 @@ FORMAT: Final = Format(
     preview_call,
     preview_window,
     plain_modules=plain_modules,
+    markup=to_telegram,
 )
