@@ -21,6 +21,7 @@ are references (``env:VAR``) resolved at send time and never put in a message.
 from __future__ import annotations
 
 import abc
+import asyncio
 import enum
 import logging
 import os
@@ -28,19 +29,21 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final, Protocol
 from urllib.parse import urlsplit
 
 import httpx
 
 from feedcast.kernel.errors import BlockedAddress, ChannelError, InvalidValue
-from feedcast.kernel.models import ProviderCall
+from feedcast.kernel.models import ProviderCall, Upload
 from feedcast.kernel.netguard import address_problem, secret_transport_problem
 
 __all__ = [
+    "ATTACH",
     "NETWORK_ERRORS",
     "UNSUBSCRIBE_PLACEHOLDER",
     "Channel",
+    "Files",
     "Option",
     "Outcome",
     "RateRule",
@@ -49,6 +52,8 @@ __all__ = [
     "SecretRedactor",
     "Secrets",
     "SendContext",
+    "UploadOnce",
+    "attached",
     "endpoint_problem",
     "is_secret_ref",
     "mask",
@@ -105,6 +110,20 @@ class Recipient:
     unsubscribe_mailto: str | None = None
 
 
+class Files(Protocol):
+    """The uploaded files of a campaign (``attach://SHA256`` in its calls), for a channel
+    that uploads them its provider's way, and what the provider returned for each
+    (a Telegram ``file_id``, a Messenger ``attachment_id``) so every recipient and every
+    rerun reuses it. ``kind``: the call's field for the file (``photo``, ``document``,
+    ``image``...)."""
+
+    async def read(self, sha256: str) -> tuple[Upload, bytes]: ...
+
+    def known(self, sha256: str, kind: str) -> str | None: ...
+
+    async def remember(self, sha256: str, kind: str, provider_id: str) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class SendContext:
     """What a channel may need to know about the campaign a call belongs to."""
@@ -113,6 +132,29 @@ class SendContext:
     automation: str | None = None
     message_tag: str | None = None  # Messenger: a permitted tag outside the 24-hour window
     now: datetime | None = None  # fixed in tests
+    files: Files | None = None  # the campaign's uploaded files, when its calls name some
+
+
+ATTACH: Final = "attach://"  # how a call names an uploaded file until the channel uploads it
+
+
+def attached(value: object) -> str | None:
+    """The SHA-256 of an uploaded file a call's value names (``attach://SHA256``), or None."""
+    if isinstance(value, str) and value.startswith(ATTACH):
+        sha = value.removeprefix(ATTACH)
+        return sha if len(sha) == 64 else None
+    return None
+
+
+class UploadOnce:
+    """One upload per file and kind at a time on a channel: the first delivery that needs
+    a file uploads it, the ones behind it wait and reuse the provider's id."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def lock(self, sha256: str, kind: str) -> asyncio.Lock:
+        return self._locks.setdefault((sha256, kind), asyncio.Lock())
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ from channels.base import (
     REDACTOR,
     UNSUBSCRIBE_PLACEHOLDER,
     Channel,
+    Files,
     Option,
     Outcome,
     RateRule,
@@ -57,11 +58,12 @@ from channels.base import (
     Result,
     Secrets,
     SendContext,
+    attached,
     one_line,
 )
 from channels.ratelimit import RateGate
 from feedcast.kernel.errors import ChannelError, InvalidValue
-from feedcast.kernel.models import ProviderCall
+from feedcast.kernel.models import ProviderCall, Upload
 
 __all__ = [
     "EmailChannel",
@@ -146,6 +148,7 @@ def build_email(
     from_addr: str,
     reply_to: str | None = None,
     unsubscribe_mailto: str | None = None,
+    files: Mapping[str, tuple[Upload, bytes]] | None = None,
 ) -> EmailMessage:
     """The message one recipient gets for one ``smtp`` call: ``multipart/alternative``
     (text, then HTML), the unsubscribe placeholder replaced by the recipient's own link,
@@ -188,7 +191,53 @@ def build_email(
             msg.add_alternative(html, subtype="html", charset="utf-8")
     else:
         msg.set_content(html, subtype="html", charset="utf-8")
+    _attach(msg, body.get("attachments"), files or {})
     return msg
+
+
+def _attach(msg: EmailMessage, attachments: object, files: Mapping[str, tuple[Upload, bytes]]) -> None:
+    """The files of a composed message as MIME parts: an inline image beside the HTML
+    (``multipart/related``, named by its ``cid:``), every other file attached
+    (``multipart/mixed``). ValueError when a file's bytes are not at hand."""
+    if not isinstance(attachments, list) or not attachments:
+        return
+    html = msg.get_body(("html",))
+    for item in attachments:
+        sha = attached(item.get("file")) if isinstance(item, Mapping) else None
+        if sha is None or sha not in files:
+            raise ValueError(
+                f"an attached file ({item.get('filename') if isinstance(item, Mapping) else item}) is missing"
+            )
+        upload, data = files[sha]
+        maintype, _, subtype = upload.content_type.partition("/")
+        cid = item.get("cid")
+        if cid and html is not None and isinstance(html, EmailMessage):
+            html.add_related(
+                data,
+                maintype,
+                subtype or "octet-stream",
+                cid=f"<{cid}>",
+                disposition="inline",
+                filename=upload.name,
+            )
+        else:
+            msg.add_attachment(
+                data, maintype, subtype or "octet-stream", filename=str(item.get("filename") or upload.name)
+            )
+
+
+async def read_attachments(
+    call: ProviderCall, files: Files | None, cache: dict[str, tuple[Upload, bytes]]
+) -> dict[str, tuple[Upload, bytes]]:
+    """The bytes of the files an ``smtp`` call attaches, read once per channel (``cache``)."""
+    attachments = call.body.get("attachments")
+    if not isinstance(attachments, list) or files is None:
+        return cache
+    for item in attachments:
+        sha = attached(item.get("file")) if isinstance(item, Mapping) else None
+        if sha is not None and sha not in cache:
+            cache[sha] = await files.read(sha)
+    return cache
 
 
 def message_id(campaign_id: int, subscriber_id: int, position: int, domain: str) -> str:
@@ -371,6 +420,7 @@ class EmailChannel(Channel):
         # once a pooled session is free: waiting for a session must not bunch messages
         # into a burst the relay would count against its limit.
         self._wire: RateGate | None = None
+        self._files: dict[str, tuple[Upload, bytes]] = {}  # the campaign's attached files, read once
         self._target: SmtpTarget | None = None
         self._context: ssl.SSLContext | None = None
         self._user: str | None = None
@@ -597,6 +647,7 @@ class EmailChannel(Channel):
                 from_addr=self._from,
                 reply_to=self.settings.get("reply_to") or None,
                 unsubscribe_mailto=self.settings.get("unsubscribe_mailto") or None,
+                files=await read_attachments(call, context.files, self._files),
             )
         except (InvalidValue, ValueError) as exc:
             return Result(Outcome.CONTENT, error=self.error_text(exc), code="message")

@@ -41,6 +41,7 @@ from channels.base import (
     NETWORK_ERRORS,
     REDACTOR,
     Channel,
+    Files,
     Option,
     Outcome,
     RateRule,
@@ -48,6 +49,8 @@ from channels.base import (
     Result,
     Secrets,
     SendContext,
+    UploadOnce,
+    attached,
     endpoint_problem,
     network_result,
     one_line,
@@ -120,6 +123,7 @@ class MessengerChannel(Channel):
         super().__init__(name, settings, secrets=secrets)
         self._token: str | None = None
         self._key: str | None = None
+        self._uploads = UploadOnce()
 
     # ----------------------------------------------------------------- configuration
 
@@ -224,11 +228,16 @@ class MessengerChannel(Channel):
             raise ChannelError(f"messenger channel {self.name!r}: send() before open()")
         body = self.request_body(recipient, call, context)
         try:
-            response = await client.post(f"{self.api_url}/me/messages", json=body, headers=self._headers())
+            failed = await self._attach(client, body, context.files)
+            if failed is not None:
+                result = failed
+            else:
+                response = await client.post(
+                    f"{self.api_url}/me/messages", json=body, headers=self._headers()
+                )
+                result = self.classify(response.status_code, _json_or_none(response), response.headers)
         except NETWORK_ERRORS as exc:
             result = network_result(self, exc)
-        else:
-            result = self.classify(response.status_code, _json_or_none(response), response.headers)
         log.debug(
             "messenger %s: psid=%s position=%d outcome=%s code=%s",
             self.name,
@@ -238,6 +247,40 @@ class MessengerChannel(Channel):
             result.code,
         )
         return result
+
+    async def _attach(
+        self, client: httpx.AsyncClient, body: dict[str, Any], files: Files | None
+    ) -> Result | None:
+        """An attachment naming an uploaded file (``attachment_id: attach://SHA``) gets the
+        Page's ``attachment_id`` for it: uploaded once with the Attachment Upload API
+        (``is_reusable``), then reused for every recipient. None when the call can go;
+        else the failed upload's result."""
+        message = body.get("message")
+        attachment = message.get("attachment") if isinstance(message, dict) else None
+        payload = attachment.get("payload") if isinstance(attachment, dict) else None
+        sha = attached(payload.get("attachment_id")) if isinstance(payload, dict) else None
+        if sha is None or files is None or not isinstance(message, dict) or not isinstance(attachment, dict):
+            return None
+        kind = str(attachment.get("type"))
+        async with self._uploads.lock(sha, kind):
+            known = files.known(sha, kind)
+            if known is None:
+                upload, data = await files.read(sha)
+                spec = {"attachment": {"type": kind, "payload": {"is_reusable": True}}}
+                response = await client.post(
+                    f"{self.api_url}/me/message_attachments",
+                    data={"message": json.dumps(spec)},
+                    files={"filedata": (upload.name, data, upload.content_type)},
+                    headers=self._headers(),
+                )
+                answer = _json_or_none(response)
+                attachment_id = answer.get("attachment_id") if isinstance(answer, dict) else None
+                if not 200 <= response.status_code < 300 or not isinstance(attachment_id, str):
+                    return self.classify(response.status_code, answer, response.headers)
+                known = attachment_id
+                await files.remember(sha, kind, known)
+        body["message"] = {**message, "attachment": {"type": kind, "payload": {"attachment_id": known}}}
+        return None
 
     def classify(self, status: int, payload: Any, headers: Mapping[str, str]) -> Result:
         """A Graph answer (status, decoded JSON or None, headers) as a :class:`Result`."""

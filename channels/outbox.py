@@ -23,10 +23,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from channels.base import Channel, Option, Outcome, Recipient, Result, SendContext
-from channels.email import build_email, parse_address
+from channels.base import Channel, Option, Outcome, Recipient, Result, Secrets, SendContext
+from channels.email import build_email, parse_address, read_attachments
 from feedcast.kernel.errors import ChannelError, InvalidValue
-from feedcast.kernel.models import ProviderCall
+from feedcast.kernel.models import ProviderCall, Upload
 
 __all__ = ["FORMATS", "OutboxChannel", "safe_name"]
 
@@ -54,6 +54,10 @@ class OutboxChannel(Channel):
     )
     max_in_flight = 4
     fixed_recipient = "review"
+
+    def __init__(self, name: str, settings: Mapping[str, Any], *, secrets: Secrets | None = None) -> None:
+        super().__init__(name, settings, secrets=secrets)
+        self._files: dict[str, tuple[Upload, bytes]] = {}  # the campaign's attached files, read once
 
     @classmethod
     def validate_settings(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -88,7 +92,12 @@ class OutboxChannel(Channel):
             raise
 
     def render(
-        self, recipient: Recipient, call: ProviderCall, context: SendContext, position: int
+        self,
+        recipient: Recipient,
+        call: ProviderCall,
+        context: SendContext,
+        position: int,
+        files: Mapping[str, tuple[Upload, bytes]] | None = None,
     ) -> tuple[Path, bytes]:
         """The relative path and content of one call's file."""
         folder = Path(f"campaign-{context.campaign_id}") / safe_name(recipient.address)
@@ -99,6 +108,7 @@ class OutboxChannel(Channel):
                 context,
                 position,
                 from_addr=str(self.settings.get("from_addr") or "feedcast@localhost"),
+                files=files,
             )
             return folder / f"{position:03d}-{safe_name(call.method)}.eml", msg.as_bytes()
         record = {
@@ -119,7 +129,8 @@ class OutboxChannel(Channel):
         self, recipient: Recipient, call: ProviderCall, context: SendContext, position: int
     ) -> Result:
         try:
-            relative, data = self.render(recipient, call, context, position)
+            files = await read_attachments(call, context.files, self._files)
+            relative, data = self.render(recipient, call, context, position, files)
         except (InvalidValue, ValueError, TypeError) as exc:
             return Result(Outcome.CONTENT, error=self.error_text(exc), code="message")
         try:

@@ -29,7 +29,10 @@ carry the URL): errors go through :meth:`Channel.error_text`, which scrubs secre
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -42,6 +45,7 @@ from channels.base import (
     NETWORK_ERRORS,
     REDACTOR,
     Channel,
+    Files,
     Option,
     Outcome,
     RateRule,
@@ -49,6 +53,8 @@ from channels.base import (
     Result,
     Secrets,
     SendContext,
+    UploadOnce,
+    attached,
     endpoint_problem,
     network_result,
     number,
@@ -176,6 +182,7 @@ class TelegramChannel(Channel):
         self._token: str | None = None
         self._own_client: httpx.AsyncClient | None = None
         self._me: dict[str, Any] | None = None
+        self._uploads = UploadOnce()
 
     # ----------------------------------------------------------------- configuration
 
@@ -276,14 +283,19 @@ class TelegramChannel(Channel):
             await self.open(None)
         client = self.client
         assert client is not None
+        refs = _attachments(call)
         try:
-            response = await client.post(
-                self._url(call.method), json=self._body(recipient, call), timeout=_timeout(client)
-            )
+            if refs and context.files is not None:
+                result = await self._send_files(
+                    client, self._body(recipient, call), call.method, refs, context.files
+                )
+            else:
+                response = await client.post(
+                    self._url(call.method), json=self._body(recipient, call), timeout=_timeout(client)
+                )
+                result = self._classify(response)
         except NETWORK_ERRORS as exc:
             result = network_result(self, exc)
-        else:
-            result = self._classify(response)
         log.debug(
             "telegram %s to %s: %s%s",
             call.method,
@@ -292,6 +304,50 @@ class TelegramChannel(Channel):
             f" ({result.code}: {result.error})" if result.error else f" message {result.message_id}",
         )
         return result
+
+    async def _send_files(
+        self,
+        client: httpx.AsyncClient,
+        body: dict[str, Any],
+        method: str,
+        refs: Sequence[tuple[str | int, str, str]],
+        files: Files,
+    ) -> Result:
+        """A call naming uploaded files: each file Telegram already has goes by its
+        ``file_id``; the others are uploaded (multipart), once: whoever uploads a file
+        holds its lock, and the deliveries behind it reuse the ``file_id`` it returned."""
+        body = copy.deepcopy(body)  # album items are nested: the campaign's call stays as it is
+        pending = sorted({(sha, kind) for _place, sha, kind in refs if files.known(sha, kind) is None})
+        async with contextlib.AsyncExitStack() as stack:
+            for sha, kind in pending:
+                await stack.enter_async_context(self._uploads.lock(sha, kind))
+            parts: dict[str, tuple[str, bytes, str]] = {}
+            for place, sha, kind in refs:
+                known = files.known(sha, kind)
+                if isinstance(place, int):  # an album item: attach://SHA names a part
+                    if known is not None:
+                        body["media"][place]["media"] = known
+                    elif sha not in parts:
+                        upload, data = await files.read(sha)
+                        parts[sha] = (upload.name, data, upload.content_type)
+                elif known is not None:
+                    body[place] = known
+                else:
+                    upload, data = await files.read(sha)
+                    del body[place]
+                    parts[place] = (upload.name, data, upload.content_type)
+            if not parts:
+                response = await client.post(self._url(method), json=body, timeout=_timeout(client))
+                return self._classify(response)
+            form = {k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items()}
+            response = await client.post(self._url(method), data=form, files=parts, timeout=_timeout(client))
+            result = self._classify(response)
+            if result.outcome is Outcome.SENT:
+                for place, sha, kind in refs:
+                    file_id = _file_id_of(response, place, kind)
+                    if file_id is not None and files.known(sha, kind) is None:
+                        await files.remember(sha, kind, file_id)
+            return result
 
     def _classify(self, response: httpx.Response) -> Result:
         try:
@@ -463,6 +519,44 @@ def _timeout(client: httpx.AsyncClient) -> httpx.Timeout:
     if own.read is None or own.connect is None or own.pool is None:
         return TIMEOUT
     return own
+
+
+_MEDIA_FIELDS = {"sendPhoto": "photo", "sendVideo": "video", "sendAudio": "audio", "sendDocument": "document"}
+
+
+def _attachments(call: ProviderCall) -> list[tuple[str | int, str, str]]:
+    """(where, SHA-256, kind) of each uploaded file a call names: a media call's field,
+    or an album item's index."""
+    field = _MEDIA_FIELDS.get(call.method)
+    if field is not None:
+        sha = attached(call.body.get(field))
+        return [(field, sha, field)] if sha else []
+    if call.method == "sendMediaGroup":
+        items = call.body.get("media")
+        return [
+            (index, sha, str(item.get("type")))
+            for index, item in enumerate(items if isinstance(items, list) else [])
+            if isinstance(item, Mapping) and (sha := attached(item.get("media")))
+        ]
+    return []
+
+
+def _file_id_of(response: httpx.Response, place: str | int, kind: str) -> str | None:
+    """The ``file_id`` Telegram gave an uploaded file: of the largest photo size, or of the
+    video, audio or document (the album message at ``place``)."""
+    try:
+        result = response.json().get("result")
+    except (ValueError, AttributeError):
+        return None
+    if isinstance(place, int):
+        result = result[place] if isinstance(result, list) and place < len(result) else None
+    if not isinstance(result, Mapping):
+        return None
+    media = result.get(kind)
+    if kind == "photo" and isinstance(media, list) and media:
+        media = media[-1]
+    file_id = media.get("file_id") if isinstance(media, Mapping) else None
+    return file_id if isinstance(file_id, str) else None
 
 
 def _cost(call: ProviderCall) -> int:

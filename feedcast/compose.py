@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -65,6 +66,7 @@ from feedcast.kernel.models import (
 from feedcast.kernel.netguard import AddressPolicy, guarded_client
 from feedcast.kernel.urls import safe_url
 from feedcast.store import ComposedPart, Store
+from feedcast.tracking import public_url
 from layouts.composed import Composed, compose
 from layouts.filters import parse_locale, parse_timezone
 from layouts.formats import checked_calls, get_format
@@ -80,6 +82,7 @@ __all__ = [
     "PlanPart",
     "check_for_formats",
     "create_composed",
+    "file_urls",
     "parse_at",
     "plan_composed",
     "read_message_file",
@@ -338,7 +341,9 @@ async def _probe(client: httpx.AsyncClient, url: str) -> int | None:
 # --------------------------------------------------------------------------- checking
 
 
-def check_for_formats(loaded: LoadedMessage | ComposedMessage, formats: Sequence[str]) -> list[str]:
+def check_for_formats(
+    loaded: LoadedMessage | ComposedMessage, formats: Sequence[str], environ: Mapping[str, str] | None = None
+) -> list[str]:
     """MessageFileError for what a format cannot take (a caption over its limit, a call
     its provider would refuse); the warnings of what each leaves out."""
     message = loaded.message if isinstance(loaded, LoadedMessage) else loaded
@@ -355,10 +360,11 @@ def check_for_formats(loaded: LoadedMessage | ComposedMessage, formats: Sequence
                         f"{shown}: module {position} ({module.kind}): caption is {size} characters;"
                         f" {label} takes at most {limit}"
                     )
-        composed = compose(message, fmt, RenderContext(unsubscribe_url=_unsubscribe(fmt)))
+        context = RenderContext(unsubscribe_url=_unsubscribe(fmt))
+        composed = compose(message, fmt, context, file_urls=file_urls(message, environ))
         warnings.extend(f"{label}: {w}" for w in composed.warnings)
         try:
-            checked = checked_calls(composed.message, media_sizes=_sizes(message))
+            checked = checked_calls(composed.message, media_sizes=_sizes(message, environ))
         except PayloadError as exc:
             raise MessageFileError(f"{shown}: {label}: {exc}") from None
         for number, (call, error) in enumerate(checked, 1):
@@ -367,13 +373,28 @@ def check_for_formats(loaded: LoadedMessage | ComposedMessage, formats: Sequence
     return warnings
 
 
+def file_urls(message: ComposedMessage, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The public link of each uploaded file (``feedcast web``'s ``/f/``): what a file goes
+    as where it cannot be uploaded."""
+    base = public_url(environ)
+    return {
+        m.upload.sha256: f"{base}/f/{m.upload.sha256}/{quote(m.upload.name)}"
+        for m in message.modules
+        if m.upload is not None
+    }
+
+
 def _unsubscribe(fmt: str) -> str | None:
     return UNSUBSCRIBE_PLACEHOLDER if get_format(fmt).unsubscribe_link else None
 
 
-def _sizes(message: ComposedMessage) -> dict[str, int]:
-    """The sizes the media URLs' servers said: a medium too large to fetch goes as a link."""
-    return {m.url: m.size for m in message.modules if m.url and m.size}
+def _sizes(message: ComposedMessage, environ: Mapping[str, str] | None = None) -> dict[str, int]:
+    """The sizes of the media URLs (what their servers said; an upload's public link, its
+    file's): a medium too large for a provider to fetch goes as a link."""
+    sizes = {m.url: m.size for m in message.modules if m.url and m.size}
+    links = file_urls(message, environ)
+    sizes.update({links[m.upload.sha256]: m.upload.size for m in message.modules if m.upload is not None})
+    return sizes
 
 
 # --------------------------------------------------------------------------- when
@@ -434,6 +455,7 @@ def create_composed(
     message_tag: str | None = None,
     now: datetime | None = None,
     replace: bool = False,
+    environ: Mapping[str, str] | None = None,
 ) -> tuple[ComposedCampaign, list[str]]:
     """Record a composed campaign after checking its message against every channel's
     provider: the campaign, and what the channels leave out (warnings)."""
@@ -444,7 +466,7 @@ def create_composed(
     parse_timezone(timezone)
     configs = [store.get_channel(c) for c in dict.fromkeys(channels)]
     formats = [_format_of(c) for c in configs]
-    warnings = check_for_formats(loaded, formats)
+    warnings = check_for_formats(loaded, formats, environ)
     send_at, reading = (None, None)
     if at is not None:
         send_at, reading = parse_at(at, timezone, now=now)
@@ -550,6 +572,7 @@ def plan_composed(
     *,
     now: datetime | None = None,
     locales: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> ComposedPlan:
     """The campaign as ``send`` would make it now: for each channel, one render per
     language its audience reads (``locales`` instead: those, e.g. for a preview)."""
@@ -561,7 +584,9 @@ def plan_composed(
         audience = store.composed_audience(composed, config, fallback)
         wanted = list(locales) if locales else (list(audience) or [fallback])
         for locale in wanted:
-            parts.append(_part(composed, config, fmt, locale, fallback, audience.get(locale, 0), now))
+            parts.append(
+                _part(composed, config, fmt, locale, fallback, audience.get(locale, 0), now, environ)
+            )
     return ComposedPlan(composed, tuple(parts))
 
 
@@ -573,13 +598,14 @@ def _part(
     fallback: str,
     recipients: int,
     now: datetime | None,
+    environ: Mapping[str, str] | None,
 ) -> PlanPart:
     context = RenderContext(
         timezone=composed.timezone, locale=_known_locale(locale), now=now, unsubscribe_url=_unsubscribe(fmt)
     )
-    rendered = compose(composed.message, fmt, context)
+    rendered = compose(composed.message, fmt, context, file_urls=file_urls(composed.message, environ))
     try:
-        checked = checked_calls(rendered.message, media_sizes=_sizes(composed.message))
+        checked = checked_calls(rendered.message, media_sizes=_sizes(composed.message, environ))
     except PayloadError as exc:
         return PlanPart(config, fmt, locale, fallback, recipients, rendered, (), (str(exc),))
     calls = tuple(call for call, _error in checked)
@@ -649,7 +675,7 @@ def _send(
     run = ComposedRun(composed.name)
     resumed = composed.status == "sending"
     if composed.status in ("draft", "scheduled"):
-        plan = plan_composed(store, composed, now=now)
+        plan = plan_composed(store, composed, now=now, environ=environ)
         if plan.reason is not None:
             if trigger == "at":  # its time came and nothing can go: say so once, not every minute
                 store.finish_composed(composed.id, "stopped", plan.reason)

@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import math
 import os
@@ -61,6 +62,7 @@ import httpx
 
 from channels import channel_class
 from channels.base import (
+    ATTACH,
     UNSUBSCRIBE_PLACEHOLDER,
     Channel,
     Outcome,
@@ -87,6 +89,7 @@ from feedcast.kernel.models import (
     PendingDelivery,
     ProviderCall,
     QueuedItem,
+    Upload,
 )
 from feedcast.store import Store
 from feedcast.tokens import signing_key, unsubscribe_url
@@ -620,6 +623,34 @@ def deliver(
     )
 
 
+class _StoreFiles:
+    """The campaign's uploaded files from the store, for the channel to upload its way
+    (:class:`channels.base.Files`), and what the provider returned for each: kept in
+    ``upload_ids``, so every recipient, campaign and rerun on the channel reuses it."""
+
+    def __init__(
+        self, store: Store, channel_id: int, db_lock: asyncio.Lock, known: dict[tuple[str, str], str]
+    ) -> None:
+        self.store = store
+        self.channel_id = channel_id
+        self.db_lock = db_lock
+        self.ids = known
+
+    async def read(self, sha256: str) -> tuple[Upload, bytes]:
+        def read() -> tuple[Upload, bytes]:
+            return self.store.upload_info(sha256), self.store.upload_data(sha256)
+
+        return await asyncio.to_thread(read)
+
+    def known(self, sha256: str, kind: str) -> str | None:
+        return self.ids.get((sha256, kind))
+
+    async def remember(self, sha256: str, kind: str, provider_id: str) -> None:
+        self.ids[(sha256, kind)] = provider_id
+        async with self.db_lock:
+            await asyncio.to_thread(self.store.remember_upload_id, self.channel_id, sha256, kind, provider_id)
+
+
 @dataclass(slots=True)
 class _Tried:
     """A delivery's calls so far: its tries (from the stored count), the recipient (a new
@@ -735,6 +766,10 @@ class _Engine:
 
     async def run(self) -> None:
         calls = await asyncio.to_thread(self.store.campaign_calls, self.info.id)
+        if any(ATTACH in json.dumps(call.body) for _message, call in calls):  # uploads to make, or reuse
+            known = await asyncio.to_thread(self.store.provider_upload_ids, self.config.id)
+            files = _StoreFiles(self.store, self.config.id, self.db_lock, known)
+            self.context = replace(self.context, files=files)
         key = self.key or signing_key(self.store.path, self.environ)
         if is_tracked(calls, key):
             self.click_key = key

@@ -22,13 +22,15 @@ from typing import Any, Final
 
 from markupsafe import Markup
 
-from feedcast.kernel.models import Button, ComposedMessage, ComposedModule, Message, Module
+from feedcast.kernel.models import Attachment, Button, ComposedMessage, ComposedModule, Message, Module
 from layouts import markup
 from layouts.formats import get_format
 from layouts.formats._build import ICONS, link_name
+from layouts.formats._check import MB
+from layouts.formats.email import ATTACHMENTS_SIZE, inline_cid
 from layouts.render import RenderContext, render_composed_email
 
-__all__ = ["REPLY_FORMATS", "Composed", "compose", "inline_cid"]
+__all__ = ["REPLY_FORMATS", "Composed", "compose"]
 
 REPLY_FORMATS: Final = frozenset({"telegram", "messenger", "json"})  # formats that carry reply buttons
 
@@ -39,11 +41,6 @@ class Composed:
 
     message: Message
     warnings: tuple[str, ...] = field(default=())
-
-
-def inline_cid(sha256: str) -> str:
-    """The Content-ID an uploaded image is shown by inside an email."""
-    return f"{sha256[:32]}@feedcast"
 
 
 def _label(module: ComposedModule) -> str:
@@ -62,36 +59,63 @@ def compose(
     file_urls: Mapping[str, str] | None = None,
 ) -> Composed:
     """``message`` as the Message of format ``fmt``. ``file_urls`` maps an upload's
-    SHA-256 to the public link it is reachable at (a file a provider cannot take as an
-    upload goes as that link)."""
+    SHA-256 to the public link it is reachable at: a file the format cannot upload (a
+    webhook, a file over the provider's limit) goes as that link, and a warning says so."""
+    spec = get_format(fmt)
+    links = file_urls or {}
     warnings: list[str] = []
     buttons = [
         _buttons(module, position, fmt, warnings) for position, module in enumerate(message.modules, 1)
     ]
-    if get_format(fmt).text_template is not None:
-        return Composed(_email(message, context, buttons, file_urls or {}), tuple(warnings))
-    render_text = get_format(fmt).markup
+    uploads = _uploads(message, fmt, links, warnings)
+    if spec.text_template is not None:
+        return Composed(_email(message, context, buttons, uploads, links), tuple(warnings))
     modules = []
     for module, kept in zip(message.modules, buttons, strict=True):
         if module.kind == "text":
-            modules.append(Module(kind="text", text=render_text(module.text or ""), buttons=kept))
+            modules.append(Module(kind="text", text=spec.markup(module.text or ""), buttons=kept))
             continue
-        url = module.url
-        if module.upload is not None:
-            url = module.upload.ref
+        upload = module.upload if module.upload is not None and module.upload.sha256 in uploads else None
+        url = links.get(module.upload.sha256) if module.upload is not None else module.url
         modules.append(
             Module(
                 kind=module.kind,
-                text=render_text(module.caption) if module.caption else None,
+                text=spec.markup(module.caption) if module.caption else None,
                 url=url,
                 buttons=kept,
-                upload=module.upload,
+                upload=upload,
                 alt=module.alt,
                 name=module.name or (module.upload.name if module.upload else None),
             )
         )
     subject = message.subject or _first_words(message)
-    return Composed(Message(format=fmt, modules=tuple(modules), subject=subject), tuple(warnings))
+    composed = Message(format=fmt, modules=tuple(modules), subject=subject, albums=True)
+    return Composed(composed, tuple(warnings))
+
+
+def _uploads(message: ComposedMessage, fmt: str, links: Mapping[str, str], warnings: list[str]) -> set[str]:
+    """The files the format takes as uploads (by SHA-256); the others go as links, said."""
+    spec = get_format(fmt)
+    taken: set[str] = set()
+    room = ATTACHMENTS_SIZE if spec.text_template is not None else None  # what an email carries
+    for position, module in enumerate(message.modules, 1):
+        upload = module.upload
+        if upload is None:
+            continue
+        limit = spec.upload_limits.get(module.kind)
+        where = f"module {position} ({module.kind}): {upload.name} ({upload.size / MB:.1f} MB)"
+        link = links.get(upload.sha256, "its link")
+        if limit is None:
+            warnings.append(f"{where}: {spec.label} takes no uploads: sent as a link to {link}")
+        elif upload.size > limit or (room is not None and upload.size > room):
+            warnings.append(
+                f"{where}: over the {limit / MB:g} MB {spec.label} takes: sent as a link to {link}"
+            )
+        else:
+            taken.add(upload.sha256)
+            if room is not None:
+                room -= upload.size
+    return taken
 
 
 def _buttons(module: ComposedModule, position: int, fmt: str, warnings: list[str]) -> tuple[Button, ...]:
@@ -122,18 +146,22 @@ def _email(
     message: ComposedMessage,
     context: RenderContext,
     buttons: list[tuple[Button, ...]],
-    file_urls: Mapping[str, str],
+    uploads: set[str],
+    links: Mapping[str, str],
 ) -> Message:
     blocks: list[dict[str, Any]] = []
+    attachments: list[Attachment] = []
     for module, kept in zip(message.modules, buttons, strict=True):
         source = module.text if module.kind == "text" else module.caption
-        url = module.url
-        public = module.url
-        if module.upload is not None:
-            public = file_urls.get(module.upload.sha256)
-            # an uploaded image shows inline (cid:); other files go as attachments, or
-            # as their link when they are too large to attach
-            url = f"cid:{inline_cid(module.upload.sha256)}" if module.kind == "image" else public
+        url = public = module.url
+        upload = module.upload
+        if upload is not None:
+            public = links.get(upload.sha256)
+            url = public
+            if upload.sha256 in uploads:  # an image inline (cid:), another file attached
+                inline = module.kind == "image"
+                attachments.append(Attachment(upload, inline=inline))
+                url = f"cid:{inline_cid(upload.sha256)}" if inline else None
         blocks.append(
             {
                 "kind": module.kind,
@@ -141,6 +169,7 @@ def _email(
                 "text": markup.to_plain(source or ""),
                 "url": url,
                 "public_url": public,
+                "attached": upload is not None and upload.sha256 in uploads and module.kind != "image",
                 "alt": module.alt or markup.plain(module.caption or "") or _label(module),
                 "label": _label(module),
                 "icon": ICONS.get(module.kind, ""),
@@ -149,4 +178,5 @@ def _email(
         )
     subject = message.subject or _first_words(message) or ""
     modules, subject_out = render_composed_email(blocks, subject=subject, context=context)
-    return Message(format="email", modules=modules, subject=subject_out)
+    unique = {a.upload.sha256: a for a in attachments}  # a file named twice is carried once
+    return Message(format="email", modules=modules, subject=subject_out, attachments=tuple(unique.values()))

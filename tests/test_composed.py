@@ -4,6 +4,7 @@ sent, scheduled at a local time (DST included, on a fake clock), cancelled."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -372,3 +373,232 @@ def test_parse_at_reads_offsets_and_refuses_the_past() -> None:
     with pytest.raises(InvalidValue, match="not a date and time"):
         parse_at("tomorrow", "UTC", now=now)
     assert parse_at("2027-01-02 08:00", "UTC", now=now)[0] == now + timedelta(days=1, hours=8)
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+UPLOADED = """\
+modules:
+  - text: "New **arrivals**"
+  - image: ./banner.png
+    caption: "The banner"
+    alt: "A banner"
+  - image: ./second.png
+  - file: ./catalogue.pdf
+    name: "Winter catalogue.pdf"
+  - video: ./clip.mp4
+    caption: "A clip"
+"""
+
+
+def _files(tmp_path: Path) -> Path:
+    (tmp_path / "banner.png").write_bytes(PNG + b"banner")
+    (tmp_path / "second.png").write_bytes(PNG + b"second")
+    (tmp_path / "catalogue.pdf").write_bytes(b"%PDF-1.7\n" + b"p" * 3000)
+    (tmp_path / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"v" * 5000)
+    file = tmp_path / "arrivals.yaml"
+    file.write_text(UPLOADED, encoding="utf-8")
+    return file
+
+
+def _digests(tmp_path: Path) -> dict[str, str]:
+    names = ("banner.png", "second.png", "catalogue.pdf", "clip.mp4")
+    return {name: hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() for name in names}
+
+
+def test_local_files_are_uploaded_once_per_channel_and_reused(cli: Cli, rig: Rig, tmp_path: Path) -> None:
+    file = _files(tmp_path)
+    out, err = cli.outputs(
+        "campaign", "create", "arrivals", *_channels("tg", "fb", "mail", "crm"), "--file", str(file)
+    )
+    assert "4 file(s) kept" in out
+    assert err.count("JSON webhook takes no uploads: sent as a link to http://127.0.0.1:8080/f/") == 4
+    cli("campaign", "send", "arrivals")
+    store = Store(cli.db)
+    digests = _digests(tmp_path)
+
+    # Telegram: the two images as one album; each file uploaded by one delivery, then sent by file_id
+    calls = {chat: rig.tg.received(chat) for chat in (101, 102)}
+    for chat_calls in calls.values():
+        assert [c["method"] for c in chat_calls] == [
+            "sendMessage",
+            "sendMediaGroup",
+            "sendDocument",
+            "sendVideo",
+        ]
+    uploads = [u for chat_calls in calls.values() for c in chat_calls for u in c.get("uploads", {}).values()]
+    assert sorted(u["sha256"] for u in uploads) == sorted(digests.values())  # each once
+    document = next(u for u in uploads if u["sha256"] == digests["catalogue.pdf"])
+    assert document["filename"] == "Winter catalogue.pdf"
+    albums = [
+        c["params"]["media"]
+        for chat_calls in calls.values()
+        for c in chat_calls
+        if c["method"] == "sendMediaGroup"
+    ]
+    media = [json.loads(m) if isinstance(m, str) else m for m in albums]
+    assert [m[0].get("caption") for m in media] == ["The banner", "The banner"]
+    assert any(not str(m[0]["media"]).startswith("attach://") for m in media)  # the second went by file_id
+    ids = store.provider_upload_ids(store.get_channel("tg").id)
+    assert {sha for sha, _kind in ids} == set(digests.values())
+
+    # Messenger: the Attachment Upload API once per file, the attachment_id to both people
+    uploaded = rig.fb.uploads()
+    assert sorted(u["sha256"] for u in uploaded) == sorted(digests.values())
+    assert all(u["is_reusable"] for u in uploaded) and {u["type"] for u in uploaded} == {
+        "image",
+        "file",
+        "video",
+    }
+    for psid in ("9001", "9002"):
+        sent_ids = [
+            m["message"]["attachment"]["payload"].get("attachment_id")
+            for m in rig.fb.received(psid)
+            if m["message"].get("attachment", {}).get("type") in ("image", "file", "video")
+        ]
+        assert sorted(sent_ids) == sorted(u["attachment_id"] for u in uploaded)
+
+    # email: the images inline (cid:), the PDF and the clip attached
+    [mail] = rig.sink.messages_for("ann@example.org")
+    html = mail.message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    parts = list(mail.message.walk())
+    inline = {str(p["Content-ID"]).strip("<>") for p in parts if p["Content-ID"]}
+    assert len(inline) == 2 and all(f"cid:{cid}" in html for cid in inline)
+    attached = {
+        p.get_filename(): p.get_content() for p in parts if p.get_content_disposition() == "attachment"
+    }
+    assert set(attached) == {"Winter catalogue.pdf", "clip.mp4"}
+    assert attached["Winter catalogue.pdf"] == (tmp_path / "catalogue.pdf").read_bytes()
+
+    # the JSON webhook: links to feedcast web, which serves the bytes
+    [crm] = rig.hooks.received(rig.json.name)
+    urls = [m["url"] for m in crm.body["modules"] if m["kind"] != "text"]
+    assert urls[0] == f"http://127.0.0.1:8080/f/{digests['banner.png']}/banner.png"
+
+    # a second campaign with the same files uploads nothing again
+    cli("campaign", "create", "again", *_channels("tg", "fb"), "--file", str(file))
+    cli("campaign", "send", "again")
+    assert len(rig.fb.uploads()) == 4
+    again = [c for chat in (101, 102) for c in rig.tg.received(chat)[4:]]
+    assert len(again) == 8 and not any("uploads" in c for c in again)
+
+
+def test_feedcast_web_serves_the_uploaded_files_safely(cli: Cli, rig: Rig, tmp_path: Path) -> None:
+    import httpx
+
+    from feedcast.web.app import create_app
+
+    file = _files(tmp_path)
+    cli("campaign", "create", "arrivals", "--channel", "crm", "--file", str(file))
+    digests = _digests(tmp_path)
+    with AsgiServer(create_app(Store(cli.db), public_url="http://127.0.0.1:8080")) as web:
+        got = httpx.get(f"{web.base_url}/f/{digests['catalogue.pdf']}/x.pdf")
+        assert got.status_code == 200 and got.content == (tmp_path / "catalogue.pdf").read_bytes()
+        assert got.headers["content-disposition"].startswith("attachment")
+        assert got.headers["content-type"] == "application/octet-stream"
+        assert "sandbox" in got.headers["content-security-policy"]
+        image = httpx.get(f"{web.base_url}/f/{digests['banner.png']}/banner.png")
+        assert image.headers["content-type"] == "image/png"
+        assert image.headers["content-disposition"].startswith("inline")
+        assert httpx.get(f"{web.base_url}/f/{'0' * 64}/nothing").status_code == 404
+        assert httpx.get(f"{web.base_url}/f/..%2f..%2fetc/passwd").status_code == 404
+
+
+def test_a_file_over_a_providers_limit_goes_as_a_link_said_in_the_preview(
+    cli: Cli, rig: Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FEEDCAST_MAX_UPLOAD_MB", "60")
+    monkeypatch.setenv("FEEDCAST_PUBLIC_URL", "https://news.shop.example")
+    big = tmp_path / "big.zip"
+    with big.open("wb") as out:  # over Telegram's 50 MB for uploads (and its 20 MB by URL)
+        out.truncate(50_000_100)
+    file = tmp_path / "big.yaml"
+    file.write_text("modules:\n  - file: ./big.zip\n    name: Everything.zip\n", encoding="utf-8")
+    cli("campaign", "create", "big", *_channels("tg", "fb"), "--file", str(file))
+    preview: Any = cli.json("campaign", "preview", "big")
+    parts = {p["channel"]: p for p in preview["parts"]}
+    [warning] = parts["tg"]["warnings"]
+    assert (
+        "Everything.zip (50.0 MB): over the 50 MB Telegram takes: sent as a link to https://news.shop.example/f/"
+        in warning
+    )
+    [call] = parts["tg"]["calls"]
+    assert call["method"] == "sendMessage" and "https://news.shop.example/f/" in call["body"]["text"]
+    assert "Everything.zip" in call["body"]["text"]
+    [fb_call] = parts["fb"]["calls"]  # over Messenger's 25 MB too: the link as text
+    assert "https://news.shop.example/f/" in fb_call["body"]["message"]["text"]
+
+
+def test_the_emulators_check_uploads_as_the_providers_do(rig: Rig) -> None:
+    import httpx
+
+    from feedcast.sandbox.base import is_image
+
+    assert is_image(PNG) and not is_image(b"%PDF-1.7")
+    # Telegram refuses a photo that is not an image, and an unknown file_id
+    with AsgiServer(rig.tg.app) as server:
+        url = f"{server.base_url}/bot{TG_TOKEN}/sendPhoto"
+        bad = httpx.post(url, data={"chat_id": "101"}, files={"photo": ("x.png", b"not an image")})
+        assert bad.status_code == 400 and "IMAGE_PROCESS_FAILED" in bad.json()["description"]
+        good = httpx.post(url, data={"chat_id": "101"}, files={"photo": ("x.png", PNG)})
+        file_id = good.json()["result"]["photo"][-1]["file_id"]
+        assert httpx.post(url, json={"chat_id": 101, "photo": file_id}).json()["ok"] is True
+        assert httpx.post(url, json={"chat_id": 101, "photo": "made-up"}).status_code == 400
+    # Messenger refuses an attachment_id it never issued, and a "photo" that is not an image
+    with AsgiServer(rig.fb.app) as server:
+        auth = {"Authorization": f"Bearer {FB_TOKEN}"}
+        body = {"recipient": {"id": "9001"}, "messaging_type": "UPDATE",
+                "message": {"attachment": {"type": "image", "payload": {"attachment_id": "123"}}}}  # fmt: skip
+        answer = httpx.post(f"{server.base_url}/v25.0/me/messages", json=body, headers=auth)
+        assert answer.status_code == 400 and answer.json()["error"]["error_subcode"] == 2018047
+        upload = httpx.post(
+            f"{server.base_url}/v25.0/me/message_attachments",
+            data={"message": json.dumps({"attachment": {"type": "image", "payload": {"is_reusable": True}}})},
+            files={"filedata": ("x.pdf", b"%PDF-1.7")},
+            headers=auth,
+        )
+        assert upload.status_code == 400 and upload.json()["error"]["error_subcode"] == 2018047
+
+
+@pytest.mark.slow
+def test_a_composed_campaign_killed_midway_loses_nobody(
+    cli: Cli, telegram: tuple[TelegramEmulator, str], tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    emulator, url = telegram
+    emulator.reset()
+    n = 120
+    cli("channel", "add", "tg", "telegram", "--token", "env:TG_TOKEN", "--api-url", url)
+    Store(cli.db).add_subscribers("tg", [NewSubscriber(str(50_000 + i)) for i in range(n)])
+    file = tmp_path / "m.yaml"
+    file.write_text(
+        "modules:\n  - text: 'Flash sale: **now**'\n    buttons: [{label: Shop, url: 'https://shop.example'}]\n"
+    )
+    cli("campaign", "create", "flash", "--channel", "tg", "--file", str(file))
+    env = {**os.environ, "FEEDCAST_DB": str(cli.db)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "feedcast.cli", "campaign", "send", "flash"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while emulator.stats()["accepted"] < n // 5 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    _, stderr = process.communicate()
+    assert process.returncode == -signal.SIGKILL, stderr.decode()
+    assert emulator.stats()["accepted"] < n, "the kill came too late to test a resume"
+    assert Store(cli.db).get_composed("flash").status == "sending"
+
+    cli("campaign", "send", "flash")  # the rerun takes over the dead process's lease and resumes
+
+    counts = [len(emulator.received(50_000 + i)) for i in range(n)]
+    assert min(counts) == 1, "a subscriber was lost"
+    assert sum(counts) - n <= 16  # at most what was in flight or unrecorded at the kill
+    shown: Any = cli.json("campaign", "show", "flash")
+    assert shown["status"] == "sent" and shown["campaigns"][0]["sent"] == n
+    [row] = cli.json("sql", "SELECT count(*) FILTER (WHERE possibly_duplicated) AS flagged FROM send_history")  # type: ignore[misc]
+    assert row["flagged"] >= sum(c - 1 for c in counts)  # every duplicate shows

@@ -21,6 +21,7 @@ __all__ = [
     "COMPOSED_STATUSES",
     "DELIVERY_STATUSES",
     "SUBSCRIBER_STATUSES",
+    "Attachment",
     "Automation",
     "Availability",
     "Button",
@@ -323,6 +324,15 @@ class Module:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file an email carries: shown inline (an image the HTML names by ``cid:``) or
+    attached."""
+
+    upload: Upload
+    inline: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     """What a layout rendered for one format: modules in order, plus the items it shows."""
 
@@ -330,6 +340,8 @@ class Message:
     modules: tuple[Module, ...]
     subject: str | None = None  # email subject; a title for the other formats
     item_keys: tuple[str, ...] = ()
+    attachments: tuple[Attachment, ...] = ()  # email: the files of a composed message
+    albums: bool = False  # images and videos that follow each other go as one album (Telegram)
 
 
 COMPOSED_KINDS = ("text", "image", "video", "audio", "file")

@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
 import math
 import random
 import threading
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from email.parser import BytesParser
+from email.policy import HTTP
 from typing import Any, ClassVar, TypeVar
 
 from starlette.applications import Starlette
@@ -44,6 +48,7 @@ __all__ = [
     "Emulator",
     "Faults",
     "FixedWindow",
+    "Part",
     "TokenBucket",
     "Window",
     "control",
@@ -51,8 +56,57 @@ __all__ = [
     "control_object",
     "drop_connection",
     "flag",
+    "is_image",
+    "parse_multipart",
     "uvicorn_transport",
 ]
+
+# --------------------------------------------------------------------------- uploads
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """A file part of a multipart request: its name, size, digest and first bytes."""
+
+    filename: str
+    size: int
+    sha256: str
+    head: bytes
+    content_type: str = "application/octet-stream"
+
+
+def parse_multipart(body: bytes, content_type: str) -> tuple[dict[str, str] | None, dict[str, Part]]:
+    """A ``multipart/form-data`` body: its plain fields and its file parts, by name
+    (fields None when the body is not multipart)."""
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+    )
+    if not message.is_multipart():
+        return None, {}
+    fields: dict[str, str] = {}
+    files: dict[str, Part] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        raw = part.get_payload(decode=True)
+        payload = raw if isinstance(raw, bytes) else b""
+        filename = part.get_filename()
+        if filename is not None:
+            digest = hashlib.sha256(payload).hexdigest()
+            files[name] = Part(filename, len(payload), digest, payload[:16], part.get_content_type())
+        else:
+            fields[name] = payload.decode("utf-8", "replace")
+    return fields, files
+
+
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")
+
+
+def is_image(head: bytes) -> bool:
+    """Whether a file starts as a JPEG, PNG, GIF or WebP image does."""
+    return head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
 
 # --------------------------------------------------------------------------- rate windows
 

@@ -132,6 +132,8 @@ from feedcast.sandbox.base import (
     control_body,
     control_object,
     drop_connection,
+    is_image,
+    parse_multipart,
     uvicorn_transport,
 )
 from layouts.text import utf16_len
@@ -156,6 +158,7 @@ HUMAN_AGENT_WINDOW = timedelta(days=7)
 
 TEXT_LIMIT = 300  # calls per second per page
 MEDIA_LIMIT = 10  # audio and video attachments per second per page
+UPLOAD_LIMIT = 25_000_000  # bytes the Attachment Upload API takes
 
 _MEDIA_TYPES = ("image", "audio", "video", "file")
 _SLOW_MEDIA = frozenset({"audio", "video"})
@@ -334,6 +337,8 @@ class MessengerEmulator(Configurable):
             middleware=[Middleware(_NoDelay)],
             routes=[
                 Route("/{version}/me/messages", self._messages_endpoint, methods=["POST"]),
+                Route("/{version}/me/message_attachments", self._attachments_endpoint, methods=["POST"]),
+                Route("/me/message_attachments", self._attachments_endpoint, methods=["POST"]),
                 Route("/me/messages", self._messages_endpoint, methods=["POST"]),
                 Route("/{version}/me", self._me_endpoint, methods=["GET"]),
                 Route("/me", self._me_endpoint, methods=["GET"]),
@@ -399,6 +404,12 @@ class MessengerEmulator(Configurable):
         of the request as it arrived)."""
         with self._lock:
             return list(self._received.get(str(psid), ()))
+
+    def uploads(self) -> list[dict[str, Any]]:
+        """What the Attachment Upload API took, in order: ``{"attachment_id", "page_id",
+        "type", "filename", "size", "sha256", "is_reusable"}``."""
+        with self._lock:
+            return [{"attachment_id": key, **value} for key, value in self._attachments.items()]
 
     def all_received(self) -> dict[str, list[dict[str, Any]]]:
         with self._lock:
@@ -570,6 +581,8 @@ class MessengerEmulator(Configurable):
 
     def _clear(self) -> None:
         self._received: dict[str, list[dict[str, Any]]] = {}
+        # attachment_id -> what the Attachment Upload API took: page, type, file
+        self._attachments: dict[str, dict[str, Any]] = {}
         self._keys: dict[str, _Key] = {}
         self._scripted: dict[str, deque[_Scripted]] = {}
         self._errors: dict[str, int] = {}
@@ -715,6 +728,7 @@ class MessengerEmulator(Configurable):
         message = body.get("message")
         _check_message(message)
         assert isinstance(message, dict)
+        self._check_attachment_id(page, message)
         kind, tag = _messaging_type(body)
         span = WINDOW if kind != "MESSAGE_TAG" else HUMAN_AGENT_WINDOW if tag == "HUMAN_AGENT" else None
         if span is not None:
@@ -735,6 +749,64 @@ class MessengerEmulator(Configurable):
             }
         )
         return {"recipient_id": psid, "message_id": message_id}
+
+    async def _attachments_endpoint(self, request: Request) -> Response:
+        """``POST /me/message_attachments``: the Attachment Upload API. Multipart with a
+        ``message`` field (``{"attachment": {"type", "payload": {"is_reusable"}}}``) and
+        a ``filedata`` file: at most 25 MB, an image for type image; answers the
+        ``attachment_id`` the Send API then takes."""
+        raw = await request.body()
+        with self._lock:
+            self._requests += 1
+            try:
+                token, via = self._token(request, {})
+                page = self._page(token, via)
+                fields, files = parse_multipart(raw, request.headers.get("content-type", ""))
+                if fields is None:
+                    raise _invalid("the request must be multipart/form-data")
+                try:
+                    spec = json.loads(fields.get("message", ""))
+                    attachment = spec["attachment"]
+                    kind = attachment["type"]
+                    reusable = attachment.get("payload", {}).get("is_reusable") is True
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    raise _invalid("param message must be {attachment: {type, payload}}") from None
+                if kind not in ("image", "audio", "video", "file"):
+                    raise _invalid(
+                        f"param message[attachment][type] {kind!r} must be image, audio, video or file"
+                    )
+                part = files.get("filedata")
+                if part is None or part.size == 0:
+                    raise _invalid("param filedata must be a file")
+                if part.size > UPLOAD_LIMIT:
+                    raise _GraphError(400, 100, "(#100) The file is too large: 25 MB at most", 2018294)
+                if kind == "image" and not is_image(part.head):
+                    raise _GraphError(400, 100, "(#100) Upload attachment failure.", 2018047)
+            except _GraphError as error:
+                return self._error_response(error)
+            attachment_id = str(10**15 + len(self._attachments) + 1)
+            self._attachments[attachment_id] = {
+                "page_id": page.page_id,
+                "type": kind,
+                "filename": part.filename,
+                "size": part.size,
+                "sha256": part.sha256,
+                "is_reusable": reusable,
+            }
+            self._accepted += 1
+        return JSONResponse({"attachment_id": attachment_id})
+
+    def _check_attachment_id(self, page: Page, message: Mapping[str, Any]) -> None:
+        """A message naming an uploaded attachment: the Page uploaded it, as that type."""
+        attachment = message.get("attachment")
+        if not isinstance(attachment, dict):
+            return
+        payload = attachment.get("payload")
+        if not isinstance(payload, dict) or "attachment_id" not in payload:
+            return
+        known = self._attachments.get(str(payload["attachment_id"]))
+        if known is None or known["page_id"] != page.page_id or known["type"] != attachment.get("type"):
+            raise _GraphError(400, 100, "(#100) Invalid attachment_id", 2018047)
 
     def _scripted_error(self, psid: str) -> None:
         for key in (psid, "*"):

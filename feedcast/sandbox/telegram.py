@@ -85,8 +85,6 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from email.parser import BytesParser
-from email.policy import HTTP
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
@@ -104,12 +102,15 @@ from feedcast.sandbox.base import (
     Configurable,
     ControlError,
     Dropped,
+    Part,
     TokenBucket,
     Window,
     control,
     control_object,
     drop_connection,
     flag,
+    is_image,
+    parse_multipart,
 )
 from layouts.html import telegram_visible_text, validate_telegram_html
 from layouts.text import utf16_len
@@ -323,10 +324,15 @@ class _ChatRate:
 # --------------------------------------------------------------------------- parameters
 
 
-async def _read_params(request: Request) -> tuple[dict[str, Any], dict[str, tuple[str, int]]]:
+# what Telegram takes as an upload: photos up to 10 MB that are images, other files 50 MB
+PHOTO_UPLOAD = 10_000_000
+FILE_UPLOAD = 50_000_000
+
+
+async def _read_params(request: Request) -> tuple[dict[str, Any], dict[str, Part]]:
     """Query, then JSON / urlencoded / multipart body parameters; file parts by name."""
     params: dict[str, Any] = dict(request.query_params)
-    files: dict[str, tuple[str, int]] = {}
+    files: dict[str, Part] = {}
     if request.method != "POST":
         return params, files
     body = await request.body()
@@ -345,20 +351,11 @@ async def _read_params(request: Request) -> tuple[dict[str, Any], dict[str, tupl
     elif mime == "application/x-www-form-urlencoded":
         params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
     elif mime == "multipart/form-data":
-        message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + body)
-        if not message.is_multipart():
+        fields, parts = parse_multipart(body, ctype)
+        if fields is None:
             raise _bad("can't parse multipart/form-data")
-        for part in message.iter_parts():
-            name = part.get_param("name", header="content-disposition")
-            if not isinstance(name, str):
-                continue
-            raw = part.get_payload(decode=True)
-            payload = raw if isinstance(raw, bytes) else b""
-            filename = part.get_filename()
-            if filename is not None:
-                files[name] = (filename, len(payload))
-            else:
-                params[name] = payload.decode("utf-8", "replace")
+        params.update(fields)
+        files.update(parts)
     return params, files
 
 
@@ -511,6 +508,7 @@ class TelegramEmulator(Configurable):
         self._usernames: dict[str, int] = {}
         self._rates: dict[tuple[int, int], _ChatRate] = {}
         self._file_ids: set[str] = set()
+        self._file_uniques: dict[str, str] = {}
         self._bad_urls: set[str] = set()
         self._next_bot_id = 7_000_000_001
         self._media_group_id = 13_000_000_000_000_000
@@ -681,6 +679,7 @@ class TelegramEmulator(Configurable):
                 self._chats.clear()
                 self._usernames.clear()
                 self._file_ids.clear()
+                self._file_uniques.clear()
                 self._bad_urls.clear()
                 return
             for token, bot in list(self._bots.items()):
@@ -748,7 +747,7 @@ class TelegramEmulator(Configurable):
         token: str,
         method: str,
         params: dict[str, Any],
-        files: dict[str, tuple[str, int]],
+        files: dict[str, Part],
         parse_error: _ApiError | None,
     ) -> Response | _LongPoll:
         """One Bot API request, under the lock (:class:`Dropped`: drop the connection); a
@@ -831,16 +830,24 @@ class TelegramEmulator(Configurable):
             raise _ApiError(code, description)
         return chat
 
-    def _media(self, value: Any, kind: str, files: Mapping[str, tuple[str, int]]) -> dict[str, Any]:
-        """A media reference: an http(s) URL, ``attach://part`` or a file_id we issued."""
+    def _media(self, value: Any, kind: str, files: Mapping[str, Part]) -> dict[str, Any]:
+        """A media reference: an http(s) URL, ``attach://part`` or a file_id we issued.
+        An upload is checked as Telegram does: a photo is an image of at most 10 MB, any
+        other file at most 50 MB."""
         if not isinstance(value, str) or not value.strip():
             raise _bad(f"there is no {kind} in the request")
         value = value.strip()
         if value.startswith("attach://"):
-            upload = files.get(value.removeprefix("attach://"))
-            if upload is None:
+            part = files.get(value.removeprefix("attach://"))
+            if part is None:
                 raise _bad("can't parse InputMedia: media not found")
-            return {"upload": upload[0], "size": upload[1]}
+            if part.size > (PHOTO_UPLOAD if kind == "photo" else FILE_UPLOAD):
+                raise _ApiError(413, "Request Entity Too Large")
+            if part.size == 0:
+                raise _bad("file must be non-empty")
+            if kind == "photo" and not is_image(part.head):
+                raise _bad("IMAGE_PROCESS_FAILED")
+            return {"upload": part.filename, "size": part.size, "sha256": part.sha256}
         if _web_url(value):
             if value in self._bad_urls:
                 raise _bad("failed to get HTTP URL content")
@@ -854,7 +861,7 @@ class TelegramEmulator(Configurable):
         bot: _Bot,
         method: str,
         params: dict[str, Any],
-        files: dict[str, tuple[str, int]],
+        files: dict[str, Part],
         now: float,
     ) -> Any:
         chat = self._chat(params.get("chat_id"))
@@ -929,10 +936,14 @@ class TelegramEmulator(Configurable):
             self._message(bot, chat, kind, ref, visible, raw, params, date, group_id, markup)
             for kind, ref, visible, raw in contents
         ]
+        uploads = {
+            name: {"filename": p.filename, "size": p.size, "sha256": p.sha256} for name, p in files.items()
+        }
         chat.received.append(
             {
                 "method": _CANONICAL[method],
                 "params": {k: v for k, v in params.items() if k != "chat_id"},
+                **({"uploads": uploads} if uploads else {}),
                 "message_id": messages[0]["message_id"],
                 "message_ids": [m["message_id"] for m in messages],
                 "time": self.clock.time(),
@@ -1001,10 +1012,19 @@ class TelegramEmulator(Configurable):
             if preview not in (None, ""):
                 message["link_preview_options"] = _json_param(preview, "can't parse link preview options")
         else:
-            source = (ref or {}).get("url") or (ref or {}).get("upload") or (ref or {}).get("file_id") or ""
-            file_id, unique = _file_id(str(source), kind)
+            ref = ref or {}
+            source = ref.get("url") or ref.get("sha256") or ref.get("file_id") or ""
+            if ref.get("file_id"):  # sent again by its id: the same file
+                file_id, unique = (
+                    str(ref["file_id"]).removesuffix("s"),
+                    self._file_uniques.get(str(ref["file_id"]), ""),
+                )
+            else:
+                file_id, unique = _file_id(str(source), kind)
             self._file_ids.add(file_id)
-            name = urlsplit(str(source)).path.rsplit("/", 1)[-1] or "file"
+            self._file_uniques[file_id] = unique
+            self._file_uniques[file_id + "s"] = unique + "s"
+            name = ref.get("upload") or urlsplit(str(source)).path.rsplit("/", 1)[-1] or "file"
             if kind == "photo":
                 message["photo"] = [
                     {"file_id": file_id + "s", "file_unique_id": unique + "s", "width": 90, "height": 90},

@@ -38,6 +38,7 @@ from feedcast.store.database import staged
 __all__ = ["ComposedPart", "ComposedRepository", "message_from_json", "message_to_json"]
 
 DEFAULT_LOCALE = "en"
+CHUNK = 1 << 20  # bytes of an upload per row of upload_chunks
 
 _COLUMNS = (
     "id, name, channels, audience, message, source_file, locale, timezone, send_at, send_at_local,"
@@ -182,11 +183,18 @@ class ComposedRepository(ChannelRepository):
                     if known is None:
                         raise InvalidValue(f"the file {upload.name!r} was not given")
                     continue
+                known = con.execute("SELECT 1 FROM uploads WHERE sha256 = ?", [sha]).fetchone()
+                if known is not None:
+                    continue
                 con.execute(
-                    "INSERT INTO uploads (sha256, name, content_type, size, data) VALUES (?, ?, ?, ?, ?)"
-                    " ON CONFLICT DO NOTHING",
-                    [sha, upload.name, upload.content_type, upload.size, data],
+                    "INSERT INTO uploads (sha256, name, content_type, size) VALUES (?, ?, ?, ?)",
+                    [sha, upload.name, upload.content_type, upload.size],
                 )
+                for seq, start in enumerate(range(0, len(data), CHUNK)):  # a large file in bounded memory
+                    con.execute(
+                        "INSERT INTO upload_chunks (sha256, seq, data) VALUES (?, ?, ?)",
+                        [sha, seq, data[start : start + CHUNK]],
+                    )
             con.execute(
                 "INSERT INTO composed_campaigns (name, channels, audience, message, source_file, locale,"
                 " timezone, send_at, send_at_local, message_tag, status)"
@@ -354,10 +362,12 @@ class ComposedRepository(ChannelRepository):
     def upload_data(self, sha256: str) -> bytes:
         """The bytes of an uploaded file."""
         with self.connect(read_only=True) as con:
-            row = con.execute("SELECT data FROM uploads WHERE sha256 = ?", [sha256]).fetchone()
-        if row is None:
+            rows = con.execute(
+                "SELECT data FROM upload_chunks WHERE sha256 = ? ORDER BY seq", [sha256]
+            ).fetchall()
+        if not rows:
             raise NotFound(f"no uploaded file {sha256[:12]}")
-        return bytes(row[0])
+        return b"".join(bytes(r[0]) for r in rows)
 
     def upload_info(self, sha256: str) -> Upload:
         with self.connect(read_only=True) as con:

@@ -550,8 +550,15 @@ _COMPOSED = (
         name         VARCHAR NOT NULL,
         content_type VARCHAR NOT NULL,
         size         BIGINT NOT NULL,
-        data         BLOB NOT NULL,
         created_at   TIMESTAMPTZ NOT NULL DEFAULT now()
+    )
+    """,
+    """
+    CREATE TABLE upload_chunks (
+        sha256 VARCHAR NOT NULL,
+        seq    INTEGER NOT NULL,
+        data   BLOB NOT NULL,
+        PRIMARY KEY (sha256, seq)
     )
     """,
     """

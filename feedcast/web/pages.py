@@ -120,6 +120,7 @@ def routes(
         ),
         Route("/confirm/{token}", pages.confirm, methods=["GET", "POST"], name="confirm"),
         Route("/c/{token}", pages.click, methods=["GET"], name="click"),
+        Route("/f/{sha256}/{name}", pages.file, methods=["GET", "HEAD"], name="file"),
     ]
 
 
@@ -464,6 +465,9 @@ class _Pages:
 
     # ----------------------------------------------------------------- click tracking
 
+    async def file(self, request: Request) -> Response:
+        return await _file(self.store, request)
+
     async def click(self, request: Request) -> Response:
         parsed = read_click_token(self.key, request.path_params["token"])
         if parsed is None:
@@ -484,6 +488,36 @@ class _Pages:
         if urlsplit(url).scheme.lower() not in ("http", "https"):
             return _not_valid()
         return RedirectResponse(url, status_code=302, headers=_HEADERS)
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_SHOWN_INLINE = ("image/", "video/", "audio/")  # served to be shown; anything else downloads
+
+
+async def _file(store: Store, request: Request) -> Response:
+    """``/f/SHA256/NAME``: a composed campaign's uploaded file, where a provider takes no
+    upload (a webhook) or the file is over its limit. Named by its digest (unguessable,
+    never changes: cached for a year); anything but an image, a video or a sound is a
+    download, and sandboxed, so a file can never act as a page of this site."""
+    sha = request.path_params["sha256"]
+    if not _SHA256.fullmatch(sha):
+        return _not_valid()
+    try:
+        upload = await run_in_threadpool(store.upload_info, sha)
+        data = b"" if request.method == "HEAD" else await run_in_threadpool(store.upload_data, sha)
+    except NotFound:
+        return _not_valid()
+    inline = upload.content_type.startswith(_SHOWN_INLINE) and upload.content_type != "image/svg+xml"
+    disposition = "inline" if inline else "attachment"
+    headers = {
+        "Cache-Control": "public, max-age=31536000, immutable",
+        "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(upload.name)}",
+        "Content-Security-Policy": "sandbox; default-src 'none'",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Length": str(upload.size),
+    }
+    media_type = upload.content_type if inline else "application/octet-stream"
+    return Response(data, media_type=media_type, headers=headers)
 
 
 def confirmation_call(audience: str, link: str) -> ProviderCall:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 
 from feedcast.kernel.models import Message, Module, ProviderCall
@@ -49,7 +49,10 @@ class Format:
     ``plain_modules(text)``: a plain text as its modules (bot replies);
     ``own_test_message(text, channel)``: the message ``feedcast channel test`` sends, when
     it is not ``text`` as one text module; ``markup(text)``: the composer's markup
-    (:mod:`layouts.markup`) in the format's own (plain text by default). ``preview_call(call, sender, number)``: one
+    (:mod:`layouts.markup`) in the format's own (plain text by default);
+    ``upload_limits``: the bytes a local file of each module kind (image, video, audio,
+    file) may have to be uploaded the provider's way (empty: the format uploads
+    nothing, files go as links). ``preview_call(call, sender, number)``: one
     call as the provider shows it, ``preview_window(body, sender)``: the previewed
     messages in the provider's window, :attr:`preview_css`: their style, the file
     ``layouts/formats/<name>.css``.
@@ -68,6 +71,7 @@ class Format:
     plain_modules: Callable[[str], tuple[Module, ...]] = _text_modules
     own_test_message: Callable[[str, str], Message] | None = None
     markup: Callable[[str], str] = to_plain
+    upload_limits: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def preview_css(self) -> str:

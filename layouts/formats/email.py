@@ -21,9 +21,10 @@ from html import escape
 from typing import Final
 
 from feedcast.kernel.errors import PayloadError
-from feedcast.kernel.models import Button, Message, Module, ProviderCall
+from feedcast.kernel.models import Attachment, Button, Message, Module, ProviderCall
 from layouts.formats import _check as check
 from layouts.formats._build import ICONS, Sizes, link_name, one_line, url_of
+from layouts.formats._check import MB
 from layouts.formats._fit import ELLIPSIS
 from layouts.formats._spec import Format
 from layouts.html import plain_text
@@ -31,7 +32,7 @@ from layouts.markup import to_html
 from layouts.preview_html import Sender, esc, plain_window, text_of
 from layouts.text import truncate_text
 
-__all__ = ["FORMAT", "parts"]
+__all__ = ["ATTACHMENTS_SIZE", "FORMAT", "inline_cid", "parts"]
 
 SUBJECT = 998
 
@@ -199,7 +200,26 @@ def build_calls(message: Message, sizes: Sizes) -> list[ProviderCall]:
     subject = truncate_text(one_line(subject), SUBJECT, ELLIPSIS) or ELLIPSIS
     if not text.strip():
         text = subject + "\n"
-    return [ProviderCall("smtp", {"subject": subject, "html": html, "text": text})]
+    body: dict[str, object] = {"subject": subject, "html": html, "text": text}
+    if message.attachments:
+        body["attachments"] = [_attachment(a) for a in message.attachments]
+    return [ProviderCall("smtp", body)]
+
+
+def inline_cid(sha256: str) -> str:
+    """The Content-ID an inline image is named by in the HTML (``cid:...``)."""
+    return f"{sha256[:32]}@feedcast"
+
+
+def _attachment(attachment: Attachment) -> dict[str, object]:
+    upload = attachment.upload
+    return {
+        "file": upload.ref,
+        "filename": upload.name,
+        "content_type": upload.content_type,
+        "size": upload.size,
+        "cid": inline_cid(upload.sha256) if attachment.inline else None,
+    }
 
 
 # --------------------------------------------------------------------------- validation
@@ -221,7 +241,7 @@ def validate(call: ProviderCall) -> None:
     if call.method != "smtp":
         check.fail("email.method", f"method {call.method!r}: email calls are 'smtp'")
     body = call.body
-    check.keys(body, {"subject", "html", "text"}, "email.body.keys", "body")
+    check.keys(body, {"subject", "html", "text", "attachments"}, "email.body.keys", "body")
     subject = check.string(check.field(body, "subject", "email.subject", "body"), "email.subject", "subject")
     if "\r" in subject or "\n" in subject:
         check.fail("email.subject.newline", "the subject contains a line break")
@@ -236,6 +256,43 @@ def validate(call: ProviderCall) -> None:
     text = check.string(check.field(body, "text", "email.text", "body"), "email.text", "text")
     if not text.strip():
         check.fail("email.text", "the plain-text part is empty")
+    if "attachments" in body:
+        _check_attachments(body["attachments"])
+
+
+_ATTACHMENT_KEYS: Final = frozenset({"file", "filename", "content_type", "size", "cid"})
+ATTACH_FILE = 10 * MB  # a file larger than this goes as a link (its share of the message's room)
+ATTACHMENTS_SIZE = 20 * MB  # what the message may carry in files (relays take 25 MB, base64 adds a third)
+
+
+def _check_attachments(value: object) -> None:
+    rule = "email.attachments"
+    total = 0
+    for index, raw in enumerate(check.array(value, rule, "attachments")):
+        what = f"attachments[{index}]"
+        item = check.obj(raw, rule, what)
+        if set(item) != _ATTACHMENT_KEYS:
+            check.fail(rule, f"{what} must have exactly the fields {', '.join(sorted(_ATTACHMENT_KEYS))}")
+        ref = check.string(item["file"], rule, f"{what}.file")
+        if not ref.startswith("attach://") or len(ref) != len("attach://") + 64:
+            check.fail(rule, f"{what}.file must name an uploaded file (attach://SHA256)")
+        name = check.string(item["filename"], rule, f"{what}.filename")
+        if not name.strip() or any(c in name for c in "\r\n/\\"):
+            check.fail(rule, f"{what}.filename {name!r} is not a file name")
+        ctype = check.string(item["content_type"], rule, f"{what}.content_type")
+        if ctype.count("/") != 1:
+            check.fail(rule, f"{what}.content_type {ctype!r} is not a MIME type")
+        size = item["size"]
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            check.fail(rule, f"{what}.size must be a number of bytes")
+        total += size
+        if item["cid"] is not None:
+            check.string(item["cid"], rule, f"{what}.cid")
+    if total > ATTACHMENTS_SIZE:
+        check.fail(
+            "email.attachments.size",
+            f"{total / MB:.1f} MB of files, over the {ATTACHMENTS_SIZE // MB} MB an email carries",
+        )
 
 
 # --------------------------------------------------------------------------- preview
@@ -287,4 +344,5 @@ FORMAT: Final = Format(
     preview_call=preview_call,
     preview_window=plain_window,  # the emails on the page itself
     markup=to_html,
+    upload_limits=dict.fromkeys(("image", "video", "audio", "file"), ATTACH_FILE),
 )

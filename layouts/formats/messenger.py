@@ -39,6 +39,7 @@ QUICK_REPLY_TITLE = 20
 PAYLOAD = 1000
 IMAGE_BY_URL = 8 * MB
 FILE_BY_URL = 25 * MB
+UPLOAD = 25 * MB  # the Attachment Upload API
 TAGS = frozenset({"CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE", "ACCOUNT_UPDATE", "HUMAN_AGENT"})
 OPEN_LABEL: Final = "Open"  # the button of a carousel card that has nothing but a title and a link
 
@@ -90,7 +91,14 @@ class _Calls:
             self.messages.append({"attachment": {"type": "template", "payload": payload}})
 
     def media(self, module: Module) -> None:
-        raw = (module.url or "").strip()
+        upload = module.upload
+        if upload is not None and upload.size <= FORMAT.upload_limits[module.kind]:  # uploaded once
+            self.flush()
+            payload = {"attachment_id": upload.ref}
+            self.messages.append({"attachment": {"type": module.kind, "payload": payload}})
+            self.text((module.text or "").strip(), module.buttons)
+            return
+        raw = (module.url or "").strip()  # an upload too large to go: its link
         url = url_of(raw)
         caption = (module.text or "").strip()
         limit = IMAGE_BY_URL if module.kind == "image" else FILE_BY_URL
@@ -451,5 +459,12 @@ def preview_window(body: str, sender: Sender) -> str:
 
 
 FORMAT: Final = Format(
-    "messenger", "Messenger", "messenger.j2", build_calls, validate, preview_call, preview_window
+    "messenger",
+    "Messenger",
+    "messenger.j2",
+    build_calls,
+    validate,
+    preview_call,
+    preview_window,
+    upload_limits=dict.fromkeys(("image", "video", "audio", "file"), UPLOAD),
 )

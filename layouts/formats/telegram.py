@@ -55,6 +55,8 @@ MEDIA_GROUP_MIN = 2
 MEDIA_GROUP_MAX = 10
 PHOTO_BY_URL = 5 * MB
 FILE_BY_URL = 20 * MB
+PHOTO_UPLOAD = 10 * MB  # multipart uploads
+FILE_UPLOAD = 50 * MB
 BUTTON_TEXT = 64  # code points; our rule (Telegram publishes none)
 CALLBACK_DATA = 64  # bytes
 KEYBOARD_ROW = 8
@@ -223,8 +225,12 @@ class _Calls:
         return ext not in _REFUSED[kind]
 
     def media(self, module: Module) -> None:
-        url = url_of(module.url)
         caption = None if _blank(module.text) else (module.text or "").strip()
+        upload = module.upload
+        if upload is not None and upload.size <= FORMAT.upload_limits[module.kind]:
+            self.media_call(module, upload.ref, caption)  # the channel uploads it, once
+            return
+        url = url_of(module.url)  # an upload too large to go: its link
         if url is None and not (module.url or "").strip():
             self.text(caption, module.buttons)
             return
@@ -236,9 +242,14 @@ class _Calls:
             self.run.append(link)
             self.flush(module.buttons)
             return
+        self.media_call(module, url, caption)
+
+    def media_call(self, module: Module, ref: str, caption: str | None) -> None:
+        """A sendPhoto / sendVideo / sendAudio / sendDocument of ``ref`` (a URL, or an
+        upload's ``attach://``), its caption and keyboard."""
         self.flush()
         method, field, _ = _SEND[module.kind]
-        body: JsonObj = {field: url}
+        body: JsonObj = {field: ref}
         keyboard = _keyboard(module.buttons)
         if caption is not None and telegram_text_length(caption) <= CAPTION:
             body["caption"] = caption
@@ -299,7 +310,43 @@ class _Calls:
 def _build(message: Message, sizes: Sizes) -> list[ProviderCall]:
     builder = _Calls(sizes)
     drive(builder, message)
-    return builder.calls
+    return _albums(builder.calls) if message.albums else builder.calls
+
+
+_ALBUM_TYPES: Final = {"sendPhoto": "photo", "sendVideo": "video"}
+
+
+def _albums(calls: list[ProviderCall]) -> list[ProviderCall]:
+    """Photos and videos that follow each other, without buttons, as albums
+    (``sendMediaGroup`` of 2..10, balanced), each keeping its caption."""
+    out: list[ProviderCall] = []
+    run: list[ProviderCall] = []
+
+    def flush() -> None:
+        if len(run) < MEDIA_GROUP_MIN:
+            out.extend(run)
+        else:
+            for group in _balanced(run, MEDIA_GROUP_MAX):
+                if len(group) == 1:
+                    out.append(group[0])
+                    continue
+                items = []
+                for call in group:
+                    kind = _ALBUM_TYPES[call.method]
+                    item: JsonObj = {"type": kind, "media": call.body[kind]}
+                    item.update({k: v for k, v in call.body.items() if k in ("caption", "parse_mode")})
+                    items.append(item)
+                out.append(ProviderCall("sendMediaGroup", {"media": items}))
+        run.clear()
+
+    for call in calls:
+        if call.method in _ALBUM_TYPES and "reply_markup" not in call.body:
+            run.append(call)
+            continue
+        flush()
+        out.append(call)
+    flush()
+    return out
 
 
 # --------------------------------------------------------------------------- validation
@@ -673,4 +720,5 @@ FORMAT: Final = Format(
     preview_window,
     plain_modules=plain_modules,
     markup=to_telegram,
+    upload_limits={"image": PHOTO_UPLOAD, "video": FILE_UPLOAD, "audio": FILE_UPLOAD, "file": FILE_UPLOAD},
 )
