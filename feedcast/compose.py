@@ -605,7 +605,9 @@ def _part(
     )
     rendered = compose(composed.message, fmt, context, file_urls=file_urls(composed.message, environ))
     try:
-        checked = checked_calls(rendered.message, media_sizes=_sizes(composed.message, environ))
+        checked = checked_calls(
+            rendered.message, media_sizes=_sizes(composed.message, environ), locale=context.locale
+        )
     except PayloadError as exc:
         return PlanPart(config, fmt, locale, fallback, recipients, rendered, (), (str(exc),))
     calls = tuple(call for call, _error in checked)

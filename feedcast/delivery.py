@@ -401,7 +401,7 @@ def _planned_messages(plan: CampaignPlan) -> tuple[PlannedMessage, ...]:
     rendered = render(plan.layout, plan.fmt, items, context=plan.context, events=plan.events)
     for number, message in enumerate(rendered, 1):
         try:
-            message_calls = provider_calls(message, media_sizes=sizes)
+            message_calls = provider_calls(message, media_sizes=sizes, locale=plan.context.locale)
         except PayloadError as exc:
             messages.append(PlannedMessage(number, message, (), (), str(exc)))
             continue

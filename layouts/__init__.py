@@ -6,6 +6,8 @@
   ``cards()``, ``button()``...) to make a Message's modules;
 * :mod:`layouts.filters`: the template filters (sanitising, excerpts, money, dates);
 * :mod:`layouts.limits`: the time and size limits every render runs under;
+* :mod:`layouts.i18n`: the gettext catalogues of the layouts' own words
+  (``layouts/locale/``), chosen by the render's locale;
 * :mod:`layouts.html` / :mod:`layouts.text`: sanitisers, validators, truncation;
 * :mod:`layouts.formats`: one module per provider format (telegram, messenger, email,
   slack, discord, json) with its limits, its payload builder (a Message as the exact

@@ -18,11 +18,12 @@ filter                  result
 ``excerpt(n)``          plain text of at most ``n`` characters, cut at a word boundary
 ``truncate_words(n)``   plain text of at most ``n`` words
 ``money(currency)``     ``1299`` -> ``€1,299.00`` (en) / ``1 299,00 €`` (fr), by Babel
+                        (a right-to-left locale's ends in a left-to-right mark)
 ``percent``             ``0.23`` -> ``23%`` (en) / ``23 %`` (fr)
 ``date(format)``        a date in the render's time zone and locale (``medium``:
                         ``Nov 25, 2026`` / ``25 nov. 2026``), by Babel
 ``datetime(format)``    the same with the time of day
-``availability``        ``in_stock`` -> ``In stock`` (English labels)
+``availability``        ``in_stock`` -> ``In stock`` (``En stock`` in fr: :mod:`layouts.i18n`)
 ``mrkdwn``              plain text escaped for Slack mrkdwn (``& < >``)
 ``slack_link(url)``     ``<url|text>`` for Slack
 ``md``                  plain text escaped for Discord markdown
@@ -51,6 +52,7 @@ from markupsafe import Markup
 from feedcast.kernel.errors import InvalidValue
 from layouts.html import email_html as _email_html
 from layouts.html import plain_text, telegram_html
+from layouts.i18n import N_, gettext
 from layouts.text import truncate_text
 
 __all__ = [
@@ -79,6 +81,7 @@ __all__ = [
 ]
 
 ELLIPSIS = "…"
+_LRM = "\u200e"  # Unicode left-to-right mark
 
 
 class HtmlText(str):
@@ -215,7 +218,13 @@ def money(amount: object, currency: object = None) -> str:
     locale = settings().locale
     if _missing(currency):
         return babel.numbers.format_decimal(number, format="#,##0.00", locale=locale)
-    return babel.numbers.format_currency(number, str(currency).upper(), locale=locale)
+    text = babel.numbers.format_currency(number, str(currency).upper(), locale=locale)
+    if locale.character_order == "right-to-left":
+        # a left-to-right mark after the currency: a code ending in a symbol keeps its
+        # order in a right-to-left line ("‏19.00 US$" read "$US 19.00"), and the text
+        # after the price does not join it
+        text += _LRM
+    return text
 
 
 def percent(value: object) -> str:
@@ -285,21 +294,23 @@ def _isolated(text: str) -> str:
 # ---------------------------------------------------------------------------- labels
 
 _AVAILABILITY = {
-    "in_stock": "In stock",
-    "out_of_stock": "Out of stock",
-    "preorder": "Pre-order",
-    "backorder": "Backorder",
-    "limited_availability": "Limited availability",
-    "discontinued": "Discontinued",
+    "in_stock": N_("In stock"),
+    "out_of_stock": N_("Out of stock"),
+    "preorder": N_("Pre-order"),
+    "backorder": N_("Backorder"),
+    "limited_availability": N_("Limited availability"),
+    "discontinued": N_("Discontinued"),
 }
 
 
 def availability(value: object) -> str:
-    """An Availability value as a label (English only for now)."""
+    """An Availability value as a label in the render's language (:mod:`layouts.i18n`);
+    a value it does not know, as it is (``pre_sale`` -> ``Pre sale``)."""
     if _missing(value):
         return ""
     key = str(value).strip().lower().replace(" ", "_").replace("-", "_")
-    return _AVAILABILITY.get(key, str(value).replace("_", " ").capitalize())
+    label = _AVAILABILITY.get(key)
+    return gettext(label) if label is not None else str(value).replace("_", " ").capitalize()
 
 
 # ---------------------------------------------------------------------------- chat markup

@@ -673,7 +673,8 @@ class MeteredSandbox(ImmutableSandboxedEnvironment):
         for part in parts:
             meter.fits(part)
         meter.room(sum(_weight(part, meter.work_limit) for part in parts), "a joined text")
-        return str(meter.value(join(parts)))
+        joined: str = meter.value(join(parts))  # markup_join's Markup stays Markup, as in Jinja
+        return joined
 
     @staticmethod
     def metered_value(value: Any) -> Any:

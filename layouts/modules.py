@@ -55,6 +55,7 @@ from markupsafe import Markup, escape
 from feedcast.kernel.errors import TemplateMisuse
 from feedcast.kernel.models import Button, Card, Module
 from feedcast.kernel.urls import safe_url
+from layouts.i18n import gettext
 from layouts.limits import current
 
 __all__ = ["BUTTON_SCHEMES", "ModuleBuilder", "blank", "json_dumps", "plain_label", "tidy"]
@@ -231,7 +232,7 @@ class ModuleBuilder:
             plain_label(title)
             or plain_label(subtitle)
             or (urlsplit(link).hostname if link else None)
-            or "Untitled"
+            or gettext("Untitled")
         )
         made = Card(
             title=label,

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from feedcast.kernel.urls import LINK_SCHEMES, safe_url
+from layouts.i18n import gettext
 
 __all__ = [
     "Sender",
@@ -77,7 +78,8 @@ def img(url: object, alt: str = "", cls: str = "") -> str:
     safe = safe_url(url, raw=False)
     klass = f' class="{cls}"' if cls else ""
     if safe is None:
-        return f'<div{klass} data-missing="1"><span class="noimg">no image</span></div>'
+        missing = esc(gettext("no image"))
+        return f'<div{klass} data-missing="1"><span class="noimg">{missing}</span></div>'
     return f'<img{klass} src="{esc(safe)}" alt="{esc(alt)}" referrerpolicy="no-referrer">'
 
 

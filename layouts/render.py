@@ -43,7 +43,11 @@ Template variables: ``item`` (per-item layouts), ``items`` (always; item views, 
 ``now`` (in the render's time zone), ``locale``, ``direction`` (``rtl`` or ``ltr``: the
 locale's, or the items' script when they are mostly right-to-left), ``timezone``,
 ``unsubscribe_url``.
-Filters: see :mod:`layouts.filters`.
+Filters: see :mod:`layouts.filters`. Translation (Jinja's i18n extension, newstyle, see
+:mod:`layouts.i18n`): ``_("...")`` / ``gettext``, ``ngettext(singular, plural, n)``,
+``pgettext``, ``npgettext`` and ``{% trans %}`` blocks, in the render's locale, formatted
+with their keyword arguments (escaped when autoescaping; ``%%`` is a percent sign) under
+the render's limits.
 
 Loading: :func:`load_layout` takes a built-in name, a name found in the search path
 (user folders first, so they may replace a built-in; :func:`search_path_from_env` reads
@@ -72,7 +76,7 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -88,11 +92,13 @@ from jinja2 import (
 )
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
+from jinja2.utils import pass_context
+from markupsafe import Markup
 
 from feedcast.kernel.errors import InvalidValue, LayoutError, LimitExceeded, TemplateMisuse
 from feedcast.kernel.models import Item, Message, Module
 from feedcast.kernel.urls import safe_url
-from layouts import filters
+from layouts import filters, i18n
 from layouts.formats import FORMATS, get_format
 from layouts.html import plain_text
 from layouts.limits import MeteredSandbox, RenderLimits, current, metering
@@ -455,6 +461,55 @@ def _autoescape(name: str | None) -> bool:
     return base.endswith(".html.j2") or base.startswith("telegram")
 
 
+# --- gettext for templates (Jinja's i18n extension, newstyle): the translations of the
+# render in progress (layouts.i18n.using), formatted with the call's keyword arguments
+# through the sandbox's own `%` (so a template's format widths are held to the limits)
+
+
+def _message(value: object) -> str:
+    return value if isinstance(value, str) else ("" if isinstance(value, Undefined) else str(value))
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) else int(value)  # type: ignore[call-overload]
+
+
+def _formatted(context: Context, text: str, variables: dict[str, Any]) -> str:
+    """A translation formatted as Jinja's newstyle gettext does: always (``%%`` is a
+    percent sign), its arguments escaped when the template autoescapes."""
+    template = Markup(text) if context.eval_ctx.autoescape else text  # noqa: S704 - our catalogues
+    sandbox = cast(MeteredSandbox, context.environment)
+    formatted: str = sandbox.call_binop(context, "%", template, variables)  # Markup stays Markup
+    return formatted
+
+
+@pass_context
+def _gettext(context: Context, message: object, /, **variables: Any) -> str:
+    return _formatted(context, i18n.gettext(_message(message)), variables)
+
+
+@pass_context
+def _ngettext(context: Context, singular: object, plural: object, n: object, /, **variables: Any) -> str:
+    count = _count(n)
+    variables.setdefault("num", count)
+    return _formatted(context, i18n.ngettext(_message(singular), _message(plural), count), variables)
+
+
+@pass_context
+def _pgettext(context: Context, where: object, message: object, /, **variables: Any) -> str:
+    return _formatted(context, i18n.pgettext(_message(where), _message(message)), variables)
+
+
+@pass_context
+def _npgettext(
+    context: Context, where: object, singular: object, plural: object, n: object, /, **variables: Any
+) -> str:
+    count = _count(n)
+    variables.setdefault("num", count)
+    text = i18n.npgettext(_message(where), _message(singular), _message(plural), count)
+    return _formatted(context, text, variables)
+
+
 def _environment(sources: Mapping[str, tuple[str, str]]) -> Environment:
     env = _Sandbox(
         loader=_Loader(sources),
@@ -464,7 +519,11 @@ def _environment(sources: Mapping[str, tuple[str, str]]) -> Environment:
         lstrip_blocks=True,
         auto_reload=False,
         cache_size=-1,
+        extensions=["jinja2.ext.i18n"],
     )
+    with_i18n: Any = env  # the extension's attributes are not in Environment's type
+    with_i18n.newstyle_gettext = True  # {% trans %} blocks call these with their variables
+    env.globals.update(gettext=_gettext, ngettext=_ngettext, pgettext=_pgettext, npgettext=_npgettext)
     env.filters.update(filters.FILTERS)
     env.meter_filters()
     env.policies["json.dumps_function"] = json_dumps
@@ -705,7 +764,7 @@ def render(
     groups = [[i] for i in range(len(chosen))] if layout.per == "item" else [list(range(len(chosen)))]
     messages = []
     limits = context.limits or RenderLimits.from_env()
-    with filters.using(locale, tz), metering(limits) as meter:
+    with filters.using(locale, tz), i18n.using(locale), metering(limits) as meter:
         for group in groups:
             meter.new_message()
             variables: dict[str, Any] = {**common, "items": [views[i] for i in group]}

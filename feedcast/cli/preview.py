@@ -58,7 +58,7 @@ Locale = Annotated[
     typer.Option(
         "--locale",
         metavar="LOC",
-        help="Locale of dates and prices, e.g. fr_FR (default: the automation's, or en).",
+        help="Locale of dates, prices and the layout's words, e.g. fr_FR, ar (default: the automation's, or en).",
     ),
 ]
 HtmlFile = Annotated[

@@ -66,6 +66,7 @@ from typing import Final
 
 from feedcast.kernel.errors import PayloadError
 from feedcast.kernel.models import Message, ProviderCall
+from layouts import i18n
 from layouts.formats import discord, email, jsonhook, messenger, slack, telegram
 from layouts.formats._build import BUTTONS_TEXT
 from layouts.formats._check import MB
@@ -99,15 +100,24 @@ def get_format(name: str) -> Format:
     return fmt
 
 
-def provider_calls(message: Message, *, media_sizes: Mapping[str, int] | None = None) -> list[ProviderCall]:
+def provider_calls(
+    message: Message, *, media_sizes: Mapping[str, int] | None = None, locale: str | None = None
+) -> list[ProviderCall]:
     """The provider calls that deliver ``message``, in order (empty for an empty message).
 
     ``media_sizes`` maps media URLs to their size in bytes when known (HEAD requests,
     enclosure lengths): media over a provider's fetch-by-URL limit becomes a link.
+    ``locale``: the language of the few words a builder adds itself (Messenger's "Open"
+    button on a bare card), the render's (``RenderContext.locale``); None: the current
+    translations (:mod:`layouts.i18n`, English outside a render).
     Raises :class:`~feedcast.kernel.errors.PayloadError` for an unknown format or a
     message that breaks the format's convention (email with more than two text modules).
     """
-    return get_format(message.format).build_calls(message, media_sizes or {})
+    spec = get_format(message.format)
+    if locale is None:
+        return spec.build_calls(message, media_sizes or {})
+    with i18n.using(locale):
+        return spec.build_calls(message, media_sizes or {})
 
 
 def validate_call(fmt: str, call: ProviderCall) -> None:
@@ -120,12 +130,12 @@ def validate_call(fmt: str, call: ProviderCall) -> None:
 
 
 def checked_calls(
-    message: Message, *, media_sizes: Mapping[str, int] | None = None
+    message: Message, *, media_sizes: Mapping[str, int] | None = None, locale: str | None = None
 ) -> list[tuple[ProviderCall, str | None]]:
     """The calls of :func:`provider_calls`, each with what :func:`validate_call` said of
     it (None: valid). PayloadError when the calls cannot be built at all."""
     checked: list[tuple[ProviderCall, str | None]] = []
-    for call in provider_calls(message, media_sizes=media_sizes):
+    for call in provider_calls(message, media_sizes=media_sizes, locale=locale):
         try:
             validate_call(message.format, call)
         except PayloadError as exc:

@@ -20,6 +20,7 @@ from layouts.formats import _check as check
 from layouts.formats._build import MEDIA_KINDS, JsonObj, Sizes, link_name, one_line, url_of
 from layouts.formats._fit import ELLIPSIS, close_cut, cut_utf16, pack_utf16
 from layouts.formats._spec import Format
+from layouts.i18n import gettext
 from layouts.markup import to_discord
 from layouts.preview_html import Sender, Stash, anchor, app_message, app_window, dicts_of, esc, img, text_of
 from layouts.text import truncate_text, utf16_len
@@ -326,13 +327,14 @@ def preview_call(call: ProviderCall, sender: Sender, number: int) -> str:
         if isinstance(image, Mapping):
             rows.append(f'<div class="dc-image">{img(image.get("url"))}</div>')
         parts.append(f'<div class="dc-embed">{"".join(rows)}</div>')
-    return app_message("dc", sender, "dc-bot", ("dc-time", f"Today at {sender.time}"), "".join(parts))
+    when = gettext("Today at %(time)s") % {"time": sender.time}
+    return app_message("dc", sender, "dc-bot", ("dc-time", when), "".join(parts))
 
 
 def preview_window(body: str, sender: Sender) -> str:
     """The previewed messages in a Discord channel."""
     del sender
-    return app_window("dc", "# announcements", body)
+    return app_window("dc", "# " + esc(gettext("announcements")), body)
 
 
 FORMAT: Final = Format(

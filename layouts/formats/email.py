@@ -28,6 +28,7 @@ from layouts.formats._check import MB
 from layouts.formats._fit import ELLIPSIS
 from layouts.formats._spec import Format
 from layouts.html import plain_text
+from layouts.i18n import gettext
 from layouts.markup import to_html
 from layouts.preview_html import Sender, esc, plain_window, text_of
 from layouts.text import truncate_text
@@ -318,15 +319,16 @@ def preview_call(call: ProviderCall, sender: Sender, number: int) -> str:
     html = text_of(body.get("html"))
     text = text_of(body.get("text"))
     height = _frame_height(html, text)
+    to_you, plain_part = esc(gettext("to you")), esc(gettext("Plain-text part"))
     return (
         '<article class="mail">'
         f'<header class="mail-head"><div class="mail-subject">{esc(subject)}</div>'
         f'<div class="mail-from"><span class="mail-avatar">{esc(sender.initial)}</span>'
-        f"<span><b>{esc(sender.name)}</b> <span class='muted'>&lt;newsletter&gt;</span><br>"
-        f"<span class='muted'>to you · {esc(sender.time)}</span></span></div></header>"
+        f"<span><b>{esc(sender.name)}</b> <bdi class='muted'>&lt;newsletter&gt;</bdi><br>"
+        f"<span class='muted'>{to_you} · {esc(sender.time)}</span></span></div></header>"
         f'<iframe class="mail-body" sandbox="" referrerpolicy="no-referrer" title="email {number}: {esc(subject)}" '
         f'style="height:{height}px" srcdoc="{esc(html)}"></iframe>'
-        f"<details class='mail-text'><summary>Plain-text part</summary><pre>{esc(text)}</pre></details>"
+        f"<details class='mail-text'><summary>{plain_part}</summary><pre>{esc(text)}</pre></details>"
         "</article>"
     )
 

@@ -21,6 +21,7 @@ from layouts.formats._build import BUTTONS_TEXT, JsonObj, Sizes, drive, link_nam
 from layouts.formats._check import MB
 from layouts.formats._fit import ELLIPSIS, cut_utf16, groups_of, pack_utf16
 from layouts.formats._spec import Format
+from layouts.i18n import N_, gettext
 from layouts.preview_html import Sender, anchor, chat_window, dicts_of, esc, file_name, img, raw_json, text_of
 from layouts.text import utf16_len
 
@@ -41,7 +42,7 @@ IMAGE_BY_URL = 8 * MB
 FILE_BY_URL = 25 * MB
 UPLOAD = 25 * MB  # the Attachment Upload API
 TAGS = frozenset({"CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE", "ACCOUNT_UPDATE", "HUMAN_AGENT"})
-OPEN_LABEL: Final = "Open"  # the button of a carousel card that has nothing but a title and a link
+OPEN_LABEL: Final = N_("Open")  # the button of a carousel card that has nothing but a title and a link
 
 
 # --------------------------------------------------------------------------- building
@@ -147,7 +148,7 @@ class _Calls:
         buttons = _buttons(card.buttons)[:BUTTONS]
         if not buttons and url and not subtitle and "image_url" not in element:
             # Messenger refuses an element with only a title (100/2018035): give it a way in
-            buttons = _buttons([Button(OPEN_LABEL, url)])
+            buttons = _buttons([Button(gettext(OPEN_LABEL), url)])
         if buttons:
             element["buttons"] = buttons
         elif not subtitle and "image_url" not in element:
@@ -398,7 +399,9 @@ def _check_button(value: Any, what: str) -> None:
 
 
 def _buttons_html(buttons: Iterable[Mapping[str, Any]]) -> str:
-    return "".join(anchor(b.get("url"), esc(text_of(b.get("title")) or "Open"), "fb-btn") for b in buttons)
+    return "".join(
+        anchor(b.get("url"), esc(text_of(b.get("title")) or gettext(OPEN_LABEL)), "fb-btn") for b in buttons
+    )
 
 
 def preview_call(call: ProviderCall, sender: Sender, number: int) -> str:
@@ -455,7 +458,8 @@ def preview_call(call: ProviderCall, sender: Sender, number: int) -> str:
 
 def preview_window(body: str, sender: Sender) -> str:
     """The previewed messages in a Messenger conversation."""
-    return chat_window("fb", body, sender, "fb-avatar fb-avatar-big", "Messenger · preview")
+    subtitle = "Messenger · " + esc(gettext("preview"))
+    return chat_window("fb", body, sender, "fb-avatar fb-avatar-big", subtitle)
 
 
 FORMAT: Final = Format(

@@ -20,6 +20,7 @@ from layouts.formats import _check as check
 from layouts.formats._build import ICONS, MEDIA_KINDS, JsonObj, Sizes, link_name, one_line, url_of
 from layouts.formats._fit import ELLIPSIS, close_cut, cut_utf16, groups_of
 from layouts.formats._spec import Format
+from layouts.i18n import gettext
 from layouts.markup import to_slack
 from layouts.preview_html import (
     Sender,
@@ -420,7 +421,7 @@ def preview_call(call: ProviderCall, sender: Sender, number: int) -> str:
 def preview_window(body: str, sender: Sender) -> str:
     """The previewed messages in a Slack channel."""
     del sender
-    return app_window("sl", "# announcements", body)
+    return app_window("sl", "# " + esc(gettext("announcements")), body)
 
 
 FORMAT: Final = Format(

@@ -42,6 +42,7 @@ from layouts.html import (
     truncate_telegram,
     validate_telegram_html,
 )
+from layouts.i18n import N_, gettext
 from layouts.markup import to_telegram
 from layouts.preview_html import Sender, anchor, chat_window, dicts_of, esc, file_name, img, raw_json, text_of
 from layouts.text import truncate_text, utf16_len
@@ -665,12 +666,16 @@ def _text_html(text: str, time: str) -> str:
     return f'<div class="tg-text">{telegram_to_html(text)}<span class="tg-time"><bdi>{esc(time)}</bdi></span></div>'
 
 
+_MEDIA_LABELS: Final = {"video": N_("video"), "audio": N_("audio"), "document": N_("document")}
+
+
 def _media_tile(kind: str, url: str) -> str:
     if kind == "photo":
         return img(url, "", "tg-photo")
     icon = {"video": "▶", "audio": "♫", "document": "🗎"}.get(kind, "•")
     label = anchor(url, esc(file_name(url)))
-    return f'<div class="tg-file tg-{esc(kind)}"><span class="tg-file-icon">{icon}</span><span>{label}<small>{esc(kind)}</small></span></div>'
+    shown = gettext(_MEDIA_LABELS[kind]) if kind in _MEDIA_LABELS else kind
+    return f'<div class="tg-file tg-{esc(kind)}"><span class="tg-file-icon">{icon}</span><span>{label}<small>{esc(shown)}</small></span></div>'
 
 
 def preview_call(call: ProviderCall, sender: Sender, number: int) -> str:
@@ -707,7 +712,8 @@ def preview_call(call: ProviderCall, sender: Sender, number: int) -> str:
 
 def preview_window(body: str, sender: Sender) -> str:
     """The previewed messages in a Telegram channel's window."""
-    return chat_window("tg", body, sender, "tg-avatar", "channel · preview")
+    subtitle = esc(gettext("channel")) + " · " + esc(gettext("preview"))
+    return chat_window("tg", body, sender, "tg-avatar", subtitle)
 
 
 FORMAT: Final = Format(
