@@ -1,10 +1,12 @@
-"""Prefect flows ``run_automations`` and ``run_automation``: send what is due.
+"""Prefect flows ``run_automations``, ``run_automation`` and ``run_campaign``: send what
+is due.
 
 ``run_automations`` (scheduled every minute) finds the due automations (a cron or
-interval tick has come, new items for on-new ones, a one-off ``send --at``) and runs
-each as its own flow run named after the automation: a subflow in the same process, or
-with ``fan_out`` a run of the ``run-automation`` deployment, which a worker on any
-host picks up in its own process. The work is :func:`feedcast.automations.run_automation`
+interval tick has come, new items for on-new ones, a one-off ``send --at``) and the
+composed campaigns whose time has come (``campaign create --at``) or that stopped
+unfinished, and runs each as its own flow run named after it: a subflow in the same
+process, or with ``fan_out`` a run of the ``run-automation`` / ``run-campaign``
+deployment, which a worker on any host picks up in its own process. The work is :func:`feedcast.automations.run_automation`
 (what ``feedcast run`` calls); the flow adds retries for a busy database and a Markdown
 artifact per campaign: its items, recipients and sent / failed / skipped.
 """
@@ -18,13 +20,13 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from feedcast import automations
+from feedcast import automations, compose
 from feedcast.delivery import CampaignResult
 from feedcast.kernel.errors import StoreBusy, StoreError
 from feedcast.mdtext import md_link, md_text
 from feedcast.store import Store
 
-__all__ = ["run_automation", "run_automations"]
+__all__ = ["run_automation", "run_automations", "run_campaign"]
 
 
 def _artifact(store: Store, result: CampaignResult) -> None:
@@ -100,9 +102,57 @@ def run_automation(
     }
 
 
+@flow(name="run_campaign", flow_run_name="campaign {name}")
+def run_campaign(name: str, db: str = "feedcast.duckdb", trigger: str = "at") -> dict[str, Any]:
+    """Send one composed campaign that is due (or resume one that stopped unfinished)."""
+    logger = get_run_logger()
+    store = Store(Path(db))
+    run = compose.send_composed(store, name, trigger=trigger, now=datetime.now(UTC))
+    for campaign in run.campaigns:
+        c = campaign.campaign
+        logger.info(
+            "campaign %s (%s, %s): %s sent, %s failed, %s pending",
+            c.id,
+            c.channel,
+            c.locale,
+            c.sent,
+            c.failed,
+            c.pending,
+        )
+    if run.note:
+        logger.info("%s: %s", name, run.note)
+    if run.error:
+        raise RuntimeError(run.error)
+    return {"campaign": name, "campaigns": [c.campaign.id for c in run.campaigns], "note": run.note}
+
+
+def _campaigns(store: Store, db: str, fan_out: bool) -> list[dict[str, Any]]:
+    """The composed campaigns due now, each in a flow run of its own."""
+    outcomes: list[dict[str, Any]] = []
+    for composed in store.due_composed(datetime.now(UTC)):
+        trigger = "at" if composed.status == "scheduled" else "resume"
+        parameters = {"name": composed.name, "db": db, "trigger": trigger}
+        if fan_out:
+            from prefect.deployments import run_deployment
+
+            run = run_deployment(
+                "run_campaign/run-campaign",
+                parameters=parameters,
+                timeout=0,
+                flow_run_name=f"campaign {composed.name}",
+            )
+            outcomes.append({"campaign": composed.name, "flow_run": str(getattr(run, "id", ""))})
+            continue
+        state = run_campaign(**parameters, return_state=True)
+        outcomes.append(
+            state.result() if state.is_completed() else {"campaign": composed.name, "error": state.message}
+        )
+    return outcomes
+
+
 @flow(name="run_automations")
 def run_automations(db: str = "feedcast.duckdb", fan_out: bool = False) -> list[dict[str, Any]]:
-    """Run every due automation, each in its own flow run named after it."""
+    """Run every due automation and composed campaign, each in its own flow run named after it."""
     logger = get_run_logger()
     store = Store(Path(db))
     due = automations.due_automations(store, datetime.now(UTC))
@@ -126,7 +176,8 @@ def run_automations(db: str = "feedcast.duckdb", fan_out: bool = False) -> list[
             outcomes.append(state.result())
         else:
             outcomes.append({"automation": item.automation, "error": state.message})
-    if due:  # the analysts' report of the last 7 days (feedcast report), one key, latest version
+    outcomes.extend(_campaigns(store, db, fan_out))
+    if outcomes:  # the analysts' report of the last 7 days (feedcast report), one key, latest version
         from feedcast.report import build_report, report_markdown
 
         since = datetime.now(UTC) - timedelta(days=7)

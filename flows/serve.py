@@ -197,7 +197,7 @@ def serve(db: Path, *, every: int = 60, limit: int = 8, log: Callable[[str], Non
     from prefect import serve as prefect_serve
     from prefect.deployments.runner import RunnerDeployment
 
-    from flows.automations import run_automation, run_automations
+    from flows.automations import run_automation, run_automations, run_campaign
     from flows.inbox import inbox
     from flows.watch import watch_sources
 
@@ -215,6 +215,7 @@ def serve(db: Path, *, every: int = 60, limit: int = 8, log: Callable[[str], Non
                 concurrency_limit=1,  # overlapping passes would only find the same work
             ),
             run_automation.to_deployment(name="run-automation", parameters={"db": path}),
+            run_campaign.to_deployment(name="run-campaign", parameters={"db": path}),
             inbox.to_deployment(
                 name="inbox",
                 interval=every,

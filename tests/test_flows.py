@@ -115,6 +115,35 @@ def test_run_automations_runs_each_due_automation_as_a_named_flow_run(
     assert len(artifacts) == 2 and all("| 3 | 3 | 0 | 0 | 0 | sent |" in a for a in artifacts)
 
 
+def test_run_automations_sends_a_composed_campaign_whose_time_has_come(
+    prefect_server: None, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from feedcast.kernel.models import ComposedMessage, ComposedModule, NewSubscriber
+    from flows.automations import run_automations
+
+    store = Store(tmp_path / "flows.duckdb")
+    store.add_channel("box", "outbox", {"dir": str(tmp_path / "outbox"), "format": "telegram"})
+    store.add_subscribers("box", [NewSubscriber(f"r{i}") for i in range(3)])
+    message = ComposedMessage((ComposedModule(kind="text", text="Sale **now**"),))
+    soon = datetime.now(UTC) + timedelta(hours=1)
+    store.add_composed("later", channels=["box"], message=message, send_at=soon, send_at_local="in an hour")
+    store.add_composed(
+        "due",
+        channels=["box"],
+        message=message,
+        send_at=datetime.now(UTC) - timedelta(seconds=5),
+        send_at_local="now",
+    )
+    outcomes = run_automations(db=str(store.path))
+    assert [o["campaign"] for o in outcomes] == ["due"]
+    assert store.get_composed("due").status == "sent" and store.get_composed("later").status == "scheduled"
+    written = sorted((tmp_path / "outbox").rglob("*.json"))
+    assert len(written) == 3 and "Sale <b>now</b>" in written[0].read_text()
+    assert run_automations(db=str(store.path)) == []  # sent once
+
+
 def test_flow_runs_in_separate_processes_and_an_analyst_share_one_duckdb_file(
     prefect_server: None, tmp_path: Path
 ) -> None:
