@@ -811,7 +811,11 @@ def render_composed_email(
         "subject": subject,
     }
     html_template, text_template = COMPOSED_EMAIL
-    with filters.using(locale, tz), metering(context.limits or RenderLimits.from_env()) as meter:
+    with (
+        filters.using(locale, tz),
+        i18n.using(locale),
+        metering(context.limits or RenderLimits.from_env()) as meter,
+    ):
         meter.new_message()
         html, _vars = _run(layout, html_template, variables)
         text, _vars = _run(layout, text_template, variables)

@@ -602,3 +602,44 @@ def test_a_composed_campaign_killed_midway_loses_nobody(
     assert shown["status"] == "sent" and shown["campaigns"][0]["sent"] == n
     [row] = cli.json("sql", "SELECT count(*) FILTER (WHERE possibly_duplicated) AS flagged FROM send_history")  # type: ignore[misc]
     assert row["flagged"] >= sum(c - 1 for c in counts)  # every duplicate shows
+
+
+def test_a_mixed_audience_gets_one_rendering_per_language(
+    cli: Cli, rig: Rig, media: SampleServer, tmp_path: Path
+) -> None:
+    from layouts import i18n
+
+    store = Store(cli.db)
+    store.add_subscribers(
+        "mail",
+        [NewSubscriber("chiara@example.org", locale="it"), NewSubscriber("amal@example.org", locale="ar")],
+    )
+    file = _message(tmp_path, media, "subject: Saldi\nmodules:\n  - text: 'Saldi **oggi**'\n")
+    cli("campaign", "create", "saldi", "--channel", "mail", "--file", str(file), "--locale", "fr")
+    preview: Any = cli.json("campaign", "preview", "saldi")
+    assert sorted((p["locale"], p["recipients"]) for p in preview["parts"]) == [
+        ("ar", 1),
+        ("fr", 2),
+        ("it", 1),
+    ]
+    cli("campaign", "send", "saldi")
+    rows = cli.json("sql", "SELECT recipient, locale FROM send_history ORDER BY recipient")
+    assert rows == [
+        {"recipient": "amal@example.org", "locale": "ar"},
+        {"recipient": "ann@example.org", "locale": "fr"},
+        {"recipient": "bob@example.org", "locale": "fr"},
+        {"recipient": "chiara@example.org", "locale": "it"},
+    ]
+    for address, locale in [
+        ("chiara@example.org", "it"),
+        ("amal@example.org", "ar"),
+        ("ann@example.org", "fr"),
+    ]:
+        [mail] = rig.sink.messages_for(address)
+        html = mail.message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        text = mail.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        with i18n.using(locale):
+            assert i18n.gettext("Unsubscribe") in html
+            assert i18n.gettext("You receive this email because you subscribed to these updates.") in text
+        assert ('dir="rtl"' in html) == (locale == "ar")
+        assert f'lang="{locale}"' in html

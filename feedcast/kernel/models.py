@@ -414,6 +414,7 @@ class Subscriber:
     last_inbound_at: datetime | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    locale: str | None = None  # the language the person reads (it, pt_BR), when known
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,6 +423,7 @@ class NewSubscriber:
     tags: tuple[str, ...] = ()
     name: str | None = None
     last_inbound_at: datetime | None = None
+    locale: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ AUDIENCE_TAG = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.:-]{0,63}")  # what a tag m
 
 _SUBSCRIBER_SQL = """
     SELECT s.id, c.name, s.recipient, s.status, s.tags, s.name, s.status_reason,
-           s.last_inbound_at, s.created_at, s.updated_at
+           s.last_inbound_at, s.created_at, s.updated_at, s.locale
     FROM subscribers s JOIN channels c ON c.id = s.channel_id
 """
 
@@ -42,6 +42,7 @@ def _subscriber(r: Sequence[Any]) -> Subscriber:
         last_inbound_at=_utc(r[7]),
         created_at=_utc(r[8]),
         updated_at=_utc(r[9]),
+        locale=r[10],
     )
 
 
@@ -93,10 +94,10 @@ def move_recipient(con: Connection, subscriber_id: int, new_recipient: str) -> N
     )
 
 
-# known recipients among new_subscribers: recipient, tags, name, last_inbound_at, merged tags
+# known recipients among new_subscribers: recipient, tags, name, last_inbound_at, merged tags, locale
 _KNOWN = (
     "SELECT n.recipient, s.tags, s.name, s.last_inbound_at,"
-    " list_sort(list_distinct(list_concat(s.tags, n.tags))) AS merged"
+    " list_sort(list_distinct(list_concat(s.tags, n.tags))) AS merged, s.locale"
     " FROM new_subscribers n JOIN subscribers s"
     " ON s.channel_id = ? AND s.recipient = n.recipient"
 )
@@ -106,6 +107,7 @@ _MERGE_KNOWN = """
     UPDATE subscribers SET
         tags = list_sort(list_distinct(list_concat(subscribers.tags, n.tags))),
         name = coalesce(n.name, subscribers.name),
+        locale = coalesce(n.locale, subscribers.locale),
         last_inbound_at = CASE
             WHEN subscribers.last_inbound_at IS NULL THEN n.last_inbound_at
             WHEN n.last_inbound_at IS NULL THEN subscribers.last_inbound_at
@@ -116,8 +118,8 @@ _MERGE_KNOWN = """
 """
 
 _INSERT_NEW = """
-    INSERT INTO subscribers (channel_id, recipient, name, tags, last_inbound_at)
-    SELECT ?, n.recipient, n.name, n.tags, n.last_inbound_at FROM new_subscribers n
+    INSERT INTO subscribers (channel_id, recipient, name, tags, last_inbound_at, locale)
+    SELECT ?, n.recipient, n.name, n.tags, n.last_inbound_at, n.locale FROM new_subscribers n
     WHERE NOT EXISTS (
         SELECT 1 FROM subscribers s WHERE s.channel_id = ? AND s.recipient = n.recipient)
     RETURNING id
@@ -142,6 +144,7 @@ def _new_subscribers(subscribers: Sequence[NewSubscriber]) -> pa.Table:
             "last_inbound_at": pa.array(
                 [s.last_inbound_at for s in subscribers], pa.timestamp("us", tz="UTC")
             ),
+            "locale": pa.array([s.locale for s in subscribers], pa.string()),
         }
     )
 
@@ -154,6 +157,7 @@ def _changed(known: Sequence[Sequence[Any]], subscribers: Sequence[NewSubscriber
         for r in known
         if list(r[1] or []) != list(r[4] or [])
         or any(s.recipient == r[0] and s.name and s.name != r[2] for s in subscribers)
+        or any(s.recipient == r[0] and s.locale and s.locale != r[5] for s in subscribers)
         or any(
             s.recipient == r[0]
             and s.last_inbound_at is not None
