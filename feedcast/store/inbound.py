@@ -49,8 +49,13 @@ class InboundRepository(ChannelRepository):
         change); refresh the sender's ``last_inbound_at`` (Messenger's 24-hour window)
         for a person's own actions. None when ``provider_id`` (a Telegram update id, a
         Messenger mid) was seen before: each event is processed once."""
-        self.get_channel(channel)  # NotFound for a channel that does not exist
         event = NewInbound(channel, sender, kind, provider_id, payload, text, received_at)
+        return self.record_inbound_event(event, action=action)
+
+    def record_inbound_event(self, event: NewInbound, *, action: str | None = None) -> int | None:
+        """:meth:`record_inbound` for an event already made a row (NotFound for a channel
+        that does not exist)."""
+        self.get_channel(event.channel)
         return self.record_inbound_many([event], action=action)[0]
 
     def record_inbound_many(
