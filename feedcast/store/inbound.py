@@ -12,7 +12,7 @@ from typing import Any
 
 from feedcast.kernel.errors import NotFound
 from feedcast.kernel.models import InboundEvent, NewInbound
-from feedcast.store._rows import _utc
+from feedcast.store._rows import _utc, model_from_row
 from feedcast.store.channels import ChannelRepository
 from feedcast.store.database import Connection
 
@@ -129,16 +129,12 @@ class InboundRepository(ChannelRepository):
                 [PENDING, limit],
             ).fetchall()
         return [
-            InboundEvent(
-                id=int(r[0]),
-                channel=r[1],
-                channel_kind=r[2],
-                sender=r[3],
-                kind=r[4],
-                provider_id=r[5],
-                payload=_mapping(r[6]),
-                received_at=_utc(r[7]) or datetime.now(UTC),
-                action=r[8],
+            model_from_row(
+                InboundEvent,
+                r,
+                id=int,
+                payload=_mapping,
+                received_at=lambda at: _utc(at) or datetime.now(UTC),
             )
             for r in rows
         ]
