@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 M = TypeVar("M", bound="DataclassInstance")
 
-# the columns item_from_row reads, in order (prefix each with a table alias as needed)
+# the columns item_from_row reads, in the order of Item's fields (prefix each with a table alias as needed)
 ITEM_COLUMNS = (
     "key",
     "title",

@@ -201,6 +201,7 @@ class AutomationRepository(ChannelRepository, SourceRepository):
                 )
         return self.get_automation(name)
 
+    # the fields of Automation, in order (model_from_row)
     _AUTOMATION_SQL = """
         SELECT a.id, a.name, c.name, a.layout,
                (SELECT list(s.name ORDER BY s.name) FROM automation_sources x JOIN sources s ON s.id = x.source_id

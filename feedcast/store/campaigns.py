@@ -153,7 +153,7 @@ class CampaignRepository(Database):
 
     def campaign(self, campaign_id: int) -> CampaignInfo:
         with self.connect(read_only=True) as con:
-            row = con.execute(
+            row = con.execute(  # the fields of CampaignInfo, in order (model_from_row)
                 """
                 SELECT c.id, c.automation_name, c.channel_name, c.channel_kind, c.layout, c.format, c.status,
                        c.created_at, c.items, c.messages, c.calls, c.recipients,
@@ -210,7 +210,7 @@ class CampaignRepository(Database):
     ) -> list[PendingDelivery]:
         """Pending deliveries of a campaign in id order, with each subscriber as it is now."""
         with self.connect(read_only=True) as con:
-            rows = con.execute(
+            rows = con.execute(  # the fields of PendingDelivery, in order
                 "SELECT d.id, d.subscriber_id, coalesce(s.recipient, d.recipient), coalesce(s.status, 'removed'),"
                 " s.name, s.last_inbound_at, d.attempts"
                 " FROM deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id"

@@ -51,6 +51,7 @@ class ChannelRepository(Database):
                 )
         return self.get_channel(name)
 
+    # the fields of ChannelConfig, in order (model_from_row)
     _CHANNEL_SQL = """
         SELECT c.id, c.name, c.kind, c.settings, c.status, c.last_error, c.last_error_at, c.created_at,
                (SELECT count(*) FROM subscribers s WHERE s.channel_id = c.id AND s.status = 'active')

@@ -123,7 +123,7 @@ class InboundRepository(ChannelRepository):
     def pending_inbound(self, limit: int = 500) -> list[InboundEvent]:
         """Recorded events not processed yet (action :data:`PENDING`), oldest first."""
         with self.connect(read_only=True) as con:
-            rows = con.execute(
+            rows = con.execute(  # the fields of InboundEvent, in order
                 "SELECT i.id, c.name, c.kind, i.sender, i.kind, i.provider_id, i.payload, i.received_at, i.action"
                 " FROM inbound i JOIN channels c ON c.id = i.channel_id WHERE i.action = ? ORDER BY i.id LIMIT ?",
                 [PENDING, limit],

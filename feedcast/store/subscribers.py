@@ -23,6 +23,7 @@ __all__ = ["AUDIENCE_TAG", "SubscriberRepository", "move_recipient", "set_status
 
 AUDIENCE_TAG = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.:-]{0,63}")  # what a tag may look like
 
+# the fields of Subscriber, in order (model_from_row)
 _SUBSCRIBER_SQL = """
     SELECT s.id, c.name, s.recipient, s.status, s.tags, s.name, s.status_reason,
            s.last_inbound_at, s.created_at, s.updated_at
