@@ -27,7 +27,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ClassVar, Final, Protocol
 from urllib.parse import urlsplit
@@ -42,6 +42,7 @@ __all__ = [
     "ATTACH",
     "NETWORK_ERRORS",
     "UNSUBSCRIBE_PLACEHOLDER",
+    "ApiChannel",
     "Channel",
     "Files",
     "Option",
@@ -439,7 +440,51 @@ class Channel(abc.ABC):
     def error_text(self, exc: BaseException) -> str:
         """An exception as a one-line error with every secret scrubbed."""
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        return one_line(REDACTOR.scrub(self.secrets.redact(text)))
+        return self.scrubbed(text)
+
+    def scrubbed(self, text: str, limit: int = 300) -> str:
+        """``text`` on one line (at most ``limit`` characters) without a secret: the
+        values this channel resolved and every other one the process knows."""
+        return one_line(REDACTOR.scrub(self.secrets.redact(text)), limit)
+
+    def scrubbed_result(self, result: Result) -> Result:
+        """``result`` with its error :meth:`scrubbed` (a provider may quote a token)."""
+        if result.error is None:
+            return result
+        error = self.scrubbed(result.error)
+        return result if error == result.error else replace(result, error=error)
+
+
+class ApiChannel(Channel):
+    """A channel that calls one provider API, at ``--api-url`` (``default_api_url`` when
+    unset), with a secret in every call (a token in the URL or a header): the URL is
+    checked when the channel is added and again before the secret is first resolved."""
+
+    default_api_url: ClassVar[str]
+
+    @classmethod
+    def api_url_of(cls, settings: Mapping[str, Any]) -> str:
+        """The API's base URL in ``settings``, without a trailing slash."""
+        return str(settings.get("api_url") or cls.default_api_url).rstrip("/")
+
+    @classmethod
+    def checked_api_url(cls, url: str) -> str:
+        """``url`` when a secret may go to it (InvalidValue naming --api-url if not)."""
+        problem = endpoint_problem(url, carries_secret=True)
+        if problem:
+            raise InvalidValue(f"--api-url {problem}")
+        return url
+
+    @property
+    def api_url(self) -> str:
+        return self.api_url_of(self.settings)
+
+    def check_api_url(self) -> None:
+        """Checked again before the secret is resolved: the row may predate the check,
+        the environment change (ChannelError)."""
+        problem = endpoint_problem(self.api_url, carries_secret=True)
+        if problem:
+            raise ChannelError(f"{self.kind} channel {self.name!r}: --api-url {problem}")
 
 
 def network_result(channel: Channel, exc: BaseException) -> Result:

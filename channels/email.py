@@ -47,7 +47,6 @@ from urllib.parse import SplitResult, urlsplit
 import httpx
 
 from channels.base import (
-    REDACTOR,
     UNSUBSCRIBE_PLACEHOLDER,
     Channel,
     Files,
@@ -554,15 +553,17 @@ class EmailChannel(Channel):
             reply, code = _reply(exc.smtp_code, exc.smtp_error)
             return Result(
                 Outcome.FATAL,
-                error=self._scrub(f"SMTP relay {where} refused the credentials of {self._user}: {reply}"),
+                error=self.scrubbed(f"SMTP relay {where} refused the credentials of {self._user}: {reply}"),
                 code=code,
             )
         if isinstance(exc, smtplib.SMTPNotSupportedError):
-            return Result(Outcome.FATAL, error=self._scrub(f"SMTP relay {where}: {exc}"), code="unsupported")
+            return Result(
+                Outcome.FATAL, error=self.scrubbed(f"SMTP relay {where}: {exc}"), code="unsupported"
+            )
         if isinstance(exc, smtplib.SMTPResponseException):  # greeting, EHLO, STARTTLS refused
             result = classify(exc.smtp_code, exc.smtp_error, "session")
             return Result(
-                result.outcome, error=self._scrub(f"SMTP relay {where}: {result.error}"), code=result.code
+                result.outcome, error=self.scrubbed(f"SMTP relay {where}: {result.error}"), code=result.code
             )
         if isinstance(exc, smtplib.SMTPServerDisconnected | TimeoutError):
             return Result(
@@ -580,9 +581,6 @@ class EmailChannel(Channel):
                 code="network",
             )
         return Result(Outcome.TRANSIENT, error=f"SMTP relay {where}: {self.error_text(exc)}", code="network")
-
-    def _scrub(self, text: str) -> str:
-        return one_line(REDACTOR.scrub(self.secrets.redact(text)))
 
     async def open(self, client: httpx.AsyncClient | None) -> None:
         """Resolve secrets and open the pool's sessions; raise ChannelError when the relay
@@ -726,7 +724,7 @@ class EmailChannel(Channel):
             return result
         return Result(
             result.outcome,
-            error=self._scrub(result.error),
+            error=self.scrubbed(result.error),
             code=result.code,
             subscriber_status=result.subscriber_status,
         )

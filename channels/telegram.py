@@ -44,7 +44,7 @@ import httpx
 from channels.base import (
     NETWORK_ERRORS,
     REDACTOR,
-    Channel,
+    ApiChannel,
     Files,
     Option,
     Outcome,
@@ -55,7 +55,6 @@ from channels.base import (
     SendContext,
     UploadOnce,
     attached,
-    endpoint_problem,
     network_result,
     number,
     one_line,
@@ -155,7 +154,7 @@ def _message_id(result: object) -> str | None:
     return None
 
 
-class TelegramChannel(Channel):
+class TelegramChannel(ApiChannel):
     """A Telegram bot: ``feedcast channel add NAME --kind telegram --token env:TELEGRAM_TOKEN``."""
 
     kind: ClassVar[str] = "telegram"
@@ -176,6 +175,7 @@ class TelegramChannel(Channel):
         Option("thread_id", "forum topic to post in (message_thread_id) when the chat is a forum"),
     )
     max_in_flight: ClassVar[int] = 32
+    default_api_url: ClassVar[str] = DEFAULT_API_URL
 
     def __init__(self, name: str, settings: Mapping[str, Any], *, secrets: Secrets | None = None) -> None:
         super().__init__(name, settings, secrets=secrets)
@@ -189,14 +189,11 @@ class TelegramChannel(Channel):
     @classmethod
     def validate_settings(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
         out = super().validate_settings(settings)
-        api = str(out.get("api_url") or DEFAULT_API_URL).rstrip("/")
+        api = cls.api_url_of(out)
         parts = urlsplit(api)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
             raise InvalidValue(f"--api-url must be an http(s) URL such as {DEFAULT_API_URL}, not {api!r}")
-        problem = endpoint_problem(api, carries_secret=True)  # the bot token is in every URL
-        if problem:
-            raise InvalidValue(f"--api-url {problem}")
-        out["api_url"] = api
+        out["api_url"] = cls.checked_api_url(api)  # the bot token is in every URL
         thread = out.get("thread_id")
         if thread is not None:
             if not re.fullmatch(r"[0-9]{1,19}", str(thread)) or int(thread) <= 0:
@@ -217,15 +214,9 @@ class TelegramChannel(Channel):
 
     # ----------------------------------------------------------------- sending
 
-    @property
-    def api_url(self) -> str:
-        return str(self.settings.get("api_url") or DEFAULT_API_URL).rstrip("/")
-
     def _resolve_token(self) -> str:
         if self._token is None:
-            problem = endpoint_problem(self.api_url, carries_secret=True)
-            if problem:  # checked again here: the row may predate the check, the environment change
-                raise ChannelError(f"telegram channel {self.name!r}: --api-url {problem}")
+            self.check_api_url()
             self._token = self.setting("token", secret=True)
         return self._token
 
@@ -354,21 +345,7 @@ class TelegramChannel(Channel):
             payload: object = response.json()
         except ValueError:
             payload = None
-        result = classify(response.status_code, payload)
-        if result.error is not None:
-            scrubbed = one_line(REDACTOR.scrub(self.secrets.redact(result.error)))
-            if scrubbed != result.error:
-                result = Result(
-                    result.outcome,
-                    message_id=result.message_id,
-                    error=scrubbed,
-                    code=result.code,
-                    retry_after=result.retry_after,
-                    pause_channel=result.pause_channel,
-                    subscriber_status=result.subscriber_status,
-                    migrate_to=result.migrate_to,
-                )
-        return result
+        return self.scrubbed_result(classify(response.status_code, payload))
 
     async def check(self) -> str:
         """``getMe``: "bot @username (id N)"; ChannelError when the token is refused or

@@ -49,7 +49,6 @@ import httpx
 
 from channels.base import (
     NETWORK_ERRORS,
-    REDACTOR,
     Channel,
     Option,
     Outcome,
@@ -510,9 +509,7 @@ class WebhookChannel(Channel):
         try:
             url = self._resolve()
         except ChannelError as err:
-            return Result(
-                Outcome.FATAL, error=one_line(REDACTOR.scrub(self.secrets.redact(str(err)))), code="config"
-            )
+            return Result(Outcome.FATAL, error=self.scrubbed(str(err)), code="config")
         if self.client is None:
             return Result(Outcome.FATAL, error=f"channel {self.name!r} was not opened", code="config")
         try:
@@ -541,17 +538,9 @@ class WebhookChannel(Channel):
             )
             return result
         text = response.text
-        result = classify(self.format, response.status_code, response.headers, text, where=self._where)
-        if result.error:
-            result = Result(
-                result.outcome,
-                message_id=result.message_id,
-                error=one_line(REDACTOR.scrub(self.secrets.redact(result.error))),
-                code=result.code,
-                retry_after=result.retry_after,
-                pause_channel=result.pause_channel,
-                subscriber_status=result.subscriber_status,
-            )
+        result = self.scrubbed_result(
+            classify(self.format, response.status_code, response.headers, text, where=self._where)
+        )
         if self.format == "discord":
             self._learn(response, result)
         log.info(

@@ -124,6 +124,7 @@ def _at(where: str) -> Iterator[None]:
 
 
 _E = TypeVar("_E", bound=BaseModel)  # an entry of the file
+_Named = TypeVar("_Named", SourceEntry, ChannelEntry)  # an entry named like a store row
 
 
 def _entries(path: Path, section: str, entries: Sequence[_E]) -> Iterator[tuple[str, _E]]:
@@ -131,6 +132,17 @@ def _entries(path: Path, section: str, entries: Sequence[_E]) -> Iterator[tuple[
     for index, entry in enumerate(entries):
         name = getattr(entry, "name", None) or getattr(entry, "channel", None)
         yield f"{path}: {section}[{index}]" + (f" ({name})" if name else ""), entry
+
+
+def _named_entries(path: Path, section: str, entries: Sequence[_Named]) -> Iterator[tuple[str, _Named]]:
+    """:func:`_entries` of a section whose entries are named (sources, channels): each
+    name checked as ``feedcast ... add`` checks it."""
+    from feedcast.watch import validate_name
+
+    for where, entry in _entries(path, section, entries):
+        with _at(where):
+            validate_name(entry.name)
+        yield where, entry
 
 
 def load_config(path: Path) -> ConfigFile:
@@ -266,11 +278,10 @@ def plan_config(store: Store, config: ConfigFile, path: Path, *, prune: bool = F
 
 
 def _plan_sources(plan: ApplyPlan, config: ConfigFile, path: Path, known: _Known) -> None:
-    from feedcast.watch import validate_name, validate_url
+    from feedcast.watch import validate_url
 
-    for where, entry in _entries(path, "sources", config.sources):
+    for where, entry in _named_entries(path, "sources", config.sources):
         with _at(where):
-            validate_name(entry.name)
             url = validate_url(entry.url)
             every = parse_duration(entry.every, minimum=timedelta(minutes=1))
         current = known.sources.get(entry.name)
@@ -306,11 +317,8 @@ def _source_changes(entry: SourceEntry, current: Source, *, url: str, every: tim
 
 
 def _plan_channels(plan: ApplyPlan, config: ConfigFile, path: Path, known: _Known) -> None:
-    from feedcast.watch import validate_name
-
-    for where, channel in _entries(path, "channels", config.channels):
+    for where, channel in _named_entries(path, "channels", config.channels):
         with _at(where):
-            validate_name(channel.name)
             cls = channel_class(channel.kind)
             settings = cls.validate_settings(channel.options())
         existing = known.channels.get(channel.name)

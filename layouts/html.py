@@ -26,7 +26,7 @@ import lxml.etree
 import lxml.html
 
 from feedcast.kernel.errors import TelegramHtmlError
-from layouts.text import cut_point, truncate_text, utf16_len
+from layouts.text import ellipsis_cut, truncate_text, utf16_len
 
 __all__ = [
     "email_html",
@@ -798,13 +798,10 @@ def truncate_telegram(html: str, limit: int, ellipsis: str = "…") -> str:
     """
     tokens = _tg_parse(html)
     text = "".join(value for kind, value, _ in tokens if kind == _TEXT)
-    if utf16_len(text) <= limit:
+    cut = ellipsis_cut(text, limit, ellipsis, unit="utf16")
+    if cut is None:
         return html
-    if limit <= 0:
-        return ""
-    if utf16_len(ellipsis) > limit:
-        ellipsis = ""
-    keep = cut_point(text, limit - utf16_len(ellipsis), unit="utf16")
+    keep, ellipsis = cut  # (0, ""): nothing fits, the loop below keeps nothing
     out: list[str] = []
     stack: list[str] = []
     pending: list[tuple[str, str]] = []  # opened, no text yet

@@ -11,7 +11,14 @@ from __future__ import annotations
 import unicodedata
 from typing import Literal
 
-__all__ = ["cut_point", "is_grapheme_boundary", "text_direction", "truncate_text", "utf16_len"]
+__all__ = [
+    "cut_point",
+    "ellipsis_cut",
+    "is_grapheme_boundary",
+    "text_direction",
+    "truncate_text",
+    "utf16_len",
+]
 
 Unit = Literal["chars", "utf16"]
 
@@ -147,15 +154,26 @@ def _rstrip(text: str, index: int) -> int:
     return index
 
 
+def ellipsis_cut(text: str, limit: int, ellipsis: str, *, unit: Unit = "chars") -> tuple[int, str] | None:
+    """Where to cut ``text`` (a :func:`cut_point`) so that its start and the ellipsis
+    appended fit ``limit`` units, with that ellipsis ("" when it alone is over the
+    limit): ``(0, "")`` for a limit of 0 or less; None when ``text`` fits as it is."""
+    measure = utf16_len if unit == "utf16" else len
+    if measure(text) <= limit:
+        return None
+    if limit <= 0:
+        return 0, ""
+    if measure(ellipsis) > limit:
+        ellipsis = ""
+    return cut_point(text, limit - measure(ellipsis), unit=unit), ellipsis
+
+
 def truncate_text(text: str, limit: int, ellipsis: str = "…", *, unit: Unit = "chars") -> str:
     """``text`` itself when it fits ``limit``, else its start cut at a word or grapheme
     boundary plus ``ellipsis``, together at most ``limit`` units (code points for
     ``"chars"``, UTF-16 code units for ``"utf16"``)."""
-    measure = utf16_len if unit == "utf16" else len
-    if measure(text) <= limit:
+    cut = ellipsis_cut(text, limit, ellipsis, unit=unit)
+    if cut is None:
         return text
-    if limit <= 0:
-        return ""
-    if measure(ellipsis) > limit:
-        ellipsis = ""
-    return text[: cut_point(text, limit - measure(ellipsis), unit=unit)] + ellipsis
+    keep, ellipsis = cut
+    return text[:keep] + ellipsis

@@ -575,9 +575,7 @@ def _feed_result(
         warnings.append(f"skipped {empty} {empty_reason}")
     if duplicates:
         warnings.append(f"skipped {duplicates} item(s) repeating an earlier item's id")
-    return ParseResult(
-        kind=SourceKind.FEED, format=fmt, items=tuple(items), title=title, link=link, warnings=tuple(warnings)
-    )
+    return ParseResult.gathered(SourceKind.FEED, fmt, items, warnings, title=title, link=link)
 
 
 def _not_a_feed(warning: str) -> ParseResult:

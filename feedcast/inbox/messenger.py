@@ -112,6 +112,18 @@ class Event:
     ref: str | None = None  # an m.me link's or an opt-in's ref
     raw: Mapping[str, Any] = field(default_factory=dict)
 
+    def row(self, channel: str) -> NewInbound:
+        """The ``inbound`` row of this event on ``channel``."""
+        return NewInbound(
+            channel,
+            sender=self.sender,
+            kind=self.kind,
+            provider_id=self.provider_id,
+            payload=self.raw,
+            text=self.text,
+            received_at=self.at,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Handled:
@@ -184,16 +196,7 @@ def inbound_record(channel: str, body: Any) -> NewInbound | None:
     events = parse_events(body)
     if not events:
         return None
-    event = events[0]
-    return NewInbound(
-        channel,
-        sender=event.sender,
-        kind=event.kind,
-        provider_id=event.provider_id,
-        payload=event.raw,
-        text=event.text,
-        received_at=event.at,
-    )
+    return events[0].row(channel)
 
 
 def _list(value: Any) -> list[Any]:
@@ -323,16 +326,7 @@ def handle_events(
     for event in parse_events(body):
         try:
             with store.atomic():  # recorded and decided together, or neither
-                inbound_id = store.record_inbound(
-                    channel,
-                    sender=event.sender,
-                    kind=event.kind,
-                    text=event.text,
-                    payload=event.raw,
-                    provider_id=event.provider_id,
-                    received_at=event.at,
-                    action=PENDING,
-                )
+                inbound_id = store.record_inbound_event(event.row(channel), action=PENDING)
                 if inbound_id is None:
                     handled.append(Handled(event.sender, event.kind, event.provider_id, "duplicate"))
                     continue
@@ -341,16 +335,7 @@ def handle_events(
             raise
         except Exception as exc:  # one bad event never stops the others
             failed = _failed(event, exc, channel)
-            store.record_inbound(
-                channel,
-                sender=event.sender,
-                kind=event.kind,
-                text=event.text,
-                payload=event.raw,
-                provider_id=event.provider_id,
-                received_at=event.at,
-                action=f"failed: {failed.error}"[:500],
-            )
+            store.record_inbound_event(event.row(channel), action=f"failed: {failed.error}"[:500])
             handled.append(failed)
             continue
         replies.extend(queued)

@@ -289,19 +289,7 @@ def _handle_update(
         if recorded is not None:
             store.set_inbound_action(recorded, handled.action)
         return handled
-    if recorded is None:
-        inbound = store.record_inbound(
-            channel,
-            sender=row.sender,
-            kind=row.kind,
-            text=row.text,
-            payload=update,
-            provider_id=row.provider_id,
-            received_at=row.received_at,
-            action=PENDING,
-        )
-    else:
-        inbound = recorded
+    inbound = store.record_inbound_event(row, action=PENDING) if recorded is None else recorded
     handled.inbound_id = inbound
     message = update.get("message")
     member = update.get("my_chat_member")

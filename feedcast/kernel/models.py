@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -188,6 +188,23 @@ class ParseResult:
     next_urls: tuple[str, ...] = ()
     # feeds a page advertises (autodiscovery); empty for non-pages
     feeds: tuple[FeedLink, ...] = ()
+
+    @classmethod
+    def gathered(
+        cls,
+        kind: SourceKind,
+        format: str,
+        items: Iterable[Item],
+        warnings: Iterable[str],
+        *,
+        title: str | None = None,
+        link: str | None = None,
+        next_urls: tuple[str, ...] = (),
+        feeds: tuple[FeedLink, ...] = (),
+    ) -> ParseResult:
+        """The result of a parser from what it gathered as it went (its lists kept as
+        tuples)."""
+        return cls(kind, format, tuple(items), title, link, tuple(warnings), next_urls, feeds)
 
 
 def _str_or_none(value: Decimal | None) -> str | None:

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.parser import BytesParser
 from email.policy import HTTP
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypedDict, TypeVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -38,7 +38,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive
 
 from channels.ratelimit import SlidingWindow
-from feedcast.kernel.clock import Clock
+from feedcast.kernel.clock import SYSTEM, Clock
 from feedcast.sandbox.asgi import AsgiServer
 
 __all__ = [
@@ -312,6 +312,16 @@ def control(
 # --------------------------------------------------------------------------- the base
 
 
+class EmulatorSettings(TypedDict, total=False):
+    """The keywords every emulator takes (:class:`Emulator`), beside its own."""
+
+    limits: bool  # False: never refuse for a rate limit (what goes over is still counted)
+    fault_rate: float  # the share of requests answered with a transient error
+    drop_rate: float  # the share of requests whose connection is dropped
+    seed: int | None  # faults and drops are drawn from random.Random(seed)
+    clock: Clock  # what rate windows, buckets and arrival times read (a FakeClock in tests)
+
+
 class Emulator:
     """The lock, the clock, ``limits`` and the :class:`Faults` of an HTTP emulator, its
     settings (:meth:`set_options`) and its control API's answers. A subclass builds
@@ -325,7 +335,13 @@ class Emulator:
     app: Starlette
 
     def __init__(
-        self, *, limits: bool, fault_rate: float, drop_rate: float, seed: int | None, clock: Clock
+        self,
+        *,
+        limits: bool = True,
+        fault_rate: float = 0.0,
+        drop_rate: float = 0.0,
+        seed: int | None = None,
+        clock: Clock = SYSTEM,
     ) -> None:
         self._lock = threading.Lock()
         self.clock = clock  # rate windows, buckets and arrival times read it (a FakeClock in tests)

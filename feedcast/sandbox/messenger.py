@@ -110,7 +110,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 from urllib.parse import parse_qsl
 
 import httpx
@@ -122,11 +122,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from channels.messenger import attachment_type
-from feedcast.kernel.clock import SYSTEM, Clock
 from feedcast.sandbox.base import (
     Configurable,
     ControlError,
     Dropped,
+    EmulatorSettings,
     Window,
     control,
     control_body,
@@ -313,24 +313,20 @@ class MessengerEmulator(Configurable):
     def __init__(
         self,
         *,
-        limits: bool = True,
-        fault_rate: float = 0.0,
-        drop_rate: float = 0.0,
-        seed: int | None = None,
         auto_people: bool = True,
         auto_window_open: bool = True,
         text_limit: int = TEXT_LIMIT,
         media_limit: int = MEDIA_LIMIT,
-        clock: Clock = SYSTEM,
+        **settings: Unpack[EmulatorSettings],
     ) -> None:
-        super().__init__(limits=limits, fault_rate=fault_rate, drop_rate=drop_rate, seed=seed, clock=clock)
+        super().__init__(**settings)
         self.text_limit = text_limit
         self.media_limit = media_limit
         self._pages: dict[str, Page] = {}
         self._people: dict[str, Person] = {}
         self.auto_people = auto_people
         self.auto_window_open = auto_window_open
-        self._reseed(seed)
+        self._reseed(self.faults.seed)
         self._clear()
         self._webhook: WebhookTarget | None = None
         self.app = Starlette(

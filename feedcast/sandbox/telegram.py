@@ -85,7 +85,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple, Unpack
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -96,12 +96,12 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from channels.base import number
-from feedcast.kernel.clock import SYSTEM, Clock
 from feedcast.kernel.errors import TelegramHtmlError
 from feedcast.sandbox.base import (
     Configurable,
     ControlError,
     Dropped,
+    EmulatorSettings,
     Part,
     TokenBucket,
     Window,
@@ -329,6 +329,14 @@ PHOTO_UPLOAD = 10_000_000
 FILE_UPLOAD = 50_000_000
 
 
+class _Call(NamedTuple):
+    """One Bot API request as read: its method (lower case), parameters and file parts."""
+
+    method: str
+    params: dict[str, Any]
+    files: dict[str, Part]  # multipart file parts by name
+
+
 async def _read_params(request: Request) -> tuple[dict[str, Any], dict[str, Part]]:
     """Query, then JSON / urlencoded / multipart body parameters; file parts by name."""
     params: dict[str, Any] = dict(request.query_params)
@@ -391,8 +399,22 @@ def _web_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
-def _text(value: Any, parse_mode: Any, *, limit: int, too_long: str, required: bool) -> str:
+class _TextRule(NamedTuple):
+    """What Telegram checks a message's visible text against: a text or a caption."""
+
+    param: str  # text | caption (each with its parse_mode)
+    limit: int  # UTF-16 code units
+    too_long: str  # the error over the limit
+    required: bool
+
+
+_MESSAGE_TEXT = _TextRule("text", TEXT_LIMIT, "message is too long", required=True)
+_CAPTION = _TextRule("caption", CAPTION_LIMIT, "message caption is too long", required=False)
+
+
+def _text(params: Mapping[str, Any], rule: _TextRule) -> str:
     """The visible text of a text or caption parameter, checked as Telegram does."""
+    value, parse_mode = params.get(rule.param), params.get("parse_mode")
     text = "" if value is None else value if isinstance(value, str) else json.dumps(value)
     mode = parse_mode.strip().lower() if isinstance(parse_mode, str) else ""
     if mode == "html":
@@ -406,10 +428,10 @@ def _text(value: Any, parse_mode: Any, *, limit: int, too_long: str, required: b
     else:
         raise _bad("unsupported parse_mode")
     visible = visible.strip()
-    if required and not visible:
+    if rule.required and not visible:
         raise _bad("message text is empty")
-    if utf16_len(visible) > limit:
-        raise _bad(too_long)
+    if utf16_len(visible) > rule.limit:
+        raise _bad(rule.too_long)
     return visible
 
 
@@ -491,17 +513,8 @@ class TelegramEmulator(Configurable):
     switches: ClassVar[tuple[str, ...]] = ("auto_chats",)
     ok_envelope: ClassVar[bool] = True
 
-    def __init__(
-        self,
-        *,
-        limits: bool = True,
-        auto_chats: bool = True,
-        fault_rate: float = 0.0,
-        drop_rate: float = 0.0,
-        seed: int | None = None,
-        clock: Clock = SYSTEM,
-    ) -> None:
-        super().__init__(limits=limits, fault_rate=fault_rate, drop_rate=drop_rate, seed=seed, clock=clock)
+    def __init__(self, *, auto_chats: bool = True, **settings: Unpack[EmulatorSettings]) -> None:
+        super().__init__(**settings)
         self.auto_chats = auto_chats
         self._bots: dict[str, _Bot] = {}
         self._chats: dict[int, _Chat] = {}
@@ -711,7 +724,7 @@ class TelegramEmulator(Configurable):
             params, files, parse_error = {}, {}, err
         try:
             with self._lock:
-                answer = self._handle(token, method, params, files, parse_error)
+                answer = self._handle(token, _Call(method, params, files), parse_error)
         except Dropped:
             await drop_connection(receive)
             return
@@ -742,16 +755,10 @@ class TelegramEmulator(Configurable):
             body["parameters"] = dict(parameters)
         return JSONResponse(body, status_code=code)
 
-    def _handle(
-        self,
-        token: str,
-        method: str,
-        params: dict[str, Any],
-        files: dict[str, Part],
-        parse_error: _ApiError | None,
-    ) -> Response | _LongPoll:
+    def _handle(self, token: str, call: _Call, parse_error: _ApiError | None) -> Response | _LongPoll:
         """One Bot API request, under the lock (:class:`Dropped`: drop the connection); a
         :class:`_LongPoll`: a getUpdates to answer when an update comes."""
+        method, params = call.method, call.params
         self.requests += 1
         bot = self._bots.get(token)
         if bot is None:
@@ -790,7 +797,7 @@ class TelegramEmulator(Configurable):
             elif method in _WEBHOOK_METHODS:
                 return self._webhook_method(bot, method, params)
             else:
-                result = self._send(bot, method, params, files, now)
+                result = self._send(bot, call, now)
         except _ApiError as err:
             if err.code == 429:
                 bot.counters.rate_limited += 1
@@ -856,14 +863,8 @@ class TelegramEmulator(Configurable):
             return {"file_id": value}
         raise _bad("wrong file identifier/HTTP URL specified")
 
-    def _send(
-        self,
-        bot: _Bot,
-        method: str,
-        params: dict[str, Any],
-        files: dict[str, Part],
-        now: float,
-    ) -> Any:
+    def _send(self, bot: _Bot, call: _Call, now: float) -> Any:
+        method, params, files = call
         chat = self._chat(params.get("chat_id"))
         chat.counters.requests += 1
         chat.counters.seen.hit(now)
@@ -871,13 +872,7 @@ class TelegramEmulator(Configurable):
         # (kind, media reference or None, visible text, raw item) per message to create
         contents: list[tuple[str, dict[str, Any] | None, str, Mapping[str, Any]]] = []
         if method == "sendmessage":
-            visible = _text(
-                params.get("text"),
-                params.get("parse_mode"),
-                limit=TEXT_LIMIT,
-                too_long="message is too long",
-                required=True,
-            )
+            visible = _text(params, _MESSAGE_TEXT)
             contents.append(("text", None, visible, params))
         elif method == "sendmediagroup":
             if "reply_markup" in params:
@@ -896,13 +891,7 @@ class TelegramEmulator(Configurable):
                 kind = item.get("type")
                 if kind not in ("photo", "video", "audio", "document"):
                     raise _bad(f'can\'t parse InputMedia: type "{kind}" is unsupported')
-                visible = _text(
-                    item.get("caption"),
-                    item.get("parse_mode"),
-                    limit=CAPTION_LIMIT,
-                    too_long="message caption is too long",
-                    required=False,
-                )
+                visible = _text(item, _CAPTION)
                 contents.append((kind, self._media(item.get("media"), kind, files), visible, item))
                 kinds.append(kind)
             for kind in kinds:
@@ -910,13 +899,7 @@ class TelegramEmulator(Configurable):
                     raise _bad(f"{kind} can't be mixed with other media types")
         else:
             kind = _MEDIA_FIELDS[method]
-            visible = _text(
-                params.get("caption"),
-                params.get("parse_mode"),
-                limit=CAPTION_LIMIT,
-                too_long="message caption is too long",
-                required=False,
-            )
+            visible = _text(params, _CAPTION)
             value = params.get(kind)
             if value is None and kind in files:
                 value = f"attach://{kind}"

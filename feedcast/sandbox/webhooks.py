@@ -77,7 +77,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -85,11 +85,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from channels.webhook import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from feedcast.kernel.clock import SYSTEM, Clock
 from feedcast.sandbox.base import (
     ControlError,
     Dropped,
     Emulator,
+    EmulatorSettings,
     FixedWindow,
     TokenBucket,
     Window,
@@ -394,6 +394,18 @@ def _type_error(kind: str, message: str) -> dict[str, Any]:
     return {"_errors": [{"code": kind, "message": message}]}
 
 
+def _field_error(
+    value: Any, kind: type[Any], type_error: tuple[str, str], size: Callable[[Any], int], limit: int
+) -> dict[str, Any] | None:
+    """Discord's error for a top-level field given (None: absent or fine): not of its
+    ``kind`` (``type_error``: the code and message), or longer than ``limit``."""
+    if value is None:
+        return None
+    if not isinstance(value, kind):
+        return _type_error(*type_error)
+    return _max_length(limit) if size(value) > limit else None
+
+
 def _embed_size(embed: Mapping[str, Any]) -> int:
     size = 0
     for key in ("title", "description"):
@@ -419,38 +431,32 @@ def discord_error(body: Any) -> dict[str, Any] | None:
         }
     errors: dict[str, Any] = {}
     content = body.get("content")
-    if content is not None:
-        if not isinstance(content, str):
-            errors["content"] = _type_error("BASE_TYPE_STRING", "Must be a string.")
-        elif utf16_len(content) > DISCORD_CONTENT:
-            errors["content"] = _max_length(DISCORD_CONTENT)
+    error = _field_error(content, str, ("BASE_TYPE_STRING", "Must be a string."), utf16_len, DISCORD_CONTENT)
+    if error is not None:
+        errors["content"] = error
     embeds = body.get("embeds")
-    if embeds is not None:
-        if not isinstance(embeds, list):
-            errors["embeds"] = _type_error("LIST_TYPE_CONVERT", "Must be an array.")
-        elif len(embeds) > DISCORD_EMBEDS:
-            errors["embeds"] = _max_length(DISCORD_EMBEDS)
-        else:
-            per: dict[str, Any] = {}
-            for i, embed in enumerate(embeds):
-                if not isinstance(embed, dict):
-                    per[str(i)] = _type_error(
-                        "DICT_TYPE_CONVERT", "Only dictionaries may be used in a DictType"
-                    )
-                    continue
-                bad: dict[str, Any] = {}
-                for key, limit in (("title", DISCORD_TITLE), ("description", DISCORD_DESCRIPTION)):
-                    value = embed.get(key)
-                    if value is not None and (not isinstance(value, str) or utf16_len(value) > limit):
-                        bad[key] = _max_length(limit)
-                if bad:
-                    per[str(i)] = bad
-            if per:
-                errors["embeds"] = per
-            elif sum(_embed_size(e) for e in embeds) > DISCORD_EMBED_TOTAL:
-                errors["embeds"] = _type_error(
-                    "MAX_EMBED_SIZE_EXCEEDED", f"Embed size exceeds maximum size of {DISCORD_EMBED_TOTAL}"
-                )
+    error = _field_error(embeds, list, ("LIST_TYPE_CONVERT", "Must be an array."), len, DISCORD_EMBEDS)
+    if error is not None:
+        errors["embeds"] = error
+    elif embeds is not None:
+        per: dict[str, Any] = {}
+        for i, embed in enumerate(embeds):
+            if not isinstance(embed, dict):
+                per[str(i)] = _type_error("DICT_TYPE_CONVERT", "Only dictionaries may be used in a DictType")
+                continue
+            bad: dict[str, Any] = {}
+            for key, limit in (("title", DISCORD_TITLE), ("description", DISCORD_DESCRIPTION)):
+                value = embed.get(key)
+                if value is not None and (not isinstance(value, str) or utf16_len(value) > limit):
+                    bad[key] = _max_length(limit)
+            if bad:
+                per[str(i)] = bad
+        if per:
+            errors["embeds"] = per
+        elif sum(_embed_size(e) for e in embeds) > DISCORD_EMBED_TOTAL:
+            errors["embeds"] = _type_error(
+                "MAX_EMBED_SIZE_EXCEEDED", f"Embed size exceeds maximum size of {DISCORD_EMBED_TOTAL}"
+            )
     if errors:
         return {"code": 50035, "message": "Invalid Form Body", "errors": errors}
     if not (isinstance(content, str) and content.strip()) and not embeds:
@@ -471,18 +477,14 @@ class WebhookReceiver(Emulator):
     def __init__(
         self,
         *,
-        limits: bool = True,
-        fault_rate: float = 0.0,
-        drop_rate: float = 0.0,
-        seed: int | None = None,
         auto_hooks: bool = True,
         slack_burst: int = SLACK_BURST,
         max_body: int = 1_000_000,
         keep: int = 10_000,
         tolerance: float = 300,
-        clock: Clock = SYSTEM,
+        **settings: Unpack[EmulatorSettings],
     ) -> None:
-        super().__init__(limits=limits, fault_rate=fault_rate, drop_rate=drop_rate, seed=seed, clock=clock)
+        super().__init__(**settings)
         self.auto_hooks = auto_hooks
         self.slack_burst = slack_burst
         self.max_body = max_body

@@ -3,15 +3,22 @@ repositories)."""
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import fields
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from feedcast.kernel.models import Item, Media, Variant
 
-# the columns item_from_row reads, in order (prefix each with a table alias as needed)
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+M = TypeVar("M", bound="DataclassInstance")
+
+# the columns item_from_row reads, in the order of Item's fields (prefix each with a table alias as needed)
 ITEM_COLUMNS = (
     "key",
     "title",
@@ -42,36 +49,57 @@ def item_columns(alias: str) -> str:
     return ", ".join(f"{alias}.{c}" for c in ITEM_COLUMNS)
 
 
+@functools.cache
+def _field_names(model: type[DataclassInstance]) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(model))
+
+
+def model_from_row(
+    model: type[M], row: Sequence[Any], *, utc: Iterable[str] = (), **convert: Callable[[Any], Any]
+) -> M:
+    """A model (a dataclass) from a row whose columns are its fields in their declared
+    order, from the first (the SELECT lists them so); fields past the row's end keep
+    their defaults. ``utc`` names the time fields (aware UTC times, or None);
+    ``convert`` turns a stored value into its field's, by field name (``tags=tuple``)."""
+    names = _field_names(model)
+    if len(row) > len(names):
+        raise ValueError(f"{len(row)} columns for the {len(names)} fields of {model.__name__}")
+    values = dict(zip(names, row, strict=False))
+    for name in utc:
+        values[name] = _utc(values[name])
+    for name, to_field in convert.items():
+        values[name] = to_field(values[name])
+    return model(**values)
+
+
 def item_from_row(r: Sequence[Any]) -> Item:
-    """An Item from the 22 columns of ITEM_COLUMNS, in order."""
-    return Item(
-        key=r[0],
-        title=r[1],
-        url=r[2],
-        summary=r[3],
-        content=r[4],
-        image=r[5],
-        media=tuple(
-            Media(**{k: v for k, v in m.items() if k in Media.__dataclass_fields__})
-            for m in _loads(r[6], list)
-            if isinstance(m, dict) and m.get("url")
+    """An Item from the 22 columns of ITEM_COLUMNS, in order, at the start of ``r``."""
+    return model_from_row(
+        Item,
+        r[: len(ITEM_COLUMNS)],
+        utc=("published", "updated"),
+        media=_media,
+        tags=_tuple,
+        price=_plain_price,
+        sale_price=_plain_price,
+        variants=lambda raw: tuple(
+            _variant(v) for v in _loads(raw, list) if isinstance(v, dict) and "id" in v
         ),
-        author=r[7],
-        published=_utc(r[8]),
-        updated=_utc(r[9]),
-        tags=tuple(r[10] or ()),
-        price=_plain_price(r[11]),
-        sale_price=_plain_price(r[12]),
-        currency=r[13],
-        availability=r[14],
-        sku=r[15],
-        gtin=r[16],
-        mpn=r[17],
-        brand=r[18],
-        group_id=r[19],
-        variants=tuple(_variant(v) for v in _loads(r[20], list) if isinstance(v, dict) and "id" in v),
-        extra=_loads(r[21], dict),
+        extra=lambda raw: _loads(raw, dict),
     )
+
+
+def _media(raw: str | None) -> tuple[Media, ...]:
+    return tuple(
+        Media(**{k: v for k, v in m.items() if k in Media.__dataclass_fields__})
+        for m in _loads(raw, list)
+        if isinstance(m, dict) and m.get("url")
+    )
+
+
+def _tuple(value: Sequence[Any] | None) -> tuple[Any, ...]:
+    """A list column (NULL: empty) as a tuple."""
+    return tuple(value or ())
 
 
 def _loads(raw: str | None, kind: type[Any]) -> Any:

@@ -15,7 +15,7 @@ import duckdb
 
 from feedcast.kernel.errors import AlreadyExists, InvalidValue, NotFound
 from feedcast.kernel.models import Automation, QueuedItem
-from feedcast.store._rows import _plain_price, _utc, item_columns, item_from_row
+from feedcast.store._rows import _plain_price, _tuple, _utc, item_columns, item_from_row, model_from_row
 from feedcast.store.channels import ChannelRepository
 from feedcast.store.guard import (
     NO_ACCESS,
@@ -201,6 +201,7 @@ class AutomationRepository(ChannelRepository, SourceRepository):
                 )
         return self.get_automation(name)
 
+    # the fields of Automation, in order (model_from_row)
     _AUTOMATION_SQL = """
         SELECT a.id, a.name, c.name, a.layout,
                (SELECT list(s.name ORDER BY s.name) FROM automation_sources x JOIN sources s ON s.id = x.source_id
@@ -215,32 +216,14 @@ class AutomationRepository(ChannelRepository, SourceRepository):
 
     @staticmethod
     def _automation(r: Sequence[Any]) -> Automation:
-        return Automation(
-            id=r[0],
-            name=r[1],
-            channel=r[2],
-            layout=r[3],
-            sources=tuple(r[4] or ()),
-            audience=r[5],
-            on_new=r[6],
-            max_items=r[7],
-            events=tuple(r[8]),
-            backfill=r[9],
-            message_tag=r[10],
-            timezone=r[11],
-            locale=r[12],
-            status=r[13],
-            since=_utc(r[14]),
-            created_at=_utc(r[15]),
-            last_campaign_at=_utc(r[16]),
-            schedule=r[17],
-            cron=r[18],
-            every=timedelta(seconds=r[19]) if r[19] is not None else None,
-            min_items=r[20],
-            where=r[21],
-            next_run_at=_utc(r[22]),
-            last_run_at=_utc(r[23]),
-            track_clicks=bool(r[24]),
+        return model_from_row(
+            Automation,
+            r,
+            utc=("since", "created_at", "last_campaign_at", "next_run_at", "last_run_at"),
+            sources=_tuple,
+            events=tuple,
+            every=lambda seconds: timedelta(seconds=seconds) if seconds is not None else None,
+            track_clicks=bool,
         )
 
     def get_automation(self, name: str) -> Automation:

@@ -28,7 +28,7 @@ from feedcast.kernel.models import (
     ProviderCall,
     QueuedItem,
 )
-from feedcast.store._rows import _utc
+from feedcast.store._rows import _utc, model_from_row
 from feedcast.store.database import Connection, Database, staged
 from feedcast.store.subscribers import move_recipient, set_statuses
 
@@ -156,7 +156,7 @@ class CampaignRepository(Database):
 
     def campaign(self, campaign_id: int) -> CampaignInfo:
         with self.connect(read_only=True) as con:
-            row = con.execute(
+            row = con.execute(  # the fields of CampaignInfo, in order (model_from_row)
                 """
                 SELECT c.id, c.automation_name, c.channel_name, c.channel_kind, c.layout, c.format, c.status,
                        c.created_at, c.items, c.messages, c.calls, c.recipients,
@@ -174,29 +174,11 @@ class CampaignRepository(Database):
             ).fetchone()
         if row is None:
             raise NotFound(f"no campaign {campaign_id}")
-        return CampaignInfo(
-            id=row[0],
-            automation=row[1],
-            channel=row[2],
-            channel_kind=row[3],
-            layout=row[4],
-            format=row[5],
-            status=row[6],
-            created_at=_utc(row[7]) or datetime.now(UTC),
-            items=row[8],
-            messages=row[9],
-            calls=row[10],
-            recipients=row[11],
-            sent=row[12],
-            failed=row[13],
-            skipped=row[14],
-            pending=row[15],
-            error=row[16],
-            finished_at=_utc(row[17]),
-            trigger=row[18],
-            kind=row[19],
-            composed=row[20],
-            locale=row[21],
+        return model_from_row(
+            CampaignInfo,
+            row,
+            utc=("finished_at",),
+            created_at=lambda at: _utc(at) or datetime.now(UTC),
         )
 
     def campaign_items(self, campaign_id: int) -> list[dict[str, Any]]:
@@ -232,25 +214,14 @@ class CampaignRepository(Database):
     ) -> list[PendingDelivery]:
         """Pending deliveries of a campaign in id order, with each subscriber as it is now."""
         with self.connect(read_only=True) as con:
-            rows = con.execute(
+            rows = con.execute(  # the fields of PendingDelivery, in order
                 "SELECT d.id, d.subscriber_id, coalesce(s.recipient, d.recipient), coalesce(s.status, 'removed'),"
                 " s.name, s.last_inbound_at, d.attempts"
                 " FROM deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id"
                 " WHERE d.campaign_id = ? AND d.status = 'pending' AND d.id > ? ORDER BY d.id LIMIT ?",
                 [campaign_id, after_id, limit],
             ).fetchall()
-        return [
-            PendingDelivery(
-                id=r[0],
-                subscriber_id=r[1],
-                recipient=r[2],
-                subscriber_status=r[3],
-                name=r[4],
-                last_inbound_at=_utc(r[5]),
-                attempts=r[6],
-            )
-            for r in rows
-        ]
+        return [model_from_row(PendingDelivery, r, utc=("last_inbound_at",)) for r in rows]
 
     def iter_pending(self, campaign_id: int, chunk: int = 2000) -> Iterator[list[PendingDelivery]]:
         after = 0

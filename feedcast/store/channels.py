@@ -10,7 +10,7 @@ from typing import Any
 
 from feedcast.kernel.errors import AlreadyExists, InvalidValue, NotFound
 from feedcast.kernel.models import ChannelConfig
-from feedcast.store._rows import _utc
+from feedcast.store._rows import model_from_row
 from feedcast.store.database import Database
 
 __all__ = ["REPLY_KINDS", "ChannelRepository"]
@@ -51,6 +51,7 @@ class ChannelRepository(Database):
                 )
         return self.get_channel(name)
 
+    # the fields of ChannelConfig, in order (model_from_row)
     _CHANNEL_SQL = """
         SELECT c.id, c.name, c.kind, c.settings, c.status, c.last_error, c.last_error_at, c.created_at,
                (SELECT count(*) FROM subscribers s WHERE s.channel_id = c.id AND s.status = 'active')
@@ -58,16 +59,8 @@ class ChannelRepository(Database):
     """
 
     def _channel(self, r: Sequence[Any]) -> ChannelConfig:
-        return ChannelConfig(
-            id=r[0],
-            name=r[1],
-            kind=r[2],
-            settings=json.loads(r[3]),
-            status=r[4],
-            last_error=r[5],
-            last_error_at=_utc(r[6]),
-            created_at=_utc(r[7]),
-            subscribers=int(r[8]),
+        return model_from_row(
+            ChannelConfig, r, utc=("last_error_at", "created_at"), settings=json.loads, subscribers=int
         )
 
     def get_channel(self, name: str) -> ChannelConfig:

@@ -12,7 +12,7 @@ from typing import Any
 
 from feedcast.kernel.errors import NotFound
 from feedcast.kernel.models import InboundEvent, NewInbound
-from feedcast.store._rows import _utc
+from feedcast.store._rows import _utc, model_from_row
 from feedcast.store.channels import ChannelRepository
 from feedcast.store.database import Connection
 
@@ -49,8 +49,13 @@ class InboundRepository(ChannelRepository):
         change); refresh the sender's ``last_inbound_at`` (Messenger's 24-hour window)
         for a person's own actions. None when ``provider_id`` (a Telegram update id, a
         Messenger mid) was seen before: each event is processed once."""
-        self.get_channel(channel)  # NotFound for a channel that does not exist
         event = NewInbound(channel, sender, kind, provider_id, payload, text, received_at)
+        return self.record_inbound_event(event, action=action)
+
+    def record_inbound_event(self, event: NewInbound, *, action: str | None = None) -> int | None:
+        """:meth:`record_inbound` for an event already made a row (NotFound for a channel
+        that does not exist)."""
+        self.get_channel(event.channel)
         return self.record_inbound_many([event], action=action)[0]
 
     def record_inbound_many(
@@ -118,22 +123,18 @@ class InboundRepository(ChannelRepository):
     def pending_inbound(self, limit: int = 500) -> list[InboundEvent]:
         """Recorded events not processed yet (action :data:`PENDING`), oldest first."""
         with self.connect(read_only=True) as con:
-            rows = con.execute(
+            rows = con.execute(  # the fields of InboundEvent, in order
                 "SELECT i.id, c.name, c.kind, i.sender, i.kind, i.provider_id, i.payload, i.received_at, i.action"
                 " FROM inbound i JOIN channels c ON c.id = i.channel_id WHERE i.action = ? ORDER BY i.id LIMIT ?",
                 [PENDING, limit],
             ).fetchall()
         return [
-            InboundEvent(
-                id=int(r[0]),
-                channel=r[1],
-                channel_kind=r[2],
-                sender=r[3],
-                kind=r[4],
-                provider_id=r[5],
-                payload=_mapping(r[6]),
-                received_at=_utc(r[7]) or datetime.now(UTC),
-                action=r[8],
+            model_from_row(
+                InboundEvent,
+                r,
+                id=int,
+                payload=_mapping,
+                received_at=lambda at: _utc(at) or datetime.now(UTC),
             )
             for r in rows
         ]

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from feedcast.kernel.errors import AlreadyExists, InvalidValue, NotFound
 from feedcast.kernel.models import Item, Source
-from feedcast.store._rows import _plain_price, item_from_row, to_json
+from feedcast.store._rows import _plain_price, item_from_row, model_from_row, to_json
 from feedcast.store.database import Connection, Database, staged
 
 __all__ = ["ItemEvent", "NewSource", "SourceRepository"]
@@ -36,10 +36,11 @@ class NewSource:
 # why an item stands out, as recent_items reports it: (event, old price, new price)
 ItemEvent = tuple[str, Decimal | None, Decimal | None]
 
+# in the order of Source's fields (model_from_row)
 _SOURCE_COLUMNS = (
-    "id, name, url, kind, format, site_url, title, every_seconds, backfill, selectors, status, etag, "
-    "last_modified, body_hash, error_count, last_error, last_status, last_polled_at, last_success_at, "
-    "next_poll_at, baseline_done, created_at, added_url"
+    "id, name, url, added_url, kind, format, site_url, title, every_seconds, backfill, selectors, status, "
+    "etag, last_modified, body_hash, error_count, last_error, last_status, last_polled_at, last_success_at, "
+    "next_poll_at, baseline_done, created_at"
 )
 
 
@@ -112,37 +113,15 @@ class SourceRepository(Database):
             " (SELECT count(*) FROM items i WHERE i.source_id = s.id) AS item_count"
             f" FROM sources s {where} ORDER BY s.name"
         )
-        out = []
-        for r in con.execute(sql, params).fetchall():
-            out.append(
-                Source(
-                    id=r[0],
-                    name=r[1],
-                    url=r[2],
-                    kind=r[3],
-                    format=r[4],
-                    site_url=r[5],
-                    title=r[6],
-                    every=timedelta(seconds=r[7]),
-                    backfill=r[8],
-                    selectors=json.loads(r[9]) if r[9] else None,
-                    status=r[10],
-                    etag=r[11],
-                    last_modified=r[12],
-                    body_hash=r[13],
-                    error_count=r[14],
-                    last_error=r[15],
-                    last_status=r[16],
-                    last_polled_at=r[17],
-                    last_success_at=r[18],
-                    next_poll_at=r[19],
-                    baseline_done=r[20],
-                    created_at=r[21],
-                    added_url=r[22],
-                    item_count=r[23],
-                )
+        return [
+            model_from_row(
+                Source,
+                r,
+                every=lambda seconds: timedelta(seconds=seconds),
+                selectors=lambda raw: json.loads(raw) if raw else None,
             )
-        return out
+            for r in con.execute(sql, params).fetchall()
+        ]
 
     def remove_source(self, name: str) -> int:
         """Delete a source with its items, events and fetch log; returns the items removed."""

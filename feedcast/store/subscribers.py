@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from feedcast.kernel.errors import AlreadyExists, InvalidValue, NotFound
 from feedcast.kernel.models import NewSubscriber, Subscriber
-from feedcast.store._rows import _utc
+from feedcast.store._rows import _tuple, _utc, model_from_row
 from feedcast.store.channels import ChannelRepository
 from feedcast.store.database import Connection, staged
 
@@ -23,6 +23,7 @@ __all__ = ["AUDIENCE_TAG", "SubscriberRepository", "move_recipient", "set_status
 
 AUDIENCE_TAG = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.:-]{0,63}")  # what a tag may look like
 
+# the fields of Subscriber, in order (model_from_row)
 _SUBSCRIBER_SQL = """
     SELECT s.id, c.name, s.recipient, s.status, s.tags, s.name, s.status_reason,
            s.last_inbound_at, s.created_at, s.updated_at, s.locale
@@ -31,19 +32,7 @@ _SUBSCRIBER_SQL = """
 
 
 def _subscriber(r: Sequence[Any]) -> Subscriber:
-    return Subscriber(
-        id=r[0],
-        channel=r[1],
-        recipient=r[2],
-        status=r[3],
-        tags=tuple(r[4] or ()),
-        name=r[5],
-        status_reason=r[6],
-        last_inbound_at=_utc(r[7]),
-        created_at=_utc(r[8]),
-        updated_at=_utc(r[9]),
-        locale=r[10],
-    )
+    return model_from_row(Subscriber, r, utc=("last_inbound_at", "created_at", "updated_at"), tags=_tuple)
 
 
 def set_statuses(con: Connection, changes: Sequence[tuple[int, str, str | None]], source: str) -> None:

@@ -31,6 +31,7 @@ webhook processing in worker threads would otherwise run into.
 
 from __future__ import annotations
 
+import abc
 import ipaddress
 import json
 import logging
@@ -99,7 +100,9 @@ def _serial(store: Store) -> Store:
 # --------------------------------------------------------------------------- middleware
 
 
-class _SecurityHeaders:
+class _HttpMiddleware(abc.ABC):
+    """An ASGI middleware for HTTP requests: anything else (lifespan) passes through."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -107,7 +110,29 @@ class _SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.http(scope, receive, send)
 
+    @abc.abstractmethod
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One HTTP request."""
+
+
+class _Answer:
+    """A request's ``send`` that knows whether the response has started (after that,
+    no other response may be sent)."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
+
+
+class _SecurityHeaders(_HttpMiddleware):
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
@@ -122,26 +147,13 @@ class _SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-class _Errors:
+class _Errors(_HttpMiddleware):
     """An unexpected error: a short 500 for the client, the scrubbed trace for the log."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = _Answer(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, answer)
         except Exception as exc:
             # the first path segment only: later ones may be tokens (/u/TOKEN, /c/TOKEN)
             where = "/" + str(scope.get("path", "")).lstrip("/").split("/", 1)[0]
@@ -150,10 +162,10 @@ class _Errors:
                 "%s %s… failed%s:\n%s",
                 scope.get("method"),
                 where,
-                " after answering" if started else "",
+                " after answering" if answer.started else "",
                 trace,
             )
-            if not started:
+            if not answer.started:
                 await JSONResponse({"error": "internal error"}, 500)(scope, receive, send)
 
 
@@ -161,15 +173,12 @@ class _TooLarge(Exception):
     pass
 
 
-class _BodyLimit:
+class _BodyLimit(_HttpMiddleware):
     def __init__(self, app: ASGIApp, max_body: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_body = max_body
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None:
             if not declared.isdigit():
@@ -179,7 +188,6 @@ class _BodyLimit:
                 await _plain(413, "request body too large")(scope, receive, send)
                 return
         seen = 0
-        started = False
 
         async def limited_receive() -> Message:
             nonlocal seen
@@ -190,16 +198,11 @@ class _BodyLimit:
                     raise _TooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        answer = _Answer(send)
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, answer)
         except _TooLarge:
-            if not started:
+            if not answer.started:
                 await _plain(413, "request body too large")(scope, receive, send)
 
 

@@ -54,6 +54,20 @@ def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
 
 
+def _secret(channel: Channel, key: str, what: str, missing: str) -> str | None:
+    """The channel's ``key`` secret, resolved; None when the channel has none or its
+    environment variable is unset (logged: ``what`` refused; ``missing`` names the
+    option and how to set it)."""
+    try:
+        value = channel.setting(key) if channel.settings.get(key) else None
+    except ChannelError as exc:
+        log.warning("messenger %s: %s refused: %s", channel.name, what, channel.error_text(exc))
+        return None
+    if value is None:
+        log.warning("messenger %s: %s refused: the channel has no %s", channel.name, what, missing)
+    return value
+
+
 class _Webhook:
     def __init__(self, store: Store, environ: Mapping[str, str] | None, inbound: Inbound) -> None:
         self.store = store
@@ -80,17 +94,13 @@ class _Webhook:
 
     def handshake(self, request: Request, channel: Channel) -> Response:
         params = request.query_params
-        try:
-            expected = channel.setting("verify_token") if channel.settings.get("verify_token") else None
-        except ChannelError as exc:
-            log.warning("messenger %s: handshake refused: %s", channel.name, channel.error_text(exc))
-            return PlainTextResponse("forbidden", 403)
+        expected = _secret(
+            channel,
+            "verify_token",
+            "handshake",
+            "--verify-token (feedcast channel add ... --verify-token env:VAR, the same value as in the Meta app)",
+        )
         if expected is None:
-            log.warning(
-                "messenger %s: handshake refused: the channel has no --verify-token "
-                "(feedcast channel add ... --verify-token env:VAR, the same value as in the Meta app)",
-                channel.name,
-            )
             return PlainTextResponse("forbidden", 403)
         given = params.get("hub.verify_token") or ""
         challenge = params.get("hub.challenge")
@@ -104,17 +114,13 @@ class _Webhook:
 
     async def receive(self, request: Request, channel: Channel) -> Response:
         body = await request.body()
-        try:
-            secret = channel.setting("app_secret") if channel.settings.get("app_secret") else None
-        except ChannelError as exc:
-            log.warning("messenger %s: webhook refused: %s", channel.name, channel.error_text(exc))
-            return PlainTextResponse("forbidden", 403)
+        secret = _secret(
+            channel,
+            "app_secret",
+            "webhook",
+            "--app-secret to verify signatures with (feedcast channel add ... --app-secret env:VAR)",
+        )
         if secret is None:
-            log.warning(
-                "messenger %s: webhook refused: the channel has no --app-secret to verify signatures with "
-                "(feedcast channel add ... --app-secret env:VAR)",
-                channel.name,
-            )
             return PlainTextResponse("forbidden", 403)
         given = request.headers.get("x-hub-signature-256", "").strip()
         if not given:

@@ -322,14 +322,8 @@ def _parse(
     else:  # product-html
         items, title, link = parse_product_page(make_soup(body, headers), url, warnings)
     items = dedupe_keys(items, warnings)
-    return ParseResult(
-        kind=SourceKind.CATALOGUE,
-        format=fmt,
-        items=tuple(items),
-        title=title,
-        link=link,
-        warnings=tuple(warnings),
-        next_urls=next_urls,
+    return ParseResult.gathered(
+        SourceKind.CATALOGUE, fmt, items, warnings, title=title, link=link, next_urls=next_urls
     )
 
 

@@ -89,15 +89,7 @@ def parse_page(
             "or single-article metadata); configure selectors or use one of its feeds"
         )
     return repair_mojibake(
-        ParseResult(
-            kind=SourceKind.PAGE,
-            format=fmt,
-            items=tuple(items),
-            title=title,
-            link=link,
-            warnings=tuple(warnings),
-            feeds=feeds,
-        )
+        ParseResult.gathered(SourceKind.PAGE, fmt, items, warnings, title=title, link=link, feeds=feeds)
     )
 
 
