@@ -35,7 +35,7 @@ def _artifact(store: Store, result: CampaignResult) -> None:
     failures = store.campaign_failures(c.id)
     # item titles, URLs and provider errors come from outside: escaped (feedcast.mdtext)
     lines = [
-        f"### Campaign {c.id}: {md_text(c.automation)} → {md_text(c.channel)} "
+        f"### Campaign {c.id}: {md_text(c.automation or c.composed)} → {md_text(c.channel)} "
         f"({md_text(c.channel_kind)}, layout {md_text(c.layout)})",
         "",
         "| recipients | sent | failed | skipped | pending | status | seconds | per second |",
@@ -53,8 +53,29 @@ def _artifact(store: Store, result: CampaignResult) -> None:
         lines += ["", "| why not sent | code | deliveries |", "|---|---|---:|"]
         lines += [f"| {md_text(r['error'], 300)} | {md_text(r['error_code'])} | {r['n']} |" for r in failures]
     create_markdown_artifact(
-        "\n".join(lines), key=f"campaign-{c.id}", description=f"Campaign {c.id} of {c.automation}"
+        "\n".join(lines),
+        key=f"campaign-{c.id}",
+        description=f"Campaign {c.id} of {c.automation or c.composed}",
     )
+
+
+def _report(store: Store, results: list[CampaignResult]) -> None:
+    """Each campaign a run sent: its artifact, and a line in the run's log."""
+    logger = get_run_logger()
+    for result in results:
+        _artifact(store, result)
+        c = result.campaign
+        logger.info(
+            "campaign %s (%s%s): %s sent, %s failed, %s skipped, %s pending (%s)",
+            c.id,
+            c.channel,
+            f", {c.locale}" if c.locale else "",
+            c.sent,
+            c.failed,
+            c.skipped,
+            c.pending,
+            c.status,
+        )
 
 
 def _busy_only(task: Any, task_run: Any, state: Any) -> bool:
@@ -76,18 +97,7 @@ def run_automation(
     logger = get_run_logger()
     store = Store(Path(db))
     result = automations.run_automation(store, automations.Due(name, trigger, send_id), now=datetime.now(UTC))
-    for campaign in result.campaigns:
-        _artifact(store, campaign)
-        c = campaign.campaign
-        logger.info(
-            "campaign %s: %s sent, %s failed, %s skipped, %s pending (%s)",
-            c.id,
-            c.sent,
-            c.failed,
-            c.skipped,
-            c.pending,
-            c.status,
-        )
+    _report(store, result.campaigns)
     if result.note:
         logger.info("%s: %s", name, result.note)
     stopped = [c.campaign for c in result.campaigns if c.campaign.status == "stopped"]
@@ -108,17 +118,7 @@ def run_campaign(name: str, db: str = "feedcast.duckdb", trigger: str = "at") ->
     logger = get_run_logger()
     store = Store(Path(db))
     run = compose.send_composed(store, name, trigger=trigger, now=datetime.now(UTC))
-    for campaign in run.campaigns:
-        c = campaign.campaign
-        logger.info(
-            "campaign %s (%s, %s): %s sent, %s failed, %s pending",
-            c.id,
-            c.channel,
-            c.locale,
-            c.sent,
-            c.failed,
-            c.pending,
-        )
+    _report(store, run.campaigns)
     if run.note:
         logger.info("%s: %s", name, run.note)
     if run.error:

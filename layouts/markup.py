@@ -102,16 +102,19 @@ def parse(text: str) -> tuple[Paragraph, ...]:
     return tuple(paragraphs)
 
 
-def _render(
-    text: str,
-    *,
-    escape_text: Callable[[str], str],
-    bold: tuple[str, str],
-    italic: tuple[str, str],
-    link: Callable[[str, str], str],
-    line: str = "\n",
-    paragraph: str = "\n\n",
-) -> str:
+@dataclass(frozen=True, slots=True)
+class _Style:
+    """How a format writes the markup: its escaping, its marks, its links, its breaks."""
+
+    escape_text: Callable[[str], str]
+    bold: tuple[str, str]
+    italic: tuple[str, str]
+    link: Callable[[str, str], str]
+    line: str = "\n"
+    paragraph: str = "\n\n"
+
+
+def _render(text: str, style: _Style) -> str:
     out: list[str] = []
     for spans in parse(text):
         parts: list[str] = []
@@ -122,26 +125,24 @@ def _render(
                 end = index
                 while end < len(spans) and spans[end].href == span.href:
                     end += 1
-                label = "".join(_marked(s, escape_text, bold, italic) for s in spans[index:end])
-                parts.append(link(span.href, label))
+                label = "".join(_marked(s, style) for s in spans[index:end])
+                parts.append(style.link(span.href, label))
                 index = end
                 continue
-            parts.append(line if span.text == "\n" else _marked(span, escape_text, bold, italic))
+            parts.append(style.line if span.text == "\n" else _marked(span, style))
             index += 1
         out.append("".join(parts))
-    return paragraph.join(out)
+    return style.paragraph.join(out)
 
 
-def _marked(
-    span: Span, escape_text: Callable[[str], str], bold: tuple[str, str], italic: tuple[str, str]
-) -> str:
+def _marked(span: Span, style: _Style) -> str:
     if span.text == "\n":
         return "\n"
-    text = escape_text(span.text)
+    text = style.escape_text(span.text)
     if span.italic:
-        text = f"{italic[0]}{text}{italic[1]}"
+        text = f"{style.italic[0]}{text}{style.italic[1]}"
     if span.bold:
-        text = f"{bold[0]}{text}{bold[1]}"
+        text = f"{style.bold[0]}{text}{style.bold[1]}"
     return text
 
 
@@ -149,28 +150,29 @@ def _html_escape(text: str) -> str:
     return escape(text, quote=False)
 
 
+def _html_link(target: str) -> Callable[[str, str], str]:
+    return lambda href, label: f'<a href="{escape(href, quote=True)}"{target}>{label}</a>'
+
+
+_TELEGRAM = _Style(_html_escape, ("<b>", "</b>"), ("<i>", "</i>"), _html_link(""))
+_EMAIL = _Style(
+    _html_escape,
+    ("<strong>", "</strong>"),
+    ("<em>", "</em>"),
+    _html_link(' target="_blank"'),
+    "<br>\n",
+    "</p>\n<p>",
+)
+
+
 def to_telegram(text: str) -> str:
     """Telegram's HTML parse mode: ``<b>``, ``<i>``, ``<a href>``, newlines."""
-    return _render(
-        text,
-        escape_text=_html_escape,
-        bold=("<b>", "</b>"),
-        italic=("<i>", "</i>"),
-        link=lambda href, label: f'<a href="{escape(href, quote=True)}">{label}</a>',
-    )
+    return _render(text, _TELEGRAM)
 
 
 def to_html(text: str) -> str:
     """Email HTML: paragraphs of ``<p>``, ``<strong>``, ``<em>``, ``<a href>``, ``<br>``."""
-    body = _render(
-        text,
-        escape_text=_html_escape,
-        bold=("<strong>", "</strong>"),
-        italic=("<em>", "</em>"),
-        link=lambda href, label: f'<a href="{escape(href, quote=True)}" target="_blank">{label}</a>',
-        line="<br>\n",
-        paragraph="</p>\n<p>",
-    )
+    body = _render(text, _EMAIL)
     return f"<p>{body}</p>" if body else ""
 
 
@@ -183,10 +185,13 @@ def _plain_link(href: str, label: str) -> str:
     return target if label.strip() in (href, target) else f"{label} ({target})"
 
 
+_PLAIN = _Style(_identity, ("", ""), ("", ""), _plain_link)
+
+
 def to_plain(text: str) -> str:
     """Plain text (Messenger, the plain part of an email): marks dropped, links as
     ``label (address)``."""
-    return _render(text, escape_text=_identity, bold=("", ""), italic=("", ""), link=_plain_link)
+    return _render(text, _PLAIN)
 
 
 def plain(text: str) -> str:
@@ -201,15 +206,14 @@ def _slack_escape(text: str) -> str:
     return text.translate(_SLACK_ESCAPES)
 
 
+_SLACK = _Style(
+    _slack_escape, ("*", "*"), ("_", "_"), lambda href, label: f"<{href.replace('|', '%7C')}|{label}>"
+)
+
+
 def to_slack(text: str) -> str:
     """Slack mrkdwn: ``*bold*``, ``_italic_``, ``<url|label>``."""
-    return _render(
-        text,
-        escape_text=_slack_escape,
-        bold=("*", "*"),
-        italic=("_", "_"),
-        link=lambda href, label: f"<{href.replace('|', '%7C')}|{label}>",
-    )
+    return _render(text, _SLACK)
 
 
 _DISCORD_MARKS = re.compile(r"([\\*_~`|>#\[\]()-])")
@@ -219,12 +223,9 @@ def _discord_escape(text: str) -> str:
     return _DISCORD_MARKS.sub(r"\\\1", text)
 
 
+_DISCORD = _Style(_discord_escape, ("**", "**"), ("*", "*"), lambda href, label: f"[{label}](<{href}>)")
+
+
 def to_discord(text: str) -> str:
     """Discord markdown: ``**bold**``, ``*italic*``, ``[label](url)``."""
-    return _render(
-        text,
-        escape_text=_discord_escape,
-        bold=("**", "**"),
-        italic=("*", "*"),
-        link=lambda href, label: f"[{label}](<{href}>)",
-    )
+    return _render(text, _DISCORD)

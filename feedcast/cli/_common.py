@@ -23,6 +23,7 @@ from feedcast.store import Store, default_db_path
 from feedcast.terminal import console, json_literal, literal, print_fields, print_table
 
 __all__ = [
+    "DeadlineOpt",
     "Format",
     "FormatOpt",
     "State",
@@ -51,6 +52,12 @@ class Format(StrEnum):
 
 
 FormatOpt = Annotated[Format, typer.Option("--format", help="Output format.")]
+DeadlineOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--deadline", metavar="S", help="Stop starting deliveries after S seconds (the rest stays pending)."
+    ),
+]
 
 
 class State:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from feedcast.cli._common import (
+    DeadlineOpt,
     Format,
     FormatOpt,
     State,
@@ -30,7 +31,7 @@ from feedcast.compose import (
     send_composed,
 )
 from feedcast.kernel.errors import FeedcastError
-from feedcast.kernel.models import ComposedCampaign
+from feedcast.kernel.models import CampaignInfo, ComposedCampaign
 
 __all__ = ["campaign_commands"]
 
@@ -45,6 +46,12 @@ def _when(composed: ComposedCampaign) -> str:
 
 def _modules(composed: ComposedCampaign) -> str:
     return ", ".join(m.kind + (" + buttons" if m.buttons else "") for m in composed.message.modules)
+
+
+def _campaign_json(c: CampaignInfo) -> dict[str, Any]:
+    """One campaign of a composed campaign (a channel, a language) and how it went."""
+    fields = ("id", "channel", "locale", "status", "recipients", "sent", "failed", "skipped", "pending")
+    return {key: getattr(c, key) for key in fields}
 
 
 def _as_json(composed: ComposedCampaign) -> dict[str, Any]:
@@ -175,20 +182,7 @@ def show_command(
         show_json(
             {
                 **_as_json(composed),
-                "campaigns": [
-                    {
-                        "id": c.id,
-                        "channel": c.channel,
-                        "locale": c.locale,
-                        "status": c.status,
-                        "recipients": c.recipients,
-                        "sent": c.sent,
-                        "failed": c.failed,
-                        "skipped": c.skipped,
-                        "pending": c.pending,
-                    }
-                    for c in campaigns
-                ],
+                "campaigns": [_campaign_json(c) for c in campaigns],
             }
         )
         return
@@ -310,14 +304,7 @@ def send_command(
     now: Annotated[
         bool, typer.Option("--now", help="Send a scheduled campaign now, before its time.")
     ] = False,
-    deadline: Annotated[
-        float | None,
-        typer.Option(
-            "--deadline",
-            metavar="S",
-            help="Stop starting deliveries after S seconds (the rest stays pending).",
-        ),
-    ] = None,
+    deadline: DeadlineOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Send a composed campaign now, or resume one that stopped; every active subscriber
@@ -345,19 +332,7 @@ def _run_json(run: ComposedRun) -> dict[str, Any]:
         "note": run.note,
         "error": run.error,
         "campaigns": [
-            {
-                "id": r.campaign.id,
-                "channel": r.campaign.channel,
-                "locale": r.campaign.locale,
-                "status": r.campaign.status,
-                "recipients": r.campaign.recipients,
-                "sent": r.campaign.sent,
-                "failed": r.campaign.failed,
-                "skipped": r.campaign.skipped,
-                "pending": r.campaign.pending,
-                "resumed": r.resumed,
-                "duration": round(r.duration, 3),
-            }
+            {**_campaign_json(r.campaign), "resumed": r.resumed, "duration": round(r.duration, 3)}
             for r in run.campaigns
         ],
     }

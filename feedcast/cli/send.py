@@ -21,7 +21,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from feedcast.cli._common import Format, FormatOpt, State, err, out, show_json, show_table
+from feedcast.cli._common import DeadlineOpt, Format, FormatOpt, State, err, out, show_json, show_table
 from feedcast.kernel.errors import FeedcastError, InvalidValue
 from feedcast.store import Store
 
@@ -124,14 +124,7 @@ def send_command(
             help="Send once at this time (the automation's time zone unless the time has an offset); `feedcast run` or `feedcast serve` sends it.",
         ),
     ] = None,
-    deadline: Annotated[
-        float | None,
-        typer.Option(
-            "--deadline",
-            metavar="S",
-            help="Stop starting deliveries after S seconds (the rest stays pending).",
-        ),
-    ] = None,
+    deadline: DeadlineOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Send an automation now: finish its unfinished campaigns, then build one from the

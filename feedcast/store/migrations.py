@@ -491,6 +491,8 @@ _LOST_ATTEMPTS = (
     "ALTER TABLE deliveries ADD COLUMN lost_attempts INTEGER DEFAULT 0",
 )
 
+_SEND_HISTORY_FROM = "\n        FROM deliveries d JOIN campaigns c ON c.id = d.campaign_id"
+
 # send_history with unconfirmed_attempts and possibly_duplicated
 _SEND_HISTORY_5 = """
     CREATE OR REPLACE VIEW send_history AS
@@ -579,22 +581,13 @@ _COMPOSED = (
 )
 
 # send_history and campaign_report say which kind of campaign a row is, and its name
-_SEND_HISTORY_7 = """
-    CREATE OR REPLACE VIEW send_history AS
-        SELECT d.id AS delivery_id, d.campaign_id, c.automation_name AS automation,
-               c.channel_name AS channel, c.channel_kind, d.recipient, d.status, d.attempts,
-               d.error, d.provider_message_id, d.queued_at, d.sent_at,
-               d.subscriber_id, d.error_code, d.calls_sent, d.updated_at,
-               c.layout, c.format, c.trigger, c.created_at AS campaign_created_at,
-               d.started_at,
-               coalesce(d.lost_attempts, 0)
-                   + CASE WHEN d.status = 'pending' AND d.started_at IS NOT NULL THEN 1 ELSE 0 END
-                   AS unconfirmed_attempts,
-               d.status = 'sent' AND coalesce(d.lost_attempts, 0) > 0 AS possibly_duplicated,
+_SEND_HISTORY_7 = (
+    _SEND_HISTORY_5.rstrip().removesuffix(_SEND_HISTORY_FROM)
+    + """,
                coalesce(c.kind, 'automated') AS campaign_kind, c.composed_name AS campaign_name,
-               c.locale
-        FROM deliveries d JOIN campaigns c ON c.id = d.campaign_id
-"""
+               c.locale"""
+    + _SEND_HISTORY_FROM
+)
 _CAMPAIGN_REPORT_7 = _CAMPAIGN_REPORT.replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1).replace(
     "c.status, c.trigger, c.layout\n",
     "c.status, c.trigger, c.layout,\n           coalesce(c.kind, 'automated') AS kind, c.composed_name AS campaign_name, c.locale\n",
