@@ -1,4 +1,5 @@
-"""Reading audiences: subscriber lists from CSV files (plain Python, no SQL)."""
+"""Reading audiences: subscriber lists from CSV files, and the languages people read
+(plain Python, no SQL)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,30 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from babel import Locale, UnknownLocaleError
+
 from channels.base import Channel
 from feedcast.kernel.errors import InvalidValue, UserError
 from feedcast.kernel.models import NewSubscriber
 
-__all__ = ["RECIPIENT_COLUMNS", "read_subscribers_csv"]
+__all__ = ["RECIPIENT_COLUMNS", "read_subscribers_csv", "subscriber_locale"]
 
 RECIPIENT_COLUMNS = ("recipient", "chat_id", "psid", "email", "address", "id")
+
+
+def subscriber_locale(value: str | None, *, strict: bool = True) -> str | None:
+    """A language as subscribers are tagged with it: ``it``, ``pt_BR`` (from ``it``,
+    ``pt-br``, Telegram's ``language_code``, Messenger's ``pt_BR``). None for none; an
+    unknown one is InvalidValue, or None when not ``strict`` (what a provider said)."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        return str(Locale.parse(text.replace("-", "_")))
+    except (UnknownLocaleError, ValueError, TypeError):
+        if strict:
+            raise InvalidValue(f"unknown language {text!r} (e.g. it, fr_CA, pt-BR)") from None
+        return None
 
 
 def _rows(path: Path) -> tuple[list[tuple[int, dict[str, str]]], str]:
@@ -49,7 +67,7 @@ def read_subscribers_csv(
     path: Path, channel: Channel, extra_tags: tuple[str, ...] = ()
 ) -> tuple[list[NewSubscriber], list[str]]:
     """Subscribers from a CSV (a recipient column, optional tags separated by ; or |,
-    name, last_inbound_at), each recipient checked by the channel. Bad rows do not stop
+    name, last_inbound_at, locale), each recipient checked by the channel. Bad rows do not stop
     the others: they come back as "line N: why" messages."""
     rows, column = _rows(path)
     news: dict[str, NewSubscriber] = {}
@@ -73,7 +91,10 @@ def read_subscribers_csv(
             if address in news:
                 raise InvalidValue(f"{address!r} is already on line {first_line[address]}")
             first_line[address] = line
-            news[address] = NewSubscriber(address, tags + extra_tags, row.get("name") or None, inbound)
+            locale = subscriber_locale(row.get("locale") or row.get("language"))
+            news[address] = NewSubscriber(
+                address, tags + extra_tags, row.get("name") or None, inbound, locale
+            )
         except UserError as exc:
             bad.append(f"line {line}: {exc}")
     return list(news.values()), bad

@@ -676,7 +676,8 @@ def _send(
 ) -> ComposedRun:
     run = ComposedRun(composed.name)
     resumed = composed.status == "sending"
-    if composed.status in ("draft", "scheduled"):
+    never_started = composed.status == "stopped" and not store.composed_campaign_ids(composed.id)
+    if composed.status in ("draft", "scheduled") or never_started:  # (stopped: nothing could go at its time)
         plan = plan_composed(store, composed, now=now, environ=environ)
         if plan.reason is not None:
             if trigger == "at":  # its time came and nothing can go: say so once, not every minute

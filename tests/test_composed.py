@@ -643,3 +643,47 @@ def test_a_mixed_audience_gets_one_rendering_per_language(
             assert i18n.gettext("You receive this email because you subscribed to these updates.") in text
         assert ('dir="rtl"' in html) == (locale == "ar")
         assert f'lang="{locale}"' in html
+
+
+def test_subscribers_languages_from_the_cli_and_a_csv(
+    cli: Cli, telegram: tuple[TelegramEmulator, str], tmp_path: Path
+) -> None:
+    cli("channel", "add", "tg", "telegram", "--token", "env:TG_TOKEN", "--api-url", telegram[1])
+    cli("subscriber", "add", "tg", "11", "--locale", "pt-BR")
+    err = cli("subscriber", "add", "tg", "12", "--locale", "klingon", code=2)
+    assert "unknown language 'klingon'" in err and len(err.strip().splitlines()) == 1
+    people = tmp_path / "people.csv"
+    people.write_text(
+        "chat_id,name,locale\n21,Anna,de\n22,Ali,ar\n23,Bad,zz-not\n24,Nobody,\n", encoding="utf-8"
+    )
+    out, err = cli.outputs("subscriber", "import", "tg", str(people))
+    assert "3 added" in out and "line 4: unknown language 'zz-not'" in err
+    listed: Any = cli.json("subscriber", "list", "--channel", "tg")
+    assert {s["recipient"]: s["locale"] for s in listed} == {
+        "11": "pt_BR",
+        "21": "de",
+        "22": "ar",
+        "24": None,
+    }
+    assert "language" in cli("subscriber", "list")
+
+
+def test_a_campaign_due_with_nobody_to_send_to_stops_once_and_can_be_sent_later(
+    cli: Cli, telegram: tuple[TelegramEmulator, str], tmp_path: Path
+) -> None:
+    emulator, url = telegram
+    emulator.reset()
+    cli("channel", "add", "tg", "telegram", "--token", "env:TG_TOKEN", "--api-url", url)
+    file = tmp_path / "m.yaml"
+    file.write_text("modules:\n  - text: 'Hello'\n", encoding="utf-8")
+    with time_machine.travel(datetime(2027, 5, 1, 8, 0, tzinfo=UTC), tick=False) as clock:
+        cli("campaign", "create", "hello", "--channel", "tg", "--file", str(file), "--at", "2027-05-01T09:00")
+        clock.move_to(datetime(2027, 5, 1, 9, 0, 30, tzinfo=UTC))
+        ran: Any = cli.json("run", "--no-poll")
+        assert "no active subscriber" in ran["campaigns"][0]["note"]
+        assert Store(cli.db).get_composed("hello").status == "stopped"
+        assert cli.json("run", "--no-poll")["campaigns"] == []  # type: ignore[index]  # said once
+        cli("subscriber", "add", "tg", "77")
+        cli("campaign", "send", "hello")
+    assert [c["params"]["text"] for c in emulator.received(77)] == ["Hello"]
+    assert Store(cli.db).get_composed("hello").status == "sent"

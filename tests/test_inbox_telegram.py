@@ -168,6 +168,21 @@ def test_start_stop_and_anything_else(tg: TelegramEmulator, store: Store) -> Non
     ]
 
 
+def test_the_language_of_a_persons_app_is_kept_on_the_subscriber(tg: TelegramEmulator, store: Store) -> None:
+    tg.user_sends(601, "/start", first_name="Chiara", language_code="it")
+    tg.user_sends(602, "/start", first_name="João", language_code="pt-br")
+    tg.user_sends(603, "/start", first_name="X", language_code="xx-nope")
+    once(store)
+    assert [store.get_subscriber("tg", chat).locale for chat in ("601", "602", "603")] == [
+        "it",
+        "pt_BR",
+        None,
+    ]
+    tg.user_sends(601, "ciao", language_code="fr")  # switched the app to French: every update says so
+    once(store)
+    assert store.get_subscriber("tg", "601").locale == "fr"
+
+
 def test_first_contact_without_start_gets_the_presentation_and_the_default(
     tg: TelegramEmulator, store: Store
 ) -> None:

@@ -201,34 +201,7 @@ def show_command(
         title=f"campaign {name}",
     )
     if campaigns:
-        show_table(
-            [
-                "campaign",
-                "channel",
-                "language",
-                "status",
-                "recipients",
-                "sent",
-                "failed",
-                "skipped",
-                "pending",
-            ],
-            [
-                [
-                    c.id,
-                    c.channel,
-                    c.locale or "",
-                    c.status,
-                    c.recipients,
-                    c.sent,
-                    c.failed,
-                    c.skipped,
-                    c.pending,
-                ]
-                for c in campaigns
-            ],
-            optional=["skipped", "language"],
-        )
+        _campaigns_table([(c, "", None) for c in campaigns])
 
 
 @campaign_commands.command("preview")
@@ -342,36 +315,43 @@ def _print_run(run: ComposedRun) -> None:
     if run.note:
         out.print(f"{run.campaign}: {run.note}", markup=False, highlight=False)
     if run.campaigns:
-        show_table(
+        _campaigns_table([(r.campaign, " (resumed)" if r.resumed else "", r.duration) for r in run.campaigns])
+
+
+def _campaigns_table(rows: list[tuple[CampaignInfo, str, float | None]]) -> None:
+    """The campaigns of a composed campaign (a channel and language each): how each went,
+    with ``(resumed)`` and the seconds it took when it was just sent."""
+    timed = any(seconds is not None for _c, _note, seconds in rows)
+    columns = [
+        "campaign",
+        "channel",
+        "language",
+        "status",
+        "recipients",
+        "sent",
+        "failed",
+        "skipped",
+        "pending",
+    ]
+    show_table(
+        columns + (["seconds"] if timed else []),
+        [
             [
-                "campaign",
-                "channel",
-                "language",
-                "status",
-                "recipients",
-                "sent",
-                "failed",
-                "skipped",
-                "pending",
-                "seconds",
-            ],
-            [
-                [
-                    f"{r.campaign.id}{' (resumed)' if r.resumed else ''}",
-                    r.campaign.channel,
-                    r.campaign.locale or "",
-                    r.campaign.status,
-                    r.campaign.recipients,
-                    r.campaign.sent,
-                    r.campaign.failed,
-                    r.campaign.skipped,
-                    r.campaign.pending,
-                    f"{r.duration:.1f}",
-                ]
-                for r in run.campaigns
-            ],
-            optional=["seconds", "pending", "skipped", "language"],
-        )
+                f"{c.id}{note}",
+                c.channel,
+                c.locale or "",
+                c.status,
+                c.recipients,
+                c.sent,
+                c.failed,
+                c.skipped,
+                c.pending,
+                *([f"{seconds:.1f}"] if seconds is not None else []),
+            ]
+            for c, note, seconds in rows
+        ],
+        optional=["seconds", "pending", "skipped", "language"],
+    )
 
 
 @campaign_commands.command("cancel")

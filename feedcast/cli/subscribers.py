@@ -30,13 +30,18 @@ def subscriber_add(
         typer.Option("--tag", metavar="T", help="A tag (repeatable): audiences select by tag."),
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="A display name.")] = None,
+    locale: Annotated[
+        str | None, typer.Option("--locale", metavar="LOC", help="The language the person reads (it, pt_BR).")
+    ] = None,
 ) -> None:
     """Subscribe a recipient to a channel."""
+    from feedcast.audience import subscriber_locale
     from feedcast.delivery import make_channel
 
     store = State.reader()
     address = make_channel(store.get_channel(channel)).validate_recipient(recipient)
-    store.add_subscribers(channel, [NewSubscriber(address, tuple(tag or ()), name)], update=False)
+    new = NewSubscriber(address, tuple(tag or ()), name, locale=subscriber_locale(locale))
+    store.add_subscribers(channel, [new], update=False)
     out.print(f"subscribed {address} to {channel}", markup=False)
 
 
@@ -46,7 +51,7 @@ def subscriber_import(
     file: Annotated[
         Path,
         typer.Argument(
-            help="CSV with a recipient column (or chat_id, psid, email); optional tags (separated by ; or |), name, last_inbound_at."
+            help="CSV with a recipient column (or chat_id, psid, email); optional tags (separated by ; or |), name, last_inbound_at, locale."
         ),
     ],
     tag: Annotated[
@@ -96,17 +101,18 @@ def subscriber_list(
         State.reader().list_subscribers(channel, status=status, tag=tag, limit=limit),
         as_json=_subscriber_dict,
         empty="no subscribers" + (" matching" if status or tag or channel else ""),
-        columns=["channel", "recipient", "status", "tags", "name", "reason", "since"],
+        columns=["channel", "recipient", "status", "tags", "name", "language", "reason", "since"],
         row=lambda s: [
             s.channel,
             s.recipient,
             s.status,
             " ".join(s.tags),
             s.name,
+            s.locale,
             s.status_reason,
             s.created_at,
         ],
-        optional=["since", "reason", "tags"],
+        optional=["since", "reason", "language", "tags"],
     )
 
 

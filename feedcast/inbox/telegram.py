@@ -57,6 +57,7 @@ import httpx
 
 from channels.base import Outcome, Recipient, Result, SendContext, one_line
 from channels.telegram import TelegramChannel
+from feedcast.audience import subscriber_locale
 from feedcast.kernel.errors import ChannelError, FeedcastError, InvalidValue, NotFound, StoreError
 from feedcast.kernel.models import InboundEvent, NewInbound, ProviderCall, Subscriber
 from feedcast.replies import reply_calls, reply_text
@@ -235,7 +236,16 @@ def _record(
         payload=update,
         text=text if isinstance(text, str) else None,
         received_at=_when(body.get("date")),
+        locale=_language(_mapping(body.get("from")))
+        if _mapping(body.get("chat")).get("type") == "private"
+        else None,
     )
+
+
+def _language(person: Mapping[str, Any]) -> str | None:
+    """The language of a person's Telegram app (``language_code``), when it is one we know."""
+    code = person.get("language_code")
+    return subscriber_locale(code, strict=False) if isinstance(code, str) else None
 
 
 def handle_update(
@@ -312,7 +322,7 @@ def _handle_update(
     if member is not None:
         _member(handled, store, channel, member, chat_type)
     elif chat_type == "private":
-        _private(handled, store, channel, command, fmt, first_name)
+        _private(handled, store, channel, command, fmt, first_name, _language(person))
     else:
         _group_message(handled, store, channel, body)
     store.set_inbound_action(inbound, handled.action)
@@ -326,9 +336,11 @@ def _private(
     command: tuple[str, str] | None,
     fmt: str,
     name: str | None,
+    locale: str | None = None,
 ) -> None:
     """A person writing to the bot. First contact (no subscriber row yet: ``/start``
-    creating one says so) gets the presentation before anything else."""
+    creating one says so) gets the presentation before anything else. ``locale``: the
+    language their Telegram app is in, kept on the subscriber."""
     chat = handled.chat
     assert chat is not None
     if command is not None and command[0] == "start":
@@ -339,7 +351,7 @@ def _private(
         handled.event = f"/start {payload}".strip()
         detail = f"/start {tag}" if tag else "/start"
         _sub, outcome = store.subscribe(
-            channel, chat, tags=[tag] if tag else [], name=name, source="bot", detail=detail
+            channel, chat, tags=[tag] if tag else [], name=name, source="bot", detail=detail, locale=locale
         )
         handled.action = outcome + (f" (tag {tag})" if tag else "")
         if payload and not shaped:

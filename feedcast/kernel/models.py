@@ -454,6 +454,7 @@ class NewInbound:
     payload: Mapping[str, Any] | None = None  # the raw event, as the provider sent it
     text: str | None = None
     received_at: datetime | None = None
+    locale: str | None = None  # the language the sender's app says they read, when it says
 
 
 @dataclass(frozen=True, slots=True)

@@ -1109,10 +1109,12 @@ class TelegramEmulator(Configurable):
         username: str | None = None,
         from_id: int | None = None,
         bot: str | int | None = None,
+        language_code: str = "en",
     ) -> dict[str, Any]:
         """A person writes ``text`` to the bot (a private chat, registered when unknown;
-        ``from_id`` for a message in a group). Commands (``/start payload``,
-        ``/stop@bot``) carry a ``bot_command`` entity, as Telegram sends them."""
+        ``from_id`` for a message in a group) from an app in ``language_code``. Commands
+        (``/start payload``, ``/stop@bot``) carry a ``bot_command`` entity, as Telegram
+        sends them."""
         with self._lock:
             b = self._bot_of(bot)
             chat = self._chats.get(int(chat_id))
@@ -1123,7 +1125,7 @@ class TelegramEmulator(Configurable):
                 self._member_update(b, chat, self._person(chat, first_name, username), "kicked", "member")
                 chat.status = "active"
             person = (
-                self._person(chat, first_name, username)
+                {**self._person(chat, first_name, username), "language_code": language_code}
                 if from_id is None
                 else {"id": int(from_id), "is_bot": False, "first_name": first_name or f"User {from_id}"}
             )

@@ -256,7 +256,7 @@ class ComposedRepository(ChannelRepository):
         with self.transaction() as con:
             row = con.execute(
                 "UPDATE composed_campaigns SET status = 'sending', started_at = ?, updated_at = ?"
-                " WHERE id = ? AND status IN ('draft', 'scheduled') RETURNING id",
+                " WHERE id = ? AND status IN ('draft', 'scheduled', 'stopped') RETURNING id",
                 [now, now, composed.id],
             ).fetchone()
             if row is None:

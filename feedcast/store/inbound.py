@@ -114,8 +114,9 @@ class InboundRepository(ChannelRepository):
         ).fetchone()
         if sub is not None and event.kind not in ("member", "read", "delivery", "echo"):
             con.execute(
-                "UPDATE subscribers SET last_inbound_at = greatest(coalesce(last_inbound_at, ?), ?) WHERE id = ?",
-                [when, when, sub[0]],
+                "UPDATE subscribers SET last_inbound_at = greatest(coalesce(last_inbound_at, ?), ?),"
+                " locale = coalesce(?, locale) WHERE id = ?",
+                [when, when, event.locale, sub[0]],
             )
         assert row is not None
         return int(row[0])

@@ -278,6 +278,7 @@ class SubscriberRepository(ChannelRepository):
         source: str = "bot",
         detail: str | None = None,
         last_inbound_at: datetime | None = None,
+        locale: str | None = None,
     ) -> tuple[Subscriber, str]:
         """A person subscribes themselves (a bot command, a link, a confirmed form):
         creates the subscriber or makes it active again, and merges ``tags``. Returns
@@ -288,9 +289,9 @@ class SubscriberRepository(ChannelRepository):
             found = _find(con, ch.id, recipient)
             if found is None:
                 created = con.execute(
-                    "INSERT INTO subscribers (channel_id, recipient, name, tags, last_inbound_at)"
-                    " VALUES (?, ?, ?, ?, ?) RETURNING id",
-                    [ch.id, recipient, name, clean, last_inbound_at],
+                    "INSERT INTO subscribers (channel_id, recipient, name, tags, last_inbound_at, locale)"
+                    " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                    [ch.id, recipient, name, clean, last_inbound_at, locale],
                 ).fetchone()
                 assert created is not None
                 sid, outcome = int(created[0]), "subscribed"
@@ -304,9 +305,9 @@ class SubscriberRepository(ChannelRepository):
                 outcome = "already" if status == "active" else "resubscribed"
                 con.execute(
                     "UPDATE subscribers SET tags = list_sort(list_distinct(list_concat(tags, ?))),"
-                    " name = coalesce(?, name), last_inbound_at = coalesce(?, last_inbound_at), updated_at = now()"
-                    " WHERE id = ?",
-                    [clean, name, last_inbound_at, sid],
+                    " name = coalesce(?, name), last_inbound_at = coalesce(?, last_inbound_at),"
+                    " locale = coalesce(?, locale), updated_at = now() WHERE id = ?",
+                    [clean, name, last_inbound_at, locale, sid],
                 )
                 if outcome == "resubscribed":
                     set_statuses(con, [(sid, "active", detail)], source)
